@@ -1,0 +1,345 @@
+//! The component model, in the manner of the OpenTelemetry Collector: every receiver,
+//! processor, exporter and extension comes from a factory that names its type, gives its
+//! default config, validates a config and creates the running component.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigError;
+use crate::fanout::{Input, Outputs};
+use crate::host::Host;
+use crate::pdata::Signal;
+use crate::status::StatusHandle;
+use crate::telemetry::ComponentTelemetry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Receiver, Kind::Processor, Kind::Exporter, Kind::Extension];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receiver",
+            Kind::Processor => "processor",
+            Kind::Exporter => "exporter",
+            Kind::Extension => "extension",
+        }
+    }
+    /// The config section holding components of this kind.
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receivers",
+            Kind::Processor => "processors",
+            Kind::Exporter => "exporters",
+            Kind::Extension => "extensions",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `type` or `type/name`, with the Collector's syntax rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    ty: String,
+    name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn parse(id: &str) -> Result<ComponentId, String> {
+        if id.trim().is_empty() {
+            return Err("id must not be empty".to_string());
+        }
+        let (ty, name) = match id.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (id, None),
+        };
+        let valid_type = ty.len() <= 63
+            && ty.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && ty.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_type {
+            return Err(format!("invalid character(s) in type \"{ty}\""));
+        }
+        if let Some(n) = name {
+            if n.is_empty() {
+                return Err(format!("in \"{id}\" id: the part after / should not be empty"));
+            }
+            if n.chars().count() > 1024 {
+                return Err(format!("name \"{n}\" is longer than 1024 characters"));
+            }
+            if n.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("invalid character(s) in name \"{n}\""));
+            }
+        }
+        Ok(ComponentId { ty: ty.to_string(), name: name.map(str::to_string) })
+    }
+
+    pub fn type_name(&self) -> &str {
+        &self.ty
+    }
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.ty, n),
+            None => f.write_str(&self.ty),
+        }
+    }
+}
+
+/// How much a probe costs the node, as KubeSkoop's docs classify probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overhead {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stability {
+    Development,
+    Alpha,
+    Beta,
+    Stable,
+}
+
+/// A probe inside a receiver, for `podnet components`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProbeInfo {
+    pub name: &'static str,
+    pub data_source: &'static str,
+    pub overhead: Overhead,
+}
+
+/// What a factory tells about its components.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FactoryInfo {
+    pub type_name: &'static str,
+    /// Deprecated names still accepted, with a warning (`otlp` for `otlp_grpc`).
+    pub aliases: &'static [&'static str],
+    pub kind: Kind,
+    pub signals: &'static [Signal],
+    pub stability: Stability,
+    pub description: &'static str,
+    pub probes: &'static [ProbeInfo],
+}
+
+/// A component's parsed config, type-erased so the registry can hold every factory.
+pub trait ComponentConfig: Any + Send + Sync + fmt::Debug {
+    fn as_any(&self) -> &dyn Any;
+    /// The effective config (defaults applied) for `print-config` and for deciding on
+    /// reload whether the component changed.
+    fn to_json(&self) -> serde_json::Value;
+}
+
+impl<T: Serialize + Any + Send + Sync + fmt::Debug> ComponentConfig for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Everything a component gets from the service when it is created.
+#[derive(Clone)]
+pub struct ComponentContext {
+    pub id: ComponentId,
+    pub kind: Kind,
+    /// For processors: the pipeline this instance belongs to.
+    pub pipeline: Option<String>,
+    pub telemetry: ComponentTelemetry,
+    pub status: StatusHandle,
+    pub host: Arc<Host>,
+    /// Cancelled when the component must stop (reload or shutdown).
+    pub shutdown: CancellationToken,
+}
+
+/// Errors while creating or starting a component (bind failures, missing kernel features).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+impl BuildError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        BuildError(msg.into())
+    }
+}
+
+/// A created receiver: the future that runs it until shutdown.
+pub trait Receiver: Send {
+    fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture;
+}
+
+/// A created processor: reads its input, writes to its outputs.
+pub trait Processor: Send {
+    fn run(self: Box<Self>, input: Input, outputs: Outputs) -> BoxFuture;
+}
+
+/// A created exporter: reads its input until shutdown, then flushes what it holds.
+pub trait Exporter: Send {
+    fn run(self: Box<Self>, input: Input) -> BoxFuture;
+}
+
+/// The typed half of a factory; implement one of [`ReceiverFactory`], [`ProcessorFactory`]
+/// or [`ExporterFactory`] too.
+pub trait Factory: Send + Sync + 'static {
+    type Config: DeserializeOwned + Serialize + Default + fmt::Debug + Send + Sync + 'static;
+    fn info(&self) -> FactoryInfo;
+    /// Semantic checks beyond the types; the message is prefixed with the config path.
+    fn validate(&self, _config: &Self::Config) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+pub trait ReceiverFactory: Factory {
+    fn create(&self, config: &Self::Config, ctx: ComponentContext) -> Result<Box<dyn Receiver>, BuildError>;
+}
+pub trait ProcessorFactory: Factory {
+    fn create(&self, config: &Self::Config, ctx: ComponentContext) -> Result<Box<dyn Processor>, BuildError>;
+}
+pub trait ExporterFactory: Factory {
+    fn create(&self, config: &Self::Config, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError>;
+}
+
+/// A created component of any kind.
+pub enum Created {
+    Receiver(Box<dyn Receiver>),
+    Processor(Box<dyn Processor>),
+    Exporter(Box<dyn Exporter>),
+}
+
+/// The object-safe face of a factory, as the registry stores it.
+pub trait DynFactory: Send + Sync {
+    fn info(&self) -> FactoryInfo;
+    fn default_config(&self) -> serde_json::Value;
+    fn parse(&self, value: &figment::value::Value, path: &str) -> Result<Arc<dyn ComponentConfig>, Vec<ConfigError>>;
+    fn create(&self, config: &dyn ComponentConfig, ctx: ComponentContext) -> Result<Created, BuildError>;
+}
+
+fn parse_typed<F: Factory>(f: &F, value: &figment::value::Value, path: &str) -> Result<Arc<dyn ComponentConfig>, Vec<ConfigError>> {
+    let config: F::Config = crate::config::deserialize_component(value, path)?;
+    f.validate(&config).map_err(|msg| vec![ConfigError::at(path, msg)])?;
+    Ok(Arc::new(config))
+}
+
+fn downcast<C: 'static>(config: &dyn ComponentConfig) -> Result<&C, BuildError> {
+    config.as_any().downcast_ref::<C>().ok_or_else(|| BuildError::new("internal error: config of another component type"))
+}
+
+macro_rules! dyn_factory_for {
+    ($wrapper:ident, $trait:ident, $variant:ident) => {
+        /// Adapts a typed factory to [`DynFactory`].
+        pub struct $wrapper<F>(pub F);
+
+        impl<F: $trait> DynFactory for $wrapper<F> {
+            fn info(&self) -> FactoryInfo {
+                self.0.info()
+            }
+            fn default_config(&self) -> serde_json::Value {
+                F::Config::default().to_json()
+            }
+            fn parse(&self, value: &figment::value::Value, path: &str) -> Result<Arc<dyn ComponentConfig>, Vec<ConfigError>> {
+                parse_typed(&self.0, value, path)
+            }
+            fn create(&self, config: &dyn ComponentConfig, ctx: ComponentContext) -> Result<Created, BuildError> {
+                Ok(Created::$variant(self.0.create(downcast::<F::Config>(config)?, ctx)?))
+            }
+        }
+    };
+}
+
+dyn_factory_for!(ReceiverAdapter, ReceiverFactory, Receiver);
+dyn_factory_for!(ProcessorAdapter, ProcessorFactory, Processor);
+dyn_factory_for!(ExporterAdapter, ExporterFactory, Exporter);
+
+/// All factories the binary knows, looked up by type name or alias.
+#[derive(Default, Clone)]
+pub struct Registry {
+    factories: Vec<Arc<dyn DynFactory>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry::default()
+    }
+    pub fn receiver<F: ReceiverFactory>(mut self, f: F) -> Self {
+        self.factories.push(Arc::new(ReceiverAdapter(f)));
+        self
+    }
+    pub fn processor<F: ProcessorFactory>(mut self, f: F) -> Self {
+        self.factories.push(Arc::new(ProcessorAdapter(f)));
+        self
+    }
+    pub fn exporter<F: ExporterFactory>(mut self, f: F) -> Self {
+        self.factories.push(Arc::new(ExporterAdapter(f)));
+        self
+    }
+
+    /// The factory for `type_name` of `kind`, and whether the name was a deprecated alias.
+    pub fn lookup(&self, kind: Kind, type_name: &str) -> Option<(Arc<dyn DynFactory>, bool)> {
+        self.factories.iter().filter(|f| f.info().kind == kind).find_map(|f| {
+            let info = f.info();
+            if info.type_name == type_name {
+                Some((f.clone(), false))
+            } else if info.aliases.contains(&type_name) {
+                Some((f.clone(), true))
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn type_names(&self, kind: Kind) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.factories.iter().map(|f| f.info()).filter(|i| i.kind == kind).map(|i| i.type_name).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn DynFactory>> {
+        self.factories.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_ids_follow_collector_rules() {
+        assert_eq!(ComponentId::parse("procfs").unwrap().to_string(), "procfs");
+        let id = ComponentId::parse("procfs/pods").unwrap();
+        assert_eq!((id.type_name(), id.name()), ("procfs", Some("pods")));
+        assert_eq!(ComponentId::parse("").unwrap_err(), "id must not be empty");
+        assert_eq!(ComponentId::parse("otlp/").unwrap_err(), "in \"otlp/\" id: the part after / should not be empty");
+        assert_eq!(ComponentId::parse("1x").unwrap_err(), "invalid character(s) in type \"1x\"");
+        assert_eq!(ComponentId::parse("a-b").unwrap_err(), "invalid character(s) in type \"a-b\"");
+        assert!(ComponentId::parse(&format!("x/{}", "n".repeat(1025))).unwrap_err().contains("longer than 1024"));
+    }
+}

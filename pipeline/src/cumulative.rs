@@ -1,0 +1,114 @@
+//! Start times for cumulative counters read from the kernel.
+//!
+//! Kernel counters are cumulative since an unknown origin (boot, namespace or device
+//! creation). OTLP wants a start time per series, and a new start time when the counter
+//! resets (a device was removed, so a per-namespace sum went down). Receivers keep one
+//! tracker per probe and ask it for the start time of every point they emit.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+#[derive(Clone, Copy, Debug)]
+struct Series {
+    start: u64,
+    last_value: u64,
+    last_time: u64,
+    seen_in_round: u64,
+}
+
+#[derive(Debug)]
+pub struct CumulativeTracker<K> {
+    series: HashMap<K, Series>,
+    round: u64,
+    resets: u64,
+}
+
+impl<K: Hash + Eq> Default for CumulativeTracker<K> {
+    fn default() -> Self {
+        CumulativeTracker { series: HashMap::new(), round: 0, resets: 0 }
+    }
+}
+
+impl<K: Hash + Eq> CumulativeTracker<K> {
+    /// Begins a collection round; series not observed before the next `end_round` are forgotten.
+    pub fn begin_round(&mut self) {
+        self.round += 1;
+    }
+
+    /// Records `value` for `key` at `now` and returns the series' start time.
+    /// `origin` is the best known start for a series seen for the first time (boot time for
+    /// the host, the owning process's start time for a pod namespace).
+    pub fn observe(&mut self, key: K, value: u64, now: u64, origin: u64) -> u64 {
+        let round = self.round;
+        let s = self.series.entry(key).or_insert(Series { start: origin.min(now), last_value: value, last_time: now, seen_in_round: round });
+        if value < s.last_value {
+            // Reset between the previous observation and this one.
+            s.start = s.last_time;
+            self.resets += 1;
+        }
+        s.last_value = value;
+        s.last_time = now;
+        s.seen_in_round = round;
+        s.start
+    }
+
+    /// Forgets series that vanished (a deleted namespace), so their memory is released and
+    /// a namespace reusing the key starts afresh.
+    pub fn end_round(&mut self) {
+        let round = self.round;
+        self.series.retain(|_, s| s.seen_in_round == round);
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+    /// Number of counter resets detected so far.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_origin_then_moves_on_reset() {
+        let mut t = CumulativeTracker::default();
+        t.begin_round();
+        assert_eq!(t.observe("a", 100, 1_000, 10), 10);
+        t.end_round();
+        t.begin_round();
+        assert_eq!(t.observe("a", 150, 2_000, 10), 10);
+        t.end_round();
+        t.begin_round();
+        assert_eq!(t.observe("a", 5, 3_000, 10), 2_000, "reset starts at the previous observation");
+        assert_eq!(t.resets(), 1);
+        t.end_round();
+    }
+
+    #[test]
+    fn vanished_series_are_forgotten() {
+        let mut t = CumulativeTracker::default();
+        t.begin_round();
+        t.observe("a", 1, 1, 0);
+        t.observe("b", 1, 1, 0);
+        t.end_round();
+        t.begin_round();
+        t.observe("a", 2, 2, 0);
+        t.end_round();
+        assert_eq!(t.len(), 1);
+        t.begin_round();
+        assert_eq!(t.observe("b", 1, 3, 3), 3, "a reappearing key starts afresh");
+    }
+
+    #[test]
+    fn origin_after_now_is_clamped() {
+        let mut t = CumulativeTracker::default();
+        t.begin_round();
+        assert_eq!(t.observe("a", 1, 5, 9), 5);
+    }
+}

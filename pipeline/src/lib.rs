@@ -1,0 +1,21 @@
+//! podnet's pipeline core: the data model (OTLP proto messages), the component model
+//! (factories, ids, contexts), config loading, the running topology and hot reload.
+
+pub mod component;
+pub mod config;
+pub mod cumulative;
+pub mod fanout;
+pub mod host;
+pub mod pdata;
+pub mod reload;
+pub mod scrape;
+pub mod service;
+pub mod status;
+pub mod telemetry;
+pub mod topology;
+
+pub use component::{BuildError, ComponentContext, ComponentId, Kind, Registry};
+pub use config::{ConfigDuration, ConfigError, ConfigErrors, ConfigSource, ResolvedConfig};
+pub use host::{Host, NodeInfo};
+pub use pdata::{Logs, Metrics, PData, Signal};
+pub use service::{ReloadOutcome, Service};

@@ -1,0 +1,416 @@
+//! Pipeline data: OTLP proto messages in a cheap-to-clone envelope, plus the builders
+//! receivers use to write one line per data point.
+//!
+//! Payloads sit behind an `Arc` so that fan-out to several consumers costs a pointer copy;
+//! a processor that edits data calls `resources_mut`, which copies only when the payload is
+//! still shared (the Collector's "clone for mutating consumers" rule, done by `Arc::make_mut`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+pub use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+pub use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
+pub use opentelemetry_proto::tonic::resource::v1::Resource;
+
+/// Resource and metric attribute keys podnet writes. OTel semantic-convention names where one
+/// exists; `podnet.*` for what conventions do not cover.
+pub mod keys {
+    pub const K8S_NODE_NAME: &str = "k8s.node.name";
+    pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+    pub const K8S_POD_NAME: &str = "k8s.pod.name";
+    pub const HOST_NAME: &str = "host.name";
+    /// Inode of the network namespace a resource describes: the key the k8s_attributes
+    /// processor uses to find the pod.
+    pub const NETNS_INODE: &str = "podnet.netns.inode";
+    /// `true` on the resource of the host (node-level) network namespace.
+    pub const NETNS_HOST: &str = "podnet.netns.host";
+    pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
+    pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
+}
+
+/// Metric metadata keys carrying the KubeSkoop name of a metric, read by exporters in
+/// `kubeskoop` naming mode. See [`KubeskoopName`].
+pub mod kubeskoop_meta {
+    /// The full Prometheus name (`kubeskoop_netdev_rxbytes`) when the metric maps 1:1.
+    pub const NAME: &str = "podnet.kubeskoop.name";
+    /// The data-point attribute whose value selects the name (`network.io.direction`).
+    pub const SPLIT_BY: &str = "podnet.kubeskoop.split_by";
+    /// Prefix of `<prefix><attribute value>` keys holding the name for that value.
+    pub const NAME_FOR: &str = "podnet.kubeskoop.name.";
+}
+
+/// The signal a pipeline carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 2] = [Signal::Metrics, Signal::Logs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A batch of metrics: one `ResourceMetrics` per network namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics(Arc<Vec<ResourceMetrics>>);
+
+impl Metrics {
+    pub fn new(resources: Vec<ResourceMetrics>) -> Self {
+        Metrics(Arc::new(resources))
+    }
+    pub fn resources(&self) -> &[ResourceMetrics] {
+        &self.0
+    }
+    /// Mutable access; copies the payload first if another consumer still shares it.
+    pub fn resources_mut(&mut self) -> &mut Vec<ResourceMetrics> {
+        Arc::make_mut(&mut self.0)
+    }
+    pub fn point_count(&self) -> usize {
+        self.0.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(metric_point_count).sum()
+    }
+    pub fn to_request(&self) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest { resource_metrics: self.0.as_ref().clone() }
+    }
+}
+
+/// A batch of log records (events): one `ResourceLogs` per network namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Logs(Arc<Vec<ResourceLogs>>);
+
+impl Logs {
+    pub fn new(resources: Vec<ResourceLogs>) -> Self {
+        Logs(Arc::new(resources))
+    }
+    pub fn resources(&self) -> &[ResourceLogs] {
+        &self.0
+    }
+    pub fn resources_mut(&mut self) -> &mut Vec<ResourceLogs> {
+        Arc::make_mut(&mut self.0)
+    }
+    pub fn record_count(&self) -> usize {
+        self.0.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
+    }
+    pub fn to_request(&self) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest { resource_logs: self.0.as_ref().clone() }
+    }
+}
+
+/// What flows between components.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PData {
+    Metrics(Metrics),
+    Logs(Logs),
+}
+
+impl PData {
+    pub fn signal(&self) -> Signal {
+        match self {
+            PData::Metrics(_) => Signal::Metrics,
+            PData::Logs(_) => Signal::Logs,
+        }
+    }
+    /// Data points for metrics, records for logs: the unit of the self-telemetry counters.
+    pub fn item_count(&self) -> usize {
+        match self {
+            PData::Metrics(m) => m.point_count(),
+            PData::Logs(l) => l.record_count(),
+        }
+    }
+}
+
+pub fn metric_point_count(m: &Metric) -> usize {
+    match &m.data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+pub fn now_unix_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+}
+pub fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }), ..Default::default() }
+}
+pub fn kv_bool(key: &str, value: bool) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }), ..Default::default() }
+}
+
+/// The value of `key` rendered as a string (ints and bools included), if present.
+pub fn attr_string(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
+}
+
+pub fn any_value_to_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            let parts: Vec<String> = a.values.iter().map(any_value_to_string).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Some(any_value::Value::KvlistValue(l)) => {
+            let parts: Vec<String> = l
+                .values
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value.as_ref().map(any_value_to_string).unwrap_or_default()))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Some(any_value::Value::StringValueStrindex(i)) => i.to_string(),
+        None => String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metric definitions and builders
+
+/// How a metric's values behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Cumulative monotonic sum: a kernel counter.
+    Counter,
+    /// Cumulative non-monotonic sum.
+    UpDownCounter,
+    /// A current value (connections, queue bytes).
+    Gauge,
+}
+
+/// The KubeSkoop Prometheus name(s) of a metric, so `kubeskoop` naming mode reproduces
+/// KubeSkoop exactly while OTLP users see one semantic-convention metric.
+#[derive(Clone, Copy, Debug)]
+pub enum KubeskoopName {
+    /// One OTel metric, one KubeSkoop metric.
+    Same(&'static str),
+    /// One OTel metric whose attribute value picks the KubeSkoop metric
+    /// (`system.network.io{network.io.direction=receive}` → `kubeskoop_netdev_rxbytes`).
+    /// The attribute is not exported as a label in kubeskoop mode.
+    SplitBy { attribute: &'static str, names: &'static [(&'static str, &'static str)] },
+}
+
+/// The static description of one metric a receiver produces.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// UCUM unit (`By`, `{packet}`, `s`).
+    pub unit: &'static str,
+    pub kind: MetricKind,
+    pub kubeskoop: Option<KubeskoopName>,
+}
+
+impl MetricDef {
+    fn empty_metric(&self) -> Metric {
+        let mut metadata = Vec::new();
+        match self.kubeskoop {
+            Some(KubeskoopName::Same(name)) => metadata.push(kv_str(kubeskoop_meta::NAME, name)),
+            Some(KubeskoopName::SplitBy { attribute, names }) => {
+                metadata.push(kv_str(kubeskoop_meta::SPLIT_BY, attribute));
+                for (value, name) in names {
+                    metadata.push(kv_str(&format!("{}{value}", kubeskoop_meta::NAME_FOR), *name));
+                }
+            }
+            None => {}
+        }
+        let data = match self.kind {
+            MetricKind::Counter | MetricKind::UpDownCounter => metric::Data::Sum(Sum {
+                data_points: Vec::new(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: self.kind == MetricKind::Counter,
+            }),
+            MetricKind::Gauge => metric::Data::Gauge(Gauge { data_points: Vec::new() }),
+        };
+        Metric {
+            name: self.name.to_string(),
+            description: self.description.to_string(),
+            unit: self.unit.to_string(),
+            metadata,
+            data: Some(data),
+        }
+    }
+}
+
+/// Builds the metrics of one collection: `resource(..)` starts a network namespace,
+/// then one `point(..)` call per data point.
+pub struct MetricsBuilder {
+    scope: InstrumentationScope,
+    resources: Vec<ResourceMetrics>,
+}
+
+impl MetricsBuilder {
+    /// `scope` names the producing component, e.g. `podnet/receiver/procfs`.
+    pub fn new(scope: &str) -> Self {
+        MetricsBuilder {
+            scope: InstrumentationScope { name: scope.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), ..Default::default() },
+            resources: Vec::new(),
+        }
+    }
+
+    /// Starts (or continues) the resource with exactly these attributes.
+    pub fn resource(&mut self, attributes: Vec<KeyValue>) -> ResourceMetricsBuilder<'_> {
+        let index = match self.resources.iter().position(|r| r.resource.as_ref().map(|x| &x.attributes) == Some(&attributes)) {
+            Some(i) => i,
+            None => {
+                self.resources.push(ResourceMetrics {
+                    resource: Some(Resource { attributes, ..Default::default() }),
+                    scope_metrics: vec![ScopeMetrics { scope: Some(self.scope.clone()), ..Default::default() }],
+                    schema_url: String::new(),
+                });
+                self.resources.len() - 1
+            }
+        };
+        ResourceMetricsBuilder { scope: &mut self.resources[index].scope_metrics[0] }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.iter().all(|r| r.scope_metrics.iter().all(|s| s.metrics.is_empty()))
+    }
+
+    pub fn finish(self) -> Metrics {
+        Metrics::new(self.resources.into_iter().filter(|r| r.scope_metrics.iter().any(|s| !s.metrics.is_empty())).collect())
+    }
+}
+
+pub struct ResourceMetricsBuilder<'a> {
+    scope: &'a mut ScopeMetrics,
+}
+
+impl ResourceMetricsBuilder<'_> {
+    /// Adds one data point. `start_unix_nanos` is ignored for gauges.
+    pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, start_unix_nanos: u64, time_unix_nanos: u64, value: Value) {
+        let metric = match self.scope.metrics.iter().position(|m| m.name == def.name) {
+            Some(i) => &mut self.scope.metrics[i],
+            None => {
+                self.scope.metrics.push(def.empty_metric());
+                self.scope.metrics.last_mut().expect("just pushed")
+            }
+        };
+        let mut dp = NumberDataPoint {
+            attributes,
+            start_time_unix_nano: start_unix_nanos,
+            time_unix_nano: time_unix_nanos,
+            value: Some(value.into()),
+            ..Default::default()
+        };
+        match &mut metric.data {
+            Some(metric::Data::Sum(s)) => s.data_points.push(dp),
+            Some(metric::Data::Gauge(g)) => {
+                dp.start_time_unix_nano = 0;
+                g.data_points.push(dp)
+            }
+            _ => unreachable!("MetricDef only builds sums and gauges"),
+        }
+    }
+}
+
+/// A data point value: kernel counters are integers; some gauges are not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Double(f64),
+}
+
+impl From<Value> for number_data_point::Value {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Int(i) => number_data_point::Value::AsInt(i),
+            Value::Double(d) => number_data_point::Value::AsDouble(d),
+        }
+    }
+}
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        // OTLP ints are signed; a kernel counter past i64::MAX is not reachable in practice,
+        // and clamping keeps it monotonic instead of wrapping negative.
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+pub fn number_value_f64(dp: &NumberDataPoint) -> f64 {
+    match dp.value {
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        None => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RX: MetricDef = MetricDef {
+        name: "system.network.io",
+        description: "bytes",
+        unit: "By",
+        kind: MetricKind::Counter,
+        kubeskoop: Some(KubeskoopName::SplitBy {
+            attribute: keys::NETWORK_IO_DIRECTION,
+            names: &[("receive", "kubeskoop_netdev_rxbytes"), ("transmit", "kubeskoop_netdev_txbytes")],
+        }),
+    };
+
+    #[test]
+    fn builder_groups_points_by_resource_and_metric() {
+        let mut b = MetricsBuilder::new("test");
+        b.resource(vec![kv_int(keys::NETNS_INODE, 1)]).point(&RX, vec![kv_str(keys::NETWORK_IO_DIRECTION, "receive")], 1, 2, 10u64.into());
+        b.resource(vec![kv_int(keys::NETNS_INODE, 1)]).point(&RX, vec![kv_str(keys::NETWORK_IO_DIRECTION, "transmit")], 1, 2, 20u64.into());
+        b.resource(vec![kv_int(keys::NETNS_INODE, 2)]).point(&RX, vec![], 1, 2, 5u64.into());
+        let m = b.finish();
+        assert_eq!(m.resources().len(), 2);
+        assert_eq!(m.point_count(), 3);
+        let metric = &m.resources()[0].scope_metrics[0].metrics[0];
+        let Some(metric::Data::Sum(sum)) = &metric.data else { panic!("not a sum") };
+        assert!(sum.is_monotonic);
+        assert_eq!(sum.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+        assert_eq!(attr_string(&metric.metadata, kubeskoop_meta::SPLIT_BY).as_deref(), Some("network.io.direction"));
+        assert_eq!(attr_string(&metric.metadata, "podnet.kubeskoop.name.transmit").as_deref(), Some("kubeskoop_netdev_txbytes"));
+    }
+
+    #[test]
+    fn shared_payload_is_copied_on_write() {
+        let a = Metrics::new(vec![ResourceMetrics::default()]);
+        let mut b = a.clone();
+        b.resources_mut().clear();
+        assert_eq!(a.resources().len(), 1);
+        assert!(b.resources().is_empty());
+    }
+
+    #[test]
+    fn huge_counter_is_clamped_not_wrapped() {
+        assert_eq!(Value::from(u64::MAX), Value::Int(i64::MAX));
+    }
+}

@@ -1,0 +1,173 @@
+//! What every component is doing right now, for `/status`, `/readyz` and the
+//! `podnet_component_up` gauge.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::component::{ComponentId, Kind};
+use crate::pdata::now_unix_nanos;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Running,
+    /// The component could not do its job; the reason says why and what to do.
+    Failed(String),
+    /// The kernel lacks what the component needs (a hook, BTF); everything else runs.
+    Unsupported(String),
+}
+
+impl State {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Failed(_) => "failed",
+            State::Unsupported(_) => "unsupported",
+        }
+    }
+    pub fn is_up(&self) -> bool {
+        matches!(self, State::Running | State::Starting)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentStatus {
+    pub kind: Kind,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    #[serde(flatten)]
+    pub state: State,
+    pub since_unix_nano: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadRecord {
+    pub at_unix_nano: u64,
+    /// `success`, `rejected` (invalid config, nothing changed) or `rolled_back`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    components: BTreeMap<(Kind, String, Option<String>), ComponentStatus>,
+    ready: bool,
+    reloads: u64,
+    last_reload: Option<ReloadRecord>,
+    config_source: String,
+}
+
+#[derive(Default)]
+pub struct StatusRegistry {
+    inner: Mutex<Inner>,
+}
+
+/// The JSON served on `/status`.
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub version: &'static str,
+    pub ready: bool,
+    pub config_source: String,
+    pub reloads: u64,
+    pub last_reload: Option<ReloadRecord>,
+    pub components: Vec<ComponentStatus>,
+}
+
+impl StatusRegistry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take /status down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn handle(self: &Arc<Self>, kind: Kind, id: &ComponentId, pipeline: Option<&str>) -> StatusHandle {
+        let handle = StatusHandle { registry: self.clone(), key: (kind, id.to_string(), pipeline.map(str::to_string)) };
+        handle.set(State::Starting);
+        handle
+    }
+
+    pub fn snapshot(&self) -> Vec<ComponentStatus> {
+        self.lock().components.values().cloned().collect()
+    }
+
+    pub fn report(&self) -> StatusReport {
+        let inner = self.lock();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION"),
+            ready: inner.ready,
+            config_source: inner.config_source.clone(),
+            reloads: inner.reloads,
+            last_reload: inner.last_reload.clone(),
+            components: inner.components.values().cloned().collect(),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.lock().ready = ready;
+    }
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+    pub fn set_config_source(&self, source: &str) {
+        self.lock().config_source = source.to_string();
+    }
+
+    pub fn record_reload(&self, result: &'static str, error: Option<String>) {
+        let mut inner = self.lock();
+        inner.reloads += 1;
+        inner.last_reload = Some(ReloadRecord { at_unix_nano: now_unix_nanos(), result, error });
+    }
+
+    pub fn last_reload_ok(&self) -> Option<bool> {
+        self.lock().last_reload.as_ref().map(|r| r.result == "success")
+    }
+
+    fn remove(&self, key: &(Kind, String, Option<String>)) {
+        self.lock().components.remove(key);
+    }
+}
+
+/// A component's handle on its own status line.
+#[derive(Clone)]
+pub struct StatusHandle {
+    registry: Arc<StatusRegistry>,
+    key: (Kind, String, Option<String>),
+}
+
+impl StatusHandle {
+    pub fn set(&self, state: State) {
+        let mut inner = self.registry.lock();
+        let entry = inner.components.entry(self.key.clone()).or_insert_with(|| ComponentStatus {
+            kind: self.key.0,
+            id: self.key.1.clone(),
+            pipeline: self.key.2.clone(),
+            state: state.clone(),
+            since_unix_nano: now_unix_nanos(),
+        });
+        if entry.state != state {
+            entry.state = state;
+            entry.since_unix_nano = now_unix_nanos();
+        }
+    }
+    pub fn running(&self) {
+        self.set(State::Running)
+    }
+    pub fn failed(&self, reason: impl Into<String>) {
+        self.set(State::Failed(reason.into()))
+    }
+    pub fn unsupported(&self, reason: impl Into<String>) {
+        self.set(State::Unsupported(reason.into()))
+    }
+    pub fn state(&self) -> Option<State> {
+        self.registry.lock().components.get(&self.key).map(|c| c.state.clone())
+    }
+    /// Removes the line: the component was stopped by a reload.
+    pub fn remove(&self) {
+        self.registry.remove(&self.key)
+    }
+}

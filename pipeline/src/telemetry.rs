@@ -1,0 +1,234 @@
+//! podnet's own metrics, built on the OpenTelemetry SDK: a manual reader serves them on the
+//! Prometheus endpoint at scrape time, and an optional periodic OTLP reader pushes them
+//! (`service.telemetry.metrics.otlp`).
+//!
+//! Every component gets a [`ComponentTelemetry`] with its identity pre-bound, so the
+//! framework counts what flows in and out and components add only what they alone know
+//! (export failures, collection duration).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::KeyValue as OtelKeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource as SdkResource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics as SdkResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Temporality};
+
+use crate::component::{ComponentId, Kind};
+use crate::config::TelemetryConfig;
+use crate::pdata::{ExportMetricsServiceRequest, Metrics, Signal};
+use crate::status::StatusRegistry;
+
+/// The manual reader, shared between the meter provider (which owns a reader) and the
+/// scrape handler (which collects from it).
+#[derive(Debug, Clone)]
+struct SharedReader(Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+    fn collect(&self, rm: &mut SdkResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+struct Instruments {
+    received: Counter<u64>,
+    sent: Counter<u64>,
+    dropped: Counter<u64>,
+    export_failed: Counter<u64>,
+    collection_duration: Histogram<f64>,
+    collection_errors: Counter<u64>,
+    reloads: Counter<u64>,
+}
+
+/// The service's telemetry: one per process, it outlives reloads.
+pub struct Telemetry {
+    provider: SdkMeterProvider,
+    reader: Arc<ManualReader>,
+    instruments: Arc<Instruments>,
+    meter: Meter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("service::telemetry::metrics::otlp: cannot build the OTLP exporter for {endpoint}: {reason}")]
+    Otlp { endpoint: String, reason: String },
+}
+
+impl Telemetry {
+    /// Builds the meter provider. Must run inside a tokio runtime when OTLP push is set
+    /// (the gRPC client needs the reactor).
+    pub fn new(config: &TelemetryConfig, node_name: &str, status: Arc<StatusRegistry>) -> Result<Telemetry, TelemetryError> {
+        let reader = Arc::new(ManualReader::builder().with_temporality(Temporality::Cumulative).build());
+        let resource = SdkResource::builder()
+            .with_service_name("podnet")
+            .with_attribute(OtelKeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .with_attribute(OtelKeyValue::new("k8s.node.name", node_name.to_string()))
+            .build();
+        let mut builder = SdkMeterProvider::builder().with_resource(resource).with_reader(SharedReader(reader.clone()));
+        if let Some(otlp) = &config.metrics.otlp {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(otlp.endpoint.clone())
+                .with_timeout(otlp.timeout.0)
+                .build()
+                .map_err(|e| TelemetryError::Otlp { endpoint: otlp.endpoint.clone(), reason: e.to_string() })?;
+            builder = builder.with_reader(PeriodicReader::builder(exporter).with_interval(otlp.interval.0).build());
+        }
+        let provider = builder.build();
+        let meter = provider.meter("podnet");
+        let instruments = Arc::new(Instruments {
+            received: meter
+                .u64_counter("podnet.component.received")
+                .with_description("Items (data points or log records) a processor or exporter received.")
+                .with_unit("{item}")
+                .build(),
+            sent: meter
+                .u64_counter("podnet.component.sent")
+                .with_description("Items a receiver or processor passed on, or an exporter delivered.")
+                .with_unit("{item}")
+                .build(),
+            dropped: meter
+                .u64_counter("podnet.component.dropped")
+                .with_description("Items a component dropped, by reason.")
+                .with_unit("{item}")
+                .build(),
+            export_failed: meter
+                .u64_counter("podnet.exporter.send_failed")
+                .with_description("Items an exporter failed to deliver.")
+                .with_unit("{item}")
+                .build(),
+            collection_duration: meter
+                .f64_histogram("podnet.receiver.collection.duration")
+                .with_description("Time one collection of a receiver took.")
+                .with_unit("s")
+                .with_boundaries(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .build(),
+            collection_errors: meter
+                .u64_counter("podnet.receiver.collection.errors")
+                .with_description("Collection errors (a namespace or file that could not be read), by receiver.")
+                .with_unit("{error}")
+                .build(),
+            reloads: meter
+                .u64_counter("podnet.config.reloads")
+                .with_description("Config reloads, by result (success, rejected, rolled_back).")
+                .with_unit("{reload}")
+                .build(),
+        });
+        // Gauges computed from the status registry at collection time.
+        let status_for_up = status.clone();
+        meter
+            .i64_observable_gauge("podnet.component.up")
+            .with_description("1 when the component runs, 0 when it failed or is unsupported on this kernel.")
+            .with_callback(move |obs| {
+                for c in status_for_up.snapshot() {
+                    obs.observe(
+                        i64::from(c.state.is_up()),
+                        &[
+                            OtelKeyValue::new("component_kind", c.kind.as_str()),
+                            OtelKeyValue::new("component_id", c.id.clone()),
+                            OtelKeyValue::new("state", c.state.as_str()),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let status_for_reload = status;
+        meter
+            .i64_observable_gauge("podnet.config.last_reload_success")
+            .with_description("1 when the last config reload applied, 0 when it was rejected or rolled back.")
+            .with_callback(move |obs| {
+                if let Some(ok) = status_for_reload.last_reload_ok() {
+                    obs.observe(i64::from(ok), &[]);
+                }
+            })
+            .build();
+        Ok(Telemetry { provider, reader, instruments, meter })
+    }
+
+    pub fn component(&self, kind: Kind, id: &ComponentId, pipeline: Option<&str>) -> ComponentTelemetry {
+        let mut attrs = vec![OtelKeyValue::new("component_kind", kind.as_str()), OtelKeyValue::new("component_id", id.to_string())];
+        if let Some(p) = pipeline {
+            attrs.push(OtelKeyValue::new("pipeline", p.to_string()));
+        }
+        ComponentTelemetry { instruments: self.instruments.clone(), attrs: Arc::new(attrs) }
+    }
+
+    pub fn record_reload(&self, result: &'static str) {
+        self.instruments.reloads.add(1, &[OtelKeyValue::new("result", result)]);
+    }
+
+    /// A meter for component-specific instruments (probe self-metrics).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// The current self-metrics as OTLP, for the Prometheus endpoint and tests.
+    pub fn collect(&self) -> Metrics {
+        let mut rm = SdkResourceMetrics::default();
+        match self.reader.collect(&mut rm) {
+            Ok(()) => Metrics::new(ExportMetricsServiceRequest::from(&rm).resource_metrics),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot collect podnet self-metrics");
+                Metrics::default()
+            }
+        }
+    }
+
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::debug!(error = %e, "telemetry shutdown");
+        }
+    }
+}
+
+/// Self-telemetry handle of one component.
+#[derive(Clone)]
+pub struct ComponentTelemetry {
+    instruments: Arc<Instruments>,
+    attrs: Arc<Vec<OtelKeyValue>>,
+}
+
+impl ComponentTelemetry {
+    fn with(&self, extra: &[OtelKeyValue]) -> Vec<OtelKeyValue> {
+        let mut a = self.attrs.as_ref().clone();
+        a.extend_from_slice(extra);
+        a
+    }
+    fn signal_attr(signal: Signal) -> OtelKeyValue {
+        OtelKeyValue::new("signal", signal.as_str())
+    }
+    pub fn received(&self, signal: Signal, items: usize) {
+        self.instruments.received.add(items as u64, &self.with(&[Self::signal_attr(signal)]));
+    }
+    pub fn sent(&self, signal: Signal, items: usize) {
+        self.instruments.sent.add(items as u64, &self.with(&[Self::signal_attr(signal)]));
+    }
+    pub fn dropped(&self, signal: Signal, items: usize, reason: &'static str) {
+        self.instruments.dropped.add(items as u64, &self.with(&[Self::signal_attr(signal), OtelKeyValue::new("reason", reason)]));
+    }
+    pub fn export_failed(&self, signal: Signal, items: usize) {
+        self.instruments.export_failed.add(items as u64, &self.with(&[Self::signal_attr(signal)]));
+    }
+    pub fn collection_duration(&self, seconds: f64) {
+        self.instruments.collection_duration.record(seconds, &self.attrs);
+    }
+    pub fn collection_error(&self, what: &'static str) {
+        self.instruments.collection_errors.add(1, &self.with(&[OtelKeyValue::new("error_type", what)]));
+    }
+}
