@@ -10,6 +10,9 @@ pub struct Host {
     pub node: NodeInfo,
     pub status: Arc<StatusRegistry>,
     pub telemetry: Arc<Telemetry>,
+    /// Whether Prometheus endpoints also serve podnet's own `podnet_*` metrics
+    /// (`service.telemetry.metrics.level` is not `none`).
+    pub serve_self_metrics: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,35 @@
+//! Exporters for people and files: `debug` prints to stdout, `file` appends OTLP JSON lines.
+
+mod debug;
+mod file;
+
+pub use debug::{DebugConfig, DebugExporterFactory, Verbosity, render};
+pub use file::{FileConfig, FileExporterFactory};
+
+use podnet_pipeline::component::ComponentContext;
+use podnet_pipeline::fanout::Input;
+use podnet_pipeline::pdata::PData;
+
+/// Feeds every batch to `write` until shutdown, then drains what is queued.
+pub(crate) async fn drive(ctx: &ComponentContext, input: &mut Input, mut write: impl FnMut(&PData) -> Result<(), String>) {
+    let mut handle = |d: PData| match write(&d) {
+        Ok(()) => ctx.telemetry.sent(d.signal(), d.item_count()),
+        Err(e) => {
+            ctx.telemetry.export_failed(d.signal(), d.item_count());
+            tracing::error!(component = %ctx.id, "cannot write: {e}");
+            ctx.status.failed(e);
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            d = input.recv() => match d {
+                Some(d) => handle(d),
+                None => break,
+            },
+        }
+    }
+    while let Some(d) = input.try_recv() {
+        handle(d);
+    }
+}

@@ -1,0 +1,267 @@
+//! Exporter `prometheus`: a scrape endpoint (default `0.0.0.0:9102/metrics`) that also
+//! answers `/healthz`, `/readyz` and `/status`, and serves podnet's own `podnet_*` metrics.
+
+pub mod store;
+pub mod translate;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use podnet_pipeline::component::{BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::fanout::Input;
+use podnet_pipeline::pdata::{PData, Signal, keys};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Format, Store};
+use crate::translate::{Naming, Translator};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    pub path: String,
+    /// `otel` (the Collector's translation) or `kubeskoop` (KubeSkoop's names and labels).
+    pub naming: Naming,
+    /// Series not updated for this long disappear.
+    pub metric_expiration: ConfigDuration,
+    /// Serve OpenMetrics to scrapers that ask for it.
+    pub enable_open_metrics: bool,
+    /// Prefix for metric names in `otel` naming.
+    pub namespace: String,
+    /// Labels added to every series.
+    pub const_labels: BTreeMap<String, String>,
+    /// Resource attributes copied to labels in `otel` naming.
+    pub resource_attributes_as_labels: Vec<String>,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            endpoint: "0.0.0.0:9102".into(),
+            path: "/metrics".into(),
+            naming: Naming::Otel,
+            metric_expiration: ConfigDuration::from_secs(300),
+            enable_open_metrics: false,
+            namespace: String::new(),
+            const_labels: BTreeMap::new(),
+            resource_attributes_as_labels: vec![
+                keys::K8S_NODE_NAME.into(),
+                keys::K8S_NAMESPACE_NAME.into(),
+                keys::K8S_POD_NAME.into(),
+                keys::NETNS_INODE.into(),
+            ],
+        }
+    }
+}
+
+const RESERVED_PATHS: [&str; 4] = ["/", "/healthz", "/readyz", "/status"];
+
+pub struct PrometheusExporterFactory;
+
+impl Factory for PrometheusExporterFactory {
+    type Config = PrometheusConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "prometheus",
+            aliases: &[],
+            kind: Kind::Exporter,
+            signals: &[Signal::Metrics],
+            stability: Stability::Beta,
+            description: "Prometheus scrape endpoint (text or OpenMetrics), with /healthz, /readyz and /status",
+            probes: &[],
+        }
+    }
+    fn validate(&self, c: &PrometheusConfig) -> Result<(), String> {
+        let port_ok = c.endpoint.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(format!("endpoint \"{}\" must be host:port, like \"0.0.0.0:9102\"", c.endpoint));
+        }
+        if !c.path.starts_with('/') || RESERVED_PATHS.contains(&c.path.as_str()) {
+            return Err(format!("path \"{}\" must start with / and not be one of {}", c.path, RESERVED_PATHS.join(", ")));
+        }
+        if c.metric_expiration.0.is_zero() {
+            return Err("metric_expiration must be greater than zero".into());
+        }
+        for k in c.const_labels.keys() {
+            if translate::sanitize_label(k) != *k {
+                return Err(format!("const_labels: \"{k}\" is not a valid Prometheus label name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ExporterFactory for PrometheusExporterFactory {
+    fn create(&self, config: &PrometheusConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
+        // Bind now, so a taken port fails the (re)load and the previous config is kept.
+        let listener = std::net::TcpListener::bind(&config.endpoint)
+            .map_err(|e| BuildError::new(format!("cannot listen on {}: {e} (set another endpoint)", config.endpoint)))?;
+        listener.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
+        Ok(Box::new(PrometheusExporter { config: config.clone(), ctx, listener }))
+    }
+}
+
+struct PrometheusExporter {
+    config: PrometheusConfig,
+    ctx: ComponentContext,
+    listener: std::net::TcpListener,
+}
+
+struct Shared {
+    config: PrometheusConfig,
+    const_labels: Vec<(String, String)>,
+    store: Mutex<Store>,
+    ctx: ComponentContext,
+}
+
+impl Shared {
+    fn translator(&self) -> Translator<'_> {
+        Translator {
+            naming: self.config.naming,
+            namespace: &self.config.namespace,
+            resource_labels: &self.config.resource_attributes_as_labels,
+            const_labels: &self.const_labels,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn consume(&self, data: PData) {
+        let PData::Metrics(metrics) = data else {
+            self.ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
+            return;
+        };
+        let mut samples = Vec::new();
+        let skipped = self.translator().translate(metrics.resources(), &mut samples);
+        if skipped.delta > 0 {
+            self.ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
+            tracing::warn!(component = %self.ctx.id, points = skipped.delta, "dropped delta-temporality points: Prometheus exposes cumulative data only");
+        }
+        if skipped.unsupported > 0 {
+            self.ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
+        }
+        self.lock().update(samples, Instant::now());
+    }
+
+    fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        {
+            let mut store = self.lock();
+            store.expire(Instant::now(), self.config.metric_expiration.0);
+            store.render(format, &mut out);
+        }
+        if self.ctx.host.serve_self_metrics {
+            let own = self.ctx.host.telemetry.collect();
+            let mut samples = Vec::new();
+            let translator = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &self.const_labels };
+            translator.translate(own.resources(), &mut samples);
+            store::render_samples(samples, format, &mut out);
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+impl Exporter for PrometheusExporter {
+    fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
+        Box::pin(async move {
+            let PrometheusExporter { config, ctx, listener } = *self;
+            let shared = Arc::new(Shared {
+                const_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                config: config.clone(),
+                store: Mutex::new(Store::default()),
+                ctx: ctx.clone(),
+            });
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    ctx.status.failed(format!("cannot use the listening socket: {e}"));
+                    return;
+                }
+            };
+            let app = router(&config.path, shared.clone());
+            let shutdown = ctx.shutdown.clone();
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+            });
+            tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    data = input.recv() => match data {
+                        Some(d) => shared.consume(d),
+                        None => break,
+                    },
+                }
+            }
+            while let Some(d) = input.try_recv() {
+                shared.consume(d);
+            }
+            match server.await {
+                Ok(Err(e)) => tracing::warn!(component = %ctx.id, "metrics server ended: {e}"),
+                Err(e) => tracing::warn!(component = %ctx.id, "metrics server task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        })
+    }
+}
+
+fn router(path: &str, shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(path, get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/status", get(status))
+        .route("/", get(index))
+        .with_state(shared)
+}
+
+/// OpenMetrics only when enabled and asked for: Prometheus asks by default, and would then
+/// see `_total` appended to counter samples.
+fn negotiate(headers: &HeaderMap, enabled: bool) -> Format {
+    let wants = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+    if enabled && wants { Format::OpenMetrics } else { Format::Text }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let format = negotiate(&headers, shared.config.enable_open_metrics);
+    let body = shared.render(format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ctx.host.status.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    let report = shared.ctx.host.status.report();
+    match serde_json::to_string_pretty(&report) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn index(State(shared): State<Arc<Shared>>) -> Response {
+    let body = format!(
+        "podnet {}\n\n{}  metrics\n/healthz  liveness\n/readyz   readiness\n/status   components and their states (JSON)\n",
+        env!("CARGO_PKG_VERSION"),
+        shared.config.path
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}

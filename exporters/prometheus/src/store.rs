@@ -1,0 +1,190 @@
+//! The exporter's state: the last value of every series, when it was last updated, and
+//! the text exposition. Series not updated within `metric_expiration` disappear (a deleted
+//! pod's namespace stops reporting, so its series go).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::translate::{FamilyType, Labels, Sample, format_value};
+
+#[derive(Debug)]
+struct Family {
+    help: String,
+    kind: FamilyType,
+    /// (suffix, labels) → (value, last update).
+    series: BTreeMap<(&'static str, Labels), (f64, Instant)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    families: BTreeMap<String, Family>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+impl Store {
+    pub fn update(&mut self, samples: Vec<Sample>, now: Instant) {
+        for s in samples {
+            let family = self.families.entry(s.family).or_insert_with(|| Family { help: s.help.clone(), kind: s.kind, series: BTreeMap::new() });
+            if family.kind != s.kind {
+                // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
+                family.kind = s.kind;
+                family.series.clear();
+            }
+            if !s.help.is_empty() {
+                family.help = s.help;
+            }
+            family.series.insert((s.suffix, s.labels), (s.value, now));
+        }
+    }
+
+    /// Drops series older than `ttl`; returns how many went.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) -> usize {
+        let mut removed = 0;
+        for family in self.families.values_mut() {
+            let before = family.series.len();
+            family.series.retain(|_, (_, at)| now.saturating_duration_since(*at) <= ttl);
+            removed += before - family.series.len();
+        }
+        self.families.retain(|_, f| !f.series.is_empty());
+        removed
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.families.values().map(|f| f.series.len()).sum()
+    }
+
+    pub fn render(&self, format: Format, out: &mut String) {
+        for (name, family) in &self.families {
+            render_family(name, family.kind, &family.help, family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)), format, out);
+        }
+    }
+}
+
+/// Renders samples that are not stored (self-metrics computed at scrape time).
+pub fn render_samples(samples: Vec<Sample>, format: Format, out: &mut String) {
+    let mut store = Store::default();
+    store.update(samples, Instant::now());
+    store.render(format, out);
+}
+
+fn render_family<'a>(
+    name: &str,
+    kind: FamilyType,
+    help: &str,
+    series: impl Iterator<Item = (&'static str, &'a Labels, f64)>,
+    format: Format,
+    out: &mut String,
+) {
+    // OpenMetrics names counter samples `<family>_total`. A counter whose name does not end
+    // in `_total` (KubeSkoop's names) would get a new name, so it is declared `unknown` there
+    // to keep the name users query.
+    let (family_name, type_word, sample_suffix) = match (format, kind) {
+        (Format::OpenMetrics, FamilyType::Counter) => match name.strip_suffix("_total") {
+            Some(base) => (base, "counter", "_total"),
+            None => (name, "unknown", ""),
+        },
+        _ => (name, kind.as_str(), ""),
+    };
+    if !help.is_empty() {
+        let _ = writeln!(out, "# HELP {family_name} {}", escape_help(help));
+    }
+    let _ = writeln!(out, "# TYPE {family_name} {type_word}");
+    for (suffix, labels, value) in series {
+        out.push_str(family_name);
+        out.push_str(suffix);
+        out.push_str(sample_suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        out.push_str(&format_value(value));
+        out.push('\n');
+    }
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(family: &str, kind: FamilyType, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            family: family.into(),
+            help: "Help \\ with\nnewline".into(),
+            kind,
+            suffix: "",
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            value,
+        }
+    }
+
+    #[test]
+    fn text_exposition() {
+        let mut s = Store::default();
+        s.update(vec![sample("kubeskoop_netdev_rxbytes", FamilyType::Counter, &[("k8s_node", "n1"), ("k8s_pod", "a\"b")], 7.0)], Instant::now());
+        let mut out = String::new();
+        s.render(Format::Text, &mut out);
+        assert_eq!(
+            out,
+            "# HELP kubeskoop_netdev_rxbytes Help \\\\ with\\nnewline\n# TYPE kubeskoop_netdev_rxbytes counter\nkubeskoop_netdev_rxbytes{k8s_node=\"n1\",k8s_pod=\"a\\\"b\"} 7\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_counters() {
+        let mut s = Store::default();
+        s.update(
+            vec![sample("a_total", FamilyType::Counter, &[], 1.0), sample("kubeskoop_x", FamilyType::Counter, &[], 2.0)],
+            Instant::now(),
+        );
+        let mut out = String::new();
+        s.render(Format::OpenMetrics, &mut out);
+        assert!(out.contains("# TYPE a counter\na_total 1\n"), "{out}");
+        assert!(out.contains("# TYPE kubeskoop_x unknown\nkubeskoop_x 2\n"), "{out}");
+    }
+
+    #[test]
+    fn expiration_removes_stale_series_only() {
+        let t0 = Instant::now();
+        let mut s = Store::default();
+        s.update(vec![sample("m", FamilyType::Gauge, &[("pod", "gone")], 1.0)], t0);
+        s.update(vec![sample("m", FamilyType::Gauge, &[("pod", "live")], 1.0)], t0 + Duration::from_secs(50));
+        assert_eq!(s.expire(t0 + Duration::from_secs(70), Duration::from_secs(60)), 1);
+        let mut out = String::new();
+        s.render(Format::Text, &mut out);
+        assert!(out.contains("pod=\"live\"") && !out.contains("gone"), "{out}");
+        assert_eq!(s.expire(t0 + Duration::from_secs(200), Duration::from_secs(60)), 1);
+        assert_eq!(s.series_count(), 0);
+    }
+}

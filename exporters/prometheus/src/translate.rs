@@ -1,0 +1,349 @@
+//! OTLP metrics → Prometheus series, in two naming modes.
+//!
+//! `otel`: the Collector's translation (UnderscoreEscapingWithSuffixes): sanitised names,
+//! a unit suffix, `_total` on monotonic counters, and an allow-list of resource attributes
+//! as labels (a node agent has one resource per pod, so without them series would collide).
+//!
+//! `kubeskoop`: KubeSkoop's exact names (carried in the metric's metadata by the receiver)
+//! and its labels `k8s_node`, `k8s_namespace`, `k8s_pod` (empty for the host namespace).
+
+use podnet_pipeline::pdata::{
+    AggregationTemporality, KeyValue, Metric, ResourceMetrics, any_value_to_string, attr_string, keys, kubeskoop_meta, metric,
+    number_value_f64,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    #[default]
+    Otel,
+    Kubeskoop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl FamilyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FamilyType::Counter => "counter",
+            FamilyType::Gauge => "gauge",
+            FamilyType::Histogram => "histogram",
+        }
+    }
+}
+
+pub type Labels = Vec<(String, String)>;
+
+/// One exposition line before rendering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub family: String,
+    pub help: String,
+    pub kind: FamilyType,
+    /// `""`, or `_bucket` / `_sum` / `_count` for histograms.
+    pub suffix: &'static str,
+    pub labels: Labels,
+    pub value: f64,
+}
+
+pub struct Translator<'a> {
+    pub naming: Naming,
+    pub namespace: &'a str,
+    pub resource_labels: &'a [String],
+    pub const_labels: &'a [(String, String)],
+}
+
+/// What a translation could not express, for the drop counter.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub delta: usize,
+    pub unsupported: usize,
+}
+
+impl Translator<'_> {
+    pub fn translate(&self, resources: &[ResourceMetrics], out: &mut Vec<Sample>) -> Skipped {
+        let mut skipped = Skipped::default();
+        for rm in resources {
+            let resource_attrs: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+            let base = self.resource_labels(resource_attrs);
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    self.metric(m, &base, out, &mut skipped);
+                }
+            }
+        }
+        skipped
+    }
+
+    fn resource_labels(&self, attrs: &[KeyValue]) -> Labels {
+        let mut labels = Labels::new();
+        match self.naming {
+            Naming::Kubeskoop => {
+                let get = |k: &str| attr_string(attrs, k).unwrap_or_default();
+                labels.push(("k8s_node".into(), get(keys::K8S_NODE_NAME)));
+                labels.push(("k8s_namespace".into(), get(keys::K8S_NAMESPACE_NAME)));
+                labels.push(("k8s_pod".into(), get(keys::K8S_POD_NAME)));
+            }
+            Naming::Otel => {
+                for key in self.resource_labels {
+                    if let Some(v) = attr_string(attrs, key) {
+                        labels.push((sanitize_label(key), v));
+                    }
+                }
+            }
+        }
+        labels.extend(self.const_labels.iter().cloned());
+        labels
+    }
+
+    /// The family name, and the data-point attribute it consumed (kubeskoop split names).
+    fn family_name<'m>(&self, m: &'m Metric, kind: FamilyType, attrs: &[KeyValue]) -> Option<(String, Option<&'m str>)> {
+        if self.naming == Naming::Kubeskoop {
+            if let Some(name) = attr_string(&m.metadata, kubeskoop_meta::NAME) {
+                return Some((name, None));
+            }
+            if let Some(split) = m.metadata.iter().find(|kv| kv.key == kubeskoop_meta::SPLIT_BY) {
+                let attr = split.value.as_ref().map(any_value_to_string).unwrap_or_default();
+                let value = attr_string(attrs, &attr)?;
+                let name = attr_string(&m.metadata, &format!("{}{value}", kubeskoop_meta::NAME_FOR))?;
+                let key: &'m str = match &split.value {
+                    Some(podnet_pipeline::pdata::AnyValue { value: Some(podnet_pipeline::pdata::any_value::Value::StringValue(s)) }) => s,
+                    _ => return None,
+                };
+                return Some((name, Some(key)));
+            }
+            return Some((format!("kubeskoop_{}", self.otel_name(m, kind)), None));
+        }
+        Some((self.otel_name(m, kind), None))
+    }
+
+    fn otel_name(&self, m: &Metric, kind: FamilyType) -> String {
+        otel_metric_name(self.namespace, &m.name, &m.unit, kind)
+    }
+
+    fn metric(&self, m: &Metric, base: &Labels, out: &mut Vec<Sample>, skipped: &mut Skipped) {
+        let help = m.description.clone();
+        match &m.data {
+            Some(metric::Data::Sum(sum)) => {
+                if sum.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                    skipped.delta += sum.data_points.len();
+                    return;
+                }
+                let kind = if sum.is_monotonic { FamilyType::Counter } else { FamilyType::Gauge };
+                for dp in &sum.data_points {
+                    self.number_point(m, kind, &help, base, &dp.attributes, number_value_f64(dp), out);
+                }
+            }
+            Some(metric::Data::Gauge(g)) => {
+                for dp in &g.data_points {
+                    self.number_point(m, FamilyType::Gauge, &help, base, &dp.attributes, number_value_f64(dp), out);
+                }
+            }
+            Some(metric::Data::Histogram(h)) => {
+                if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                    skipped.delta += h.data_points.len();
+                    return;
+                }
+                for dp in &h.data_points {
+                    let Some((family, _)) = self.family_name(m, FamilyType::Histogram, &dp.attributes) else { continue };
+                    let labels = merge(base, &dp.attributes, None);
+                    let mut cumulative = 0u64;
+                    for (i, count) in dp.bucket_counts.iter().enumerate() {
+                        cumulative += count;
+                        let le = dp.explicit_bounds.get(i).map(|b| format_value(*b)).unwrap_or_else(|| "+Inf".to_string());
+                        let mut l = labels.clone();
+                        l.push(("le".into(), le));
+                        out.push(Sample { family: family.clone(), help: help.clone(), kind: FamilyType::Histogram, suffix: "_bucket", labels: l, value: cumulative as f64 });
+                    }
+                    out.push(Sample { family: family.clone(), help: help.clone(), kind: FamilyType::Histogram, suffix: "_sum", labels: labels.clone(), value: dp.sum.unwrap_or(0.0) });
+                    out.push(Sample { family, help: help.clone(), kind: FamilyType::Histogram, suffix: "_count", labels, value: dp.count as f64 });
+                }
+            }
+            Some(_) => skipped.unsupported += podnet_pipeline::pdata::metric_point_count(m),
+            None => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn number_point(&self, m: &Metric, kind: FamilyType, help: &str, base: &Labels, attrs: &[KeyValue], value: f64, out: &mut Vec<Sample>) {
+        let Some((family, consumed)) = self.family_name(m, kind, attrs) else { return };
+        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels: merge(base, attrs, consumed), value });
+    }
+}
+
+fn merge(base: &Labels, attrs: &[KeyValue], skip: Option<&str>) -> Labels {
+    let mut labels = base.clone();
+    for kv in attrs.iter().filter(|kv| Some(kv.key.as_str()) != skip) {
+        let name = sanitize_label(&kv.key);
+        let value = kv.value.as_ref().map(any_value_to_string).unwrap_or_default();
+        match labels.iter_mut().find(|(n, _)| *n == name) {
+            Some(existing) => existing.1 = value,
+            None => labels.push((name, value)),
+        }
+    }
+    labels
+}
+
+/// The Collector's metric name translation with suffixes.
+pub fn otel_metric_name(namespace: &str, name: &str, unit: &str, kind: FamilyType) -> String {
+    let mut full = if namespace.is_empty() { sanitize_metric(name) } else { sanitize_metric(&format!("{namespace}_{name}")) };
+    if let Some(suffix) = unit_suffix(unit, kind) {
+        if !full.split('_').any(|w| w == suffix) {
+            full.push('_');
+            full.push_str(&suffix);
+        }
+    }
+    if kind == FamilyType::Counter && !full.ends_with("_total") {
+        full.push_str("_total");
+    }
+    full
+}
+
+fn unit_suffix(unit: &str, kind: FamilyType) -> Option<String> {
+    // Annotations in braces are dropped ("{packet}" → nothing, "By/{s}" keeps "bytes").
+    let mut clean = String::new();
+    let mut depth = 0;
+    for c in unit.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            c if depth == 0 => clean.push(c),
+            _ => {}
+        }
+    }
+    let clean = clean.trim();
+    if clean.is_empty() {
+        return None;
+    }
+    if clean == "1" {
+        return (kind == FamilyType::Gauge).then(|| "ratio".to_string());
+    }
+    let word = |u: &str| -> String {
+        match u {
+            "d" => "days",
+            "h" => "hours",
+            "min" => "minutes",
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "us" => "microseconds",
+            "ns" => "nanoseconds",
+            "By" => "bytes",
+            "KiBy" => "kibibytes",
+            "MiBy" => "mebibytes",
+            "GiBy" => "gibibytes",
+            "KBy" => "kilobytes",
+            "MBy" => "megabytes",
+            "GBy" => "gigabytes",
+            "bit" => "bits",
+            "%" => "percent",
+            "Cel" => "celsius",
+            "Hz" => "hertz",
+            "V" => "volts",
+            "W" => "watts",
+            "m" => "meters",
+            other => return sanitize_metric(other),
+        }
+        .to_string()
+    };
+    let suffix = match clean.split_once('/') {
+        Some((a, b)) if !b.is_empty() => {
+            let per = match b {
+                "s" => "second".to_string(),
+                "m" => "minute".to_string(),
+                "h" => "hour".to_string(),
+                "d" => "day".to_string(),
+                other => word(other),
+            };
+            if a.is_empty() { format!("per_{per}") } else { format!("{}_per_{per}", word(a)) }
+        }
+        _ => word(clean),
+    };
+    (!suffix.is_empty()).then_some(suffix)
+}
+
+fn sanitize(name: &str, allow_colon: bool) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut last_underscore = false;
+    for c in name.chars() {
+        let ok = c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':');
+        let c = if ok { c } else { '_' };
+        if c == '_' && last_underscore {
+            continue;
+        }
+        last_underscore = c == '_';
+        out.push(c);
+    }
+    out.trim_matches('_').to_string()
+}
+
+pub fn sanitize_metric(name: &str) -> String {
+    let s = sanitize(name, true);
+    if s.starts_with(|c: char| c.is_ascii_digit()) { format!("_{s}") } else { s }
+}
+
+pub fn sanitize_label(key: &str) -> String {
+    if key.starts_with("__") {
+        return key.to_string();
+    }
+    let s = sanitize(key, false);
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("key_{s}")
+    } else if s.is_empty() {
+        "key".to_string()
+    } else {
+        s
+    }
+}
+
+/// Prometheus number formatting: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collector_name_translation() {
+        assert_eq!(otel_metric_name("", "system.network.io", "By", FamilyType::Counter), "system_network_io_bytes_total");
+        assert_eq!(otel_metric_name("", "system.network.packet.dropped", "{packet}", FamilyType::Counter), "system_network_packet_dropped_total");
+        assert_eq!(otel_metric_name("", "podnet.receiver.collection.duration", "s", FamilyType::Histogram), "podnet_receiver_collection_duration_seconds");
+        assert_eq!(otel_metric_name("", "cpu.utilization", "1", FamilyType::Gauge), "cpu_utilization_ratio");
+        assert_eq!(otel_metric_name("", "net.rate", "By/s", FamilyType::Gauge), "net_rate_bytes_per_second");
+        assert_eq!(otel_metric_name("ns", "x", "", FamilyType::Gauge), "ns_x");
+        assert_eq!(otel_metric_name("", "http.total", "", FamilyType::Counter), "http_total");
+        assert_eq!(otel_metric_name("", "io_bytes", "By", FamilyType::Gauge), "io_bytes", "no doubled unit");
+        assert_eq!(otel_metric_name("", "1st..metric", "", FamilyType::Gauge), "_1st_metric");
+    }
+
+    #[test]
+    fn label_sanitising() {
+        assert_eq!(sanitize_label("k8s.pod.name"), "k8s_pod_name");
+        assert_eq!(sanitize_label("0abc"), "key_0abc");
+        assert_eq!(sanitize_label("__name__"), "__name__");
+    }
+
+    #[test]
+    fn number_format() {
+        assert_eq!(format_value(50118222.0), "50118222");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(1e20), "100000000000000000000");
+    }
+}
