@@ -72,9 +72,25 @@ impl Store {
 
     pub fn render(&self, format: Format, out: &mut String) {
         for (name, family) in &self.families {
-            render_family(name, family.kind, &family.help, family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)), format, out);
+            let mut series: Vec<(&'static str, &Labels, f64)> = family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)).collect();
+            if family.kind == FamilyType::Histogram {
+                // Buckets in ascending `le`, then _sum and _count, per label set.
+                series.sort_by(|a, b| histogram_order(a).partial_cmp(&histogram_order(b)).unwrap_or(std::cmp::Ordering::Equal));
+            }
+            render_family(name, family.kind, &family.help, series.into_iter(), format, out);
         }
     }
+}
+
+fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a Labels, f64)) -> (Vec<&'a (String, String)>, u8, f64) {
+    let base: Vec<_> = labels.iter().filter(|(k, _)| k != "le").collect();
+    let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
+    let rank = match *suffix {
+        "_bucket" => 0,
+        "_sum" => 1,
+        _ => 2,
+    };
+    (base, rank, le.unwrap_or(0.0))
 }
 
 /// Renders samples that are not stored (self-metrics computed at scrape time).
@@ -172,6 +188,23 @@ mod tests {
         s.render(Format::OpenMetrics, &mut out);
         assert!(out.contains("# TYPE a counter\na_total 1\n"), "{out}");
         assert!(out.contains("# TYPE kubeskoop_x unknown\nkubeskoop_x 2\n"), "{out}");
+    }
+
+    #[test]
+    fn histogram_buckets_in_ascending_order() {
+        let mut s = Store::default();
+        let mk = |suffix, le: Option<&str>, v| Sample {
+            family: "h".into(),
+            help: String::new(),
+            kind: FamilyType::Histogram,
+            suffix,
+            labels: le.map(|l| vec![("le".to_string(), l.to_string())]).unwrap_or_default(),
+            value: v,
+        };
+        s.update(vec![mk("_count", None, 3.0), mk("_bucket", Some("+Inf"), 3.0), mk("_bucket", Some("10"), 2.0), mk("_bucket", Some("0.5"), 1.0), mk("_sum", None, 4.0)], Instant::now());
+        let mut out = String::new();
+        s.render(Format::Text, &mut out);
+        assert_eq!(out, "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"10\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_sum 4\nh_count 3\n");
     }
 
     #[test]
