@@ -54,6 +54,8 @@ pub struct ConfigErrors {
     /// The file (or embedded config) the errors are in.
     pub origin: String,
     pub errors: Vec<ConfigError>,
+    /// Context that helps fix the errors (environment overrides in effect).
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -61,6 +63,9 @@ impl fmt::Display for ConfigErrors {
         write!(f, "invalid configuration {}:", self.origin)?;
         for e in &self.errors {
             write!(f, "\n  {e}")?;
+        }
+        for n in &self.notes {
+            write!(f, "\nnote: {n}")?;
         }
         Ok(())
     }
@@ -361,6 +366,7 @@ impl ConfigSource {
             ConfigSource::File(p) => std::fs::read_to_string(p).map_err(|e| ConfigErrors {
                 origin: self.describe(),
                 errors: vec![ConfigError::top(format!("cannot read the config file: {e}"))],
+                notes: Vec::new(),
             }),
             ConfigSource::Embedded { text, .. } => Ok(text.to_string()),
         }
@@ -388,7 +394,9 @@ pub fn load(source: &ConfigSource, registry: &Registry) -> Result<ResolvedConfig
 
 /// [`load`] on text already read; `lookup` resolves `${env:…}` references.
 pub fn load_str(text: &str, source: &str, registry: &Registry, lookup: impl Fn(&str) -> Option<String>) -> Result<ResolvedConfig, ConfigErrors> {
-    let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors };
+    let overrides: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_OVERRIDE_PREFIX)).collect();
+    let notes = if overrides.is_empty() { Vec::new() } else { vec![format!("environment overrides in effect: {}", overrides.join(", "))] };
+    let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors, notes: notes.clone() };
     let expanded = expand_env(text, lookup).map_err(|e| fail(vec![ConfigError::top(e)]))?;
     if expanded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Err(fail(vec![ConfigError::top("empty configuration file")]));

@@ -1,0 +1,287 @@
+//! Bad configs, each with the exact message a user sees.
+
+use podnet_pipeline::config::load_str;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load_str(yaml, "test.yaml", &podnet::registry(), |name| match name {
+        "PODNET_LISTEN" => Some("127.0.0.1:9999".to_string()),
+        _ => None,
+    }) {
+        Ok(_) => panic!("config was accepted:\n{yaml}"),
+        Err(e) => e.lines(),
+    }
+}
+
+fn warnings(yaml: &str) -> Vec<String> {
+    load_str(yaml, "test.yaml", &podnet::registry(), |_| None).expect("valid config").warnings
+}
+
+const PIPELINE: &str = "
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus]
+";
+
+fn with_pipeline(components: &str) -> String {
+    format!("{components}{PIPELINE}")
+}
+
+#[test]
+fn invalid_duration_names_the_path() {
+    let yaml = "
+receivers:
+  procfs/pods:
+    collection_interval: 5x
+exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs/pods]
+      exporters: [prometheus]
+";
+    assert_eq!(errors(yaml), ["receivers::procfs/pods::collection_interval: invalid duration \"5x\" (write a number and a unit: 500ms, 15s, 5m, 1h)"]);
+}
+
+#[test]
+fn duration_without_unit() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    collection_interval: 15\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs::collection_interval: invalid duration 15: add a unit, like \"15s\""]
+    );
+}
+
+#[test]
+fn unknown_key_lists_the_valid_keys() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    colection_interval: 5s\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs: unknown key \"colection_interval\" (valid keys: collection_interval, root_path, probes, netdev)"]
+    );
+}
+
+#[test]
+fn unknown_nested_key() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    netdev: { per_devices: true }\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs::netdev: unknown key \"per_devices\" (valid keys: per_device)"]
+    );
+}
+
+#[test]
+fn unknown_top_level_section() {
+    assert_eq!(
+        errors(&with_pipeline("receiver:\n  procfs:\nexporters:\n  prometheus:\n")),
+        ["unknown key \"receiver\" (valid keys: receivers, processors, exporters, extensions, connectors, service)"]
+    );
+}
+
+#[test]
+fn unknown_component_type_lists_the_choices() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n  hostmetrics:\nexporters:\n  prometheus:\n")),
+        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: procfs)"]
+    );
+}
+
+#[test]
+fn unknown_probe_lists_the_probes() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    probes: [netdev, nosuch]\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs::probes::1: unknown value \"nosuch\" (valid values: netdev)"]
+    );
+}
+
+#[test]
+fn unknown_naming_mode() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n    naming: kubeskop\n")),
+        ["exporters::prometheus::naming: unknown value \"kubeskop\" (valid values: otel, kubeskoop)"]
+    );
+}
+
+#[test]
+fn pipeline_references_an_undefined_component() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs, procfs/pods]
+      exporters: [prometheus, otlp_grpc]
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "service::pipelines::metrics: references receiver \"procfs/pods\" which is not configured",
+            "service::pipelines::metrics: references exporter \"otlp_grpc\" which is not configured",
+        ]
+    );
+}
+
+#[test]
+fn pipeline_without_receiver_or_exporter() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      exporters: [prometheus]
+    metrics/b:
+      receivers: [procfs]
+";
+    assert_eq!(
+        errors(yaml),
+        ["service::pipelines::metrics: must have at least one receiver", "service::pipelines::metrics/b: must have at least one exporter"]
+    );
+}
+
+#[test]
+fn no_pipelines() {
+    assert_eq!(
+        errors("receivers:\n  procfs:\nexporters:\n  prometheus:\n"),
+        ["service must have at least one pipeline (add service::pipelines)"]
+    );
+}
+
+#[test]
+fn signal_the_component_does_not_carry() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheus:
+service:
+  pipelines:
+    logs:
+      receivers: [procfs]
+      exporters: [prometheus]
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "service::pipelines::logs: receiver \"procfs\" does not support logs (it supports metrics)",
+            "service::pipelines::logs: exporter \"prometheus\" does not support logs (it supports metrics)",
+        ]
+    );
+}
+
+#[test]
+fn traces_pipeline_is_not_a_podnet_signal() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheus:
+service:
+  pipelines:
+    traces:
+      receivers: [procfs]
+      exporters: [prometheus]
+";
+    assert_eq!(errors(yaml), ["service::pipelines::traces: unknown signal \"traces\" (podnet pipelines carry metrics or logs)"]);
+}
+
+#[test]
+fn component_listed_twice() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus]
+";
+    assert_eq!(errors(yaml), ["service::pipelines::metrics: references exporter \"prometheus\" multiple times"]);
+}
+
+#[test]
+fn invalid_component_id() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n  procfs/:\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs/: in \"procfs/\" id: the part after / should not be empty"]
+    );
+}
+
+#[test]
+fn component_validation_message() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    root_path: host/proc\nexporters:\n  prometheus:\n    endpoint: \"9102\"\n")),
+        [
+            "receivers::procfs: root_path \"host/proc\" must be an absolute path",
+            "exporters::prometheus: endpoint \"9102\" must be host:port, like \"0.0.0.0:9102\"",
+        ]
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\n    probes: netdev\nexporters:\n  prometheus:\n")),
+        ["receivers::procfs::probes: invalid type: found string \"netdev\", expected a sequence"]
+    );
+}
+
+#[test]
+fn bad_env_reference() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n    endpoint: ${env:PODNET-LISTEN}\n")),
+        ["line 5: environment variable \"PODNET-LISTEN\" has invalid name: must match regex ^[a-zA-Z_][a-zA-Z0-9_]*$"]
+    );
+}
+
+#[test]
+fn empty_file() {
+    assert_eq!(errors("# nothing here\n\n"), ["empty configuration file"]);
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let e = errors("receivers:\n  procfs: [\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("line 3"), "{e:?}");
+}
+
+#[test]
+fn deprecated_logging_exporter_is_an_unknown_type() {
+    assert_eq!(
+        errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
+        ["exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, prometheus)"]
+    );
+}
+
+#[test]
+fn unused_components_are_warnings() {
+    let w = warnings(&with_pipeline("receivers:\n  procfs:\n  procfs/spare:\nexporters:\n  prometheus:\n  debug:\n"));
+    assert_eq!(
+        w,
+        [
+            "receivers::procfs/spare: defined but not used in any pipeline; it will not run",
+            "exporters::debug: defined but not used in any pipeline; it will not run",
+        ]
+    );
+}
+
+#[test]
+fn env_expansion_with_defaults() {
+    let c = load_str(
+        &with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n    endpoint: ${env:PODNET_LISTEN:-0.0.0.0:9102}\n    path: ${env:NOPE:-/m}\n"),
+        "t",
+        &podnet::registry(),
+        |n| (n == "PODNET_LISTEN").then(|| "127.0.0.1:9999".to_string()),
+    )
+    .unwrap();
+    let yaml = c.to_yaml();
+    assert!(yaml.contains("endpoint: 127.0.0.1:9999"), "{yaml}");
+    assert!(yaml.contains("path: /m"), "{yaml}");
+}

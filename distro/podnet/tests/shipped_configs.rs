@@ -1,0 +1,32 @@
+//! Every file in configs/ must load, and the embedded default must be configs/node.yaml.
+
+use podnet_pipeline::config::{ConfigSource, load};
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let config = load(&ConfigSource::File(path.clone()), &podnet::registry()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "found only {checked} configs");
+}
+
+#[test]
+fn embedded_default_is_node_yaml() {
+    let on_disk = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/node.yaml")).unwrap();
+    assert_eq!(podnet::DEFAULT_CONFIG, on_disk);
+}
+
+#[test]
+fn components_listing_names_every_component_and_probe() {
+    let listing = podnet::components_listing();
+    for needle in ["receiver  procfs", "probe netdev", "overhead low", "exporter  prometheus", "exporter  debug", "exporter  file"] {
+        assert!(listing.contains(needle), "missing {needle:?} in\n{listing}");
+    }
+}
