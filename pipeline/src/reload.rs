@@ -13,33 +13,54 @@ use tokio::sync::mpsc;
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 pub struct ConfigWatcher {
-    _watcher: RecommendedWatcher,
+    watcher: RecommendedWatcher,
     events: mpsc::Receiver<()>,
+    config: PathBuf,
+    watched: Vec<PathBuf>,
 }
 
 impl ConfigWatcher {
-    /// Watches the directory of `path` (and of its symlink target, if elsewhere).
+    /// Watches the directory of `path` and of its current symlink target.
     pub fn new(path: &Path) -> notify::Result<ConfigWatcher> {
         let (tx, events) = mpsc::channel(1);
         let config = path.to_path_buf();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res {
+                // Reads (ours included) are not changes.
+                if matches!(event.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 if event.paths.iter().any(|p| is_relevant(&config, p)) {
                     let _ = tx.try_send(());
                 }
             }
         })?;
-        let mut dirs = vec![parent_dir(path)];
-        if let Ok(target) = std::fs::canonicalize(path) {
+        let mut w = ConfigWatcher { watcher, events, config: path.to_path_buf(), watched: Vec::new() };
+        w.refresh()?;
+        Ok(w)
+    }
+
+    /// Follows the symlink to where it points now: a ConfigMap swap or a re-pointed link
+    /// moves the file to another directory, which must be watched from then on.
+    fn refresh(&mut self) -> notify::Result<()> {
+        let mut wanted = vec![parent_dir(&self.config)];
+        if let Ok(target) = std::fs::canonicalize(&self.config) {
             let d = parent_dir(&target);
-            if !dirs.contains(&d) {
-                dirs.push(d);
+            if !wanted.contains(&d) {
+                wanted.push(d);
             }
         }
-        for d in &dirs {
-            watcher.watch(d, RecursiveMode::NonRecursive)?;
+        for d in self.watched.iter().filter(|d| !wanted.contains(d)) {
+            let _ = self.watcher.unwatch(d);
         }
-        Ok(ConfigWatcher { _watcher: watcher, events })
+        self.watched.retain(|d| wanted.contains(d));
+        for d in wanted {
+            if !self.watched.contains(&d) {
+                self.watcher.watch(&d, RecursiveMode::NonRecursive)?;
+                self.watched.push(d);
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the next change, debounced.
@@ -49,9 +70,13 @@ impl ConfigWatcher {
             match tokio::time::timeout(DEBOUNCE, self.events.recv()).await {
                 Ok(Some(())) => continue,
                 Ok(None) => return None,
-                Err(_) => return Some(()),
+                Err(_) => break,
             }
         }
+        if let Err(e) = self.refresh() {
+            tracing::warn!(config = %self.config.display(), "cannot watch the config's new location: {e}; SIGHUP still reloads");
+        }
+        Some(())
     }
 }
 

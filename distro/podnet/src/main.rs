@@ -108,7 +108,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(level: &str, encoding: LogEncoding) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PODNET_LOG").or_else(|_| tracing_subscriber::EnvFilter::try_new(level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let result = match encoding {
         LogEncoding::Json => builder.json().flatten_event(true).try_init(),
         LogEncoding::Console => builder.try_init(),

@@ -152,7 +152,10 @@ impl Translator<'_> {
                 }
                 for dp in &h.data_points {
                     let Some((family, _)) = self.family_name(m, FamilyType::Histogram, &dp.attributes) else { continue };
-                    let labels = merge(base, &dp.attributes, None);
+                    let mut labels = merge(base, &dp.attributes, None);
+                    if self.naming == Naming::Otel {
+                        labels.sort();
+                    }
                     let mut cumulative = 0u64;
                     for (i, count) in dp.bucket_counts.iter().enumerate() {
                         cumulative += count;
@@ -173,7 +176,13 @@ impl Translator<'_> {
     #[allow(clippy::too_many_arguments)]
     fn number_point(&self, m: &Metric, kind: FamilyType, help: &str, base: &Labels, attrs: &[KeyValue], value: f64, out: &mut Vec<Sample>) {
         let Some((family, consumed)) = self.family_name(m, kind, attrs) else { return };
-        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels: merge(base, attrs, consumed), value });
+        let mut labels = merge(base, attrs, consumed);
+        if self.naming == Naming::Otel {
+            // Attribute order is not meaningful in OTLP; sorted labels give stable output.
+            // KubeSkoop mode keeps KubeSkoop's order (k8s_node, k8s_namespace, k8s_pod, …).
+            labels.sort();
+        }
+        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value });
     }
 }
 

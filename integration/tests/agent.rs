@@ -1,0 +1,213 @@
+//! The real binary: the embedded default pipeline, hot reload by file edit, ConfigMap-style
+//! symlink swap and SIGHUP, and an invalid edit that leaves the old pipeline serving.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+use podnet_integration::{Agent, sample_value};
+use podnet_receiver_procfs::netdev;
+
+const NODE: &str = "it-node";
+const SERIES_LABELS: &str = "{k8s_node=\"it-node\",k8s_namespace=\"\",k8s_pod=\"\"}";
+
+fn host_netdev_sum() -> netdev::DeviceCounters {
+    netdev::sum_without_loopback(&netdev::parse(&std::fs::read_to_string("/proc/1/net/dev").unwrap()).unwrap())
+}
+
+#[test]
+fn embedded_default_serves_kubeskoop_netdev_from_the_host_namespace() {
+    let before = host_netdev_sum();
+    let agent = Agent::start(&[], &[("PODNET_NODE_NAME", NODE), ("PODNET_COLLECTION_INTERVAL", "1s")]);
+    agent.wait_until(Duration::from_secs(10), "netdev series", || agent.metrics().contains("kubeskoop_netdev_rxbytes{"));
+    let m = agent.metrics();
+    let after = host_netdev_sum();
+    for (name, lo, hi) in [
+        ("kubeskoop_netdev_rxbytes", before.rx_bytes, after.rx_bytes),
+        ("kubeskoop_netdev_txbytes", before.tx_bytes, after.tx_bytes),
+        ("kubeskoop_netdev_rxpackets", before.rx_packets, after.rx_packets),
+        ("kubeskoop_netdev_txpackets", before.tx_packets, after.tx_packets),
+        ("kubeskoop_netdev_rxerrors", before.rx_errors, after.rx_errors),
+        ("kubeskoop_netdev_txerrors", before.tx_errors, after.tx_errors),
+        ("kubeskoop_netdev_rxdropped", before.rx_dropped, after.rx_dropped),
+        ("kubeskoop_netdev_txdropped", before.tx_dropped, after.tx_dropped),
+    ] {
+        let v = sample_value(&m, &format!("{name}{SERIES_LABELS}")).unwrap_or_else(|| panic!("{name} missing:\n{m}"));
+        assert!((lo as f64) <= v && v <= hi as f64, "{name} = {v}, outside the /proc/net/dev sums {lo}..={hi}");
+        assert!(m.contains(&format!("# TYPE {name} counter\n")), "{name} is a counter");
+    }
+    // Self-telemetry and the other endpoints.
+    assert!(m.contains("podnet_component_up{component_id=\"procfs\",component_kind=\"receiver\",state=\"running\"} 1"), "{m}");
+    assert!(m.contains("podnet_receiver_collection_duration_seconds_count{"), "{m}");
+    assert_eq!(agent.get("/healthz").unwrap().0, 200);
+    let (code, status) = agent.get("/status").unwrap();
+    assert_eq!(code, 200);
+    assert!(status.contains("\"id\": \"procfs\"") && status.contains("\"state\": \"running\""), "{status}");
+    assert!(agent.stop().success());
+}
+
+fn fake_proc(root: &Path, rx_bytes: u64) {
+    std::fs::create_dir_all(root.join("1/ns")).unwrap();
+    std::fs::create_dir_all(root.join("1/net")).unwrap();
+    let _ = symlink("net:[4026531840]", root.join("1/ns/net"));
+    let text = format!(
+        "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 999 9 0 0 0 0 0 0 999 9 0 0 0 0 0 0\n  eth0: {rx_bytes} 10 1 2 0 0 0 0 300 30 3 4 0 0 0 0\n  veth1: 5 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n"
+    );
+    let tmp = root.join("1/net/dev.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, root.join("1/net/dev")).unwrap();
+}
+
+#[test]
+fn value_equals_the_sum_over_non_loopback_devices_and_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_proc(dir.path(), 100);
+    let root = dir.path().to_str().unwrap();
+    let agent = Agent::start(&[], &[("PODNET_NODE_NAME", NODE), ("PODNET_COLLECTION_INTERVAL", "200ms"), ("PODNET_PROC_ROOT", root)]);
+    let rx = format!("kubeskoop_netdev_rxbytes{SERIES_LABELS}");
+    agent.wait_until(Duration::from_secs(10), "rxbytes = 105", || sample_value(&agent.metrics(), &rx) == Some(105.0));
+    let m = agent.metrics();
+    assert_eq!(sample_value(&m, &format!("kubeskoop_netdev_txbytes{SERIES_LABELS}")), Some(307.0));
+    assert_eq!(sample_value(&m, &format!("kubeskoop_netdev_rxdropped{SERIES_LABELS}")), Some(2.0));
+    assert_eq!(sample_value(&m, &format!("kubeskoop_netdev_txerrors{SERIES_LABELS}")), Some(3.0));
+    fake_proc(dir.path(), 5000);
+    agent.wait_until(Duration::from_secs(10), "rxbytes = 5005", || sample_value(&agent.metrics(), &rx) == Some(5005.0));
+    // A malformed file: a clear error in the log and the status, the last values stay served.
+    std::fs::write(dir.path().join("1/net/dev"), "Inter-|\n face |bytes\n  eth0: 1 2\n").unwrap();
+    agent.wait_until(Duration::from_secs(10), "collection error logged", || agent.log_text().contains("line 3: device eth0: expected 16 counters, found 2"));
+    assert!(agent.get("/status").unwrap().1.contains("nothing could be collected"));
+    assert_eq!(sample_value(&agent.metrics(), &rx), Some(5005.0));
+}
+
+fn config(receivers: &[&str], extra_receivers: &str, expiration: &str) -> String {
+    format!(
+        "receivers:
+  procfs:
+    collection_interval: 200ms
+{extra_receivers}exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+    naming: otel
+    metric_expiration: {expiration}
+service:
+  pipelines:
+    metrics:
+      receivers: [{}]
+      exporters: [prometheus]
+",
+        receivers.join(", ")
+    )
+}
+
+const DEVICES: &str = "  procfs/devices:
+    collection_interval: 200ms
+    netdev:
+      per_device: true
+";
+
+fn has_device_series(agent: &Agent) -> bool {
+    agent.metrics().contains("network_interface_name=")
+}
+
+fn up(agent: &Agent, id: &str) -> bool {
+    agent.metrics().contains(&format!("podnet_component_up{{component_id=\"{id}\",component_kind=\"receiver\",state=\"running\"}} 1"))
+}
+
+#[test]
+fn hot_reload_by_edit_symlink_swap_and_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ConfigMap volume: config.yaml -> ..data/config.yaml, ..data -> ..v1
+    let v1 = dir.path().join("..v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("config.yaml"), config(&["procfs"], "", "2s")).unwrap();
+    symlink("..v1", dir.path().join("..data")).unwrap();
+    symlink("..data/config.yaml", dir.path().join("config.yaml")).unwrap();
+    let path = dir.path().join("config.yaml");
+    let agent = Agent::start(&["-c", path.to_str().unwrap()], &[("PODNET_NODE_NAME", NODE)]);
+    agent.wait_until(Duration::from_secs(10), "host series", || agent.metrics().contains("system_network_io_bytes_total{"));
+    assert!(!has_device_series(&agent));
+
+    // 1. Edit in place (through the symlink): a receiver appears.
+    std::fs::write(v1.join("config.yaml"), config(&["procfs", "procfs/devices"], DEVICES, "2s")).unwrap();
+    agent.wait_until(Duration::from_secs(10), "procfs/devices to appear", || has_device_series(&agent) && up(&agent, "procfs/devices"));
+
+    // 2. ConfigMap-style update: a new directory, and ..data swapped atomically.
+    let v2 = dir.path().join("..v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v2.join("config.yaml"), config(&["procfs"], "", "2s")).unwrap();
+    symlink("..v2", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    agent.wait_until(Duration::from_secs(10), "procfs/devices to stop", || !up(&agent, "procfs/devices"));
+    agent.wait_until(Duration::from_secs(10), "its series to expire", || !has_device_series(&agent));
+    assert!(agent.metrics().contains("system_network_io_bytes_total{"), "the kept receiver still serves");
+
+    // 3. A second swap (the first one's watch must still work), then an invalid one.
+    let v3 = dir.path().join("..v3");
+    std::fs::create_dir(&v3).unwrap();
+    std::fs::write(v3.join("config.yaml"), config(&["procfs", "procfs/devices"], DEVICES, "2s")).unwrap();
+    symlink("..v3", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    agent.wait_until(Duration::from_secs(10), "procfs/devices back", || has_device_series(&agent));
+
+    std::fs::write(v3.join("config.yaml"), config(&["procfs", "procfs/devices"], DEVICES, "2s").replace("200ms", "2x")).unwrap();
+    agent.wait_until(Duration::from_secs(10), "rejection logged", || agent.log_text().contains("config reload rejected"));
+    assert!(agent.log_text().contains("receivers::procfs::collection_interval: invalid duration \"2x\""), "{}", agent.log_text());
+    let status = agent.get("/status").unwrap().1;
+    assert!(status.contains("\"result\": \"rejected\""), "{status}");
+    // The old pipeline keeps serving fresh data.
+    let metrics = agent.metrics();
+    assert!(has_device_series(&agent) && metrics.contains("podnet_config_reloads_total{result=\"rejected\"} 1"), "{metrics}");
+    assert!(metrics.contains("podnet_config_last_reload_success 0"), "{metrics}");
+
+    // 4. SIGHUP re-reads the file: fixed now, with the device receiver removed.
+    std::fs::write(v3.join("config.yaml"), config(&["procfs"], "", "2s")).unwrap();
+    agent.signal(libc_sighup());
+    agent.wait_until(Duration::from_secs(10), "procfs/devices removed again", || !up(&agent, "procfs/devices"));
+    assert!(agent.log_text().contains("trigger=\"SIGHUP\"") || agent.log_text().contains("trigger=\"file change\""));
+    let metrics = agent.metrics();
+    assert!(metrics.contains("podnet_config_last_reload_success 1"), "{metrics}");
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn sighup_alone_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podnet.yaml");
+    std::fs::write(&path, config(&["procfs"], "", "1m")).unwrap();
+    let mut agent = Agent::start(&["-c", path.to_str().unwrap()], &[]);
+    agent.signal(libc_sighup());
+    agent.wait_until(Duration::from_secs(10), "SIGHUP handled", || agent.log_text().contains("trigger=\"SIGHUP\""));
+    assert!(agent.is_running());
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn reload_to_a_taken_port_rolls_back() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podnet.yaml");
+    std::fs::write(&path, config(&["procfs"], "", "1m")).unwrap();
+    let agent = Agent::start(&["-c", path.to_str().unwrap()], &[]);
+    std::fs::write(&path, config(&["procfs"], "", "1m").replace("${env:PODNET_LISTEN}", &format!("127.0.0.1:{taken_port}"))).unwrap();
+    agent.wait_until(Duration::from_secs(10), "rollback", || agent.log_text().contains("restoring the previous pipeline"));
+    assert!(agent.log_text().contains(&format!("exporters::prometheus: cannot start: cannot listen on 127.0.0.1:{taken_port}")), "{}", agent.log_text());
+    agent.wait_until(Duration::from_secs(10), "old endpoint serving again", || agent.get("/status").is_some_and(|(_, b)| b.contains("\"result\": \"rolled_back\"")));
+    agent.wait_until(Duration::from_secs(10), "series served again", || agent.metrics().contains("system_network_io_bytes_total{"));
+}
+
+#[test]
+fn invalid_config_at_start_exits_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "receivers:\n  procfs:\n    probes: [nope]\n").unwrap();
+    let out = std::process::Command::new(podnet_integration::podnet_binary()).args(["run", "-c", path.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("receivers::procfs::probes::0: unknown value \"nope\" (valid values: netdev)"), "{err}");
+}
+
+fn libc_sighup() -> i32 {
+    1
+}
