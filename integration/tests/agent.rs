@@ -74,7 +74,9 @@ fn value_equals_the_sum_over_non_loopback_devices_and_follows_it() {
     agent.wait_until(Duration::from_secs(10), "rxbytes = 5005", || sample_value(&agent.metrics(), &rx) == Some(5005.0));
     // A malformed file: a clear error in the log and the status, the last values stay served.
     std::fs::write(dir.path().join("1/net/dev"), "Inter-|\n face |bytes\n  eth0: 1 2\n").unwrap();
-    agent.wait_until(Duration::from_secs(10), "collection error logged", || agent.log_text().contains("line 3: device eth0: expected 16 counters, found 2"));
+    agent.wait_until(Duration::from_secs(10), "collection error logged", || {
+        agent.log_text().contains("line 3: device eth0: expected 16 counters, found 2")
+    });
     assert!(agent.get("/status").unwrap().1.contains("nothing could be collected"));
     assert_eq!(sample_value(&agent.metrics(), &rx), Some(5005.0));
 }
@@ -192,8 +194,14 @@ fn reload_to_a_taken_port_rolls_back() {
     let agent = Agent::start(&["-c", path.to_str().unwrap()], &[]);
     std::fs::write(&path, config(&["procfs"], "", "1m").replace("${env:PODNET_LISTEN}", &format!("127.0.0.1:{taken_port}"))).unwrap();
     agent.wait_until(Duration::from_secs(10), "rollback", || agent.log_text().contains("restoring the previous pipeline"));
-    assert!(agent.log_text().contains(&format!("exporters::prometheus: cannot start: cannot listen on 127.0.0.1:{taken_port}")), "{}", agent.log_text());
-    agent.wait_until(Duration::from_secs(10), "old endpoint serving again", || agent.get("/status").is_some_and(|(_, b)| b.contains("\"result\": \"rolled_back\"")));
+    assert!(
+        agent.log_text().contains(&format!("exporters::prometheus: cannot start: cannot listen on 127.0.0.1:{taken_port}")),
+        "{}",
+        agent.log_text()
+    );
+    agent.wait_until(Duration::from_secs(10), "old endpoint serving again", || {
+        agent.get("/status").is_some_and(|(_, b)| b.contains("\"result\": \"rolled_back\""))
+    });
     agent.wait_until(Duration::from_secs(10), "series served again", || agent.metrics().contains("system_network_io_bytes_total{"));
 }
 
@@ -210,4 +218,39 @@ fn invalid_config_at_start_exits_with_the_error() {
 
 fn libc_sighup() -> i32 {
     1
+}
+
+#[test]
+fn processor_in_the_pipeline_filters_and_can_be_removed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podnet.yaml");
+    let with_filter = "receivers:
+  procfs:
+    collection_interval: 200ms
+processors:
+  filter:
+    metrics:
+      exclude: ['system\\.network\\.packet\\..*']
+exporters:
+  prometheus:
+    endpoint: ${env:PODNET_LISTEN}
+    metric_expiration: 1m
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      processors: [filter]
+      exporters: [prometheus]
+";
+    std::fs::write(&path, with_filter).unwrap();
+    let agent = Agent::start(&["-c", path.to_str().unwrap()], &[]);
+    agent.wait_until(Duration::from_secs(10), "io series", || agent.metrics().contains("system_network_io_bytes_total{"));
+    let m = agent.metrics();
+    assert!(!m.contains("system_network_packet_count_total{"), "filtered out:\n{m}");
+    assert!(m.contains("podnet_component_dropped_total{component_id=\"filter\",component_kind=\"processor\",pipeline=\"metrics\",reason=\"filtered\",signal=\"metrics\"}"), "{m}");
+    std::fs::write(&path, with_filter.replace("      processors: [filter]\n", "")).unwrap();
+    agent.wait_until(Duration::from_secs(10), "packet series once the filter is gone", || {
+        agent.metrics().contains("system_network_packet_count_total{")
+    });
+    assert!(agent.log_text().contains("processors::filter: defined but not used in any pipeline"), "{}", agent.log_text());
 }

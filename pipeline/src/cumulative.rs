@@ -40,7 +40,8 @@ impl<K: Hash + Eq> CumulativeTracker<K> {
     /// the host, the owning process's start time for a pod namespace).
     pub fn observe(&mut self, key: K, value: u64, now: u64, origin: u64) -> u64 {
         let round = self.round;
-        let s = self.series.entry(key).or_insert(Series { start: origin.min(now), last_value: value, last_time: now, seen_in_round: round });
+        let s =
+            self.series.entry(key).or_insert(Series { start: origin.min(now), last_value: value, last_time: now, seen_in_round: round });
         if value < s.last_value {
             // Reset between the previous observation and this one.
             s.start = s.last_time;

@@ -28,10 +28,10 @@ impl NodeInfo {
 
     pub fn detect() -> NodeInfo {
         for var in Self::ENV_VARS {
-            if let Ok(v) = std::env::var(var) {
-                if !v.trim().is_empty() {
-                    return NodeInfo { name: v.trim().to_string() };
-                }
+            if let Ok(v) = std::env::var(var)
+                && !v.trim().is_empty()
+            {
+                return NodeInfo { name: v.trim().to_string() };
             }
         }
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();

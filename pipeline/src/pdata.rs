@@ -13,8 +13,7 @@ pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsService
 pub use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 pub use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 pub use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -157,7 +156,11 @@ pub fn now_unix_nanos() -> u64 {
 // Attributes
 
 pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
 }
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }), ..Default::default() }

@@ -30,7 +30,12 @@ pub struct Service {
 
 impl Service {
     /// Starts the topology of an already loaded config.
-    pub async fn start(registry: Registry, source: ConfigSource, config: ResolvedConfig, host: Arc<Host>) -> Result<Service, crate::component::BuildError> {
+    pub async fn start(
+        registry: Registry,
+        source: ConfigSource,
+        config: ResolvedConfig,
+        host: Arc<Host>,
+    ) -> Result<Service, crate::component::BuildError> {
         let mut topology = Topology::new(host.clone());
         host.status.set_config_source(&source.describe());
         for w in &config.warnings {

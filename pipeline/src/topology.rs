@@ -221,7 +221,9 @@ impl Topology {
     pub fn wiring(&self) -> BTreeMap<String, Vec<(Signal, Vec<String>)>> {
         self.nodes
             .iter()
-            .filter_map(|(k, n)| n.outputs.as_ref().map(|o| (k.to_string(), Signal::ALL.iter().map(|s| (*s, o.destinations(*s))).collect())))
+            .filter_map(|(k, n)| {
+                n.outputs.as_ref().map(|o| (k.to_string(), Signal::ALL.iter().map(|s| (*s, o.destinations(*s))).collect()))
+            })
             .collect()
     }
 
@@ -265,7 +267,9 @@ impl Topology {
     fn pipeline_entry(&self, pipeline_id: &str, config: &ResolvedConfig) -> Vec<Destination> {
         let p = &config.pipelines[pipeline_id];
         match p.processors.first() {
-            Some(first) => self.input_of(&NodeKey::Processor { pipeline: pipeline_id.to_string(), id: first.clone() }).into_iter().collect(),
+            Some(first) => {
+                self.input_of(&NodeKey::Processor { pipeline: pipeline_id.to_string(), id: first.clone() }).into_iter().collect()
+            }
             None => self.exporter_inputs(&p.exporters),
         }
     }
@@ -280,7 +284,9 @@ impl Topology {
                 let key = NodeKey::Processor { pipeline: pipeline_id.clone(), id: id.clone() };
                 let Some(outputs) = self.nodes.get(&key).and_then(|n| n.outputs.as_ref()) else { continue };
                 let next = match p.processors.get(i + 1) {
-                    Some(next) => self.input_of(&NodeKey::Processor { pipeline: pipeline_id.clone(), id: next.clone() }).into_iter().collect(),
+                    Some(next) => {
+                        self.input_of(&NodeKey::Processor { pipeline: pipeline_id.clone(), id: next.clone() }).into_iter().collect()
+                    }
                     None => self.exporter_inputs(&p.exporters),
                 };
                 for signal in Signal::ALL {

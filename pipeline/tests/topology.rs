@@ -33,7 +33,15 @@ struct TickFactory;
 impl Factory for TickFactory {
     type Config = TickConfig;
     fn info(&self) -> FactoryInfo {
-        FactoryInfo { type_name: "tick", aliases: &["ticker"], kind: Kind::Receiver, signals: &[Signal::Metrics], stability: Stability::Development, description: "test", probes: &[] }
+        FactoryInfo {
+            type_name: "tick",
+            aliases: &["ticker"],
+            kind: Kind::Receiver,
+            signals: &[Signal::Metrics],
+            stability: Stability::Development,
+            description: "test",
+            probes: &[],
+        }
     }
 }
 impl ReceiverFactory for TickFactory {
@@ -54,7 +62,13 @@ impl Receiver for Tick {
         Box::pin(async move {
             loop {
                 let mut b = MetricsBuilder::new("t");
-                b.resource(vec![kv_str("source", self.ctx.id.to_string())]).point(&M, vec![], 0, 1, podnet_pipeline::pdata::Value::Int(self.value));
+                b.resource(vec![kv_str("source", self.ctx.id.to_string())]).point(
+                    &M,
+                    vec![],
+                    0,
+                    1,
+                    podnet_pipeline::pdata::Value::Int(self.value),
+                );
                 outputs.send(PData::Metrics(b.finish())).await;
                 tokio::select! {
                     _ = self.ctx.shutdown.cancelled() => return,
@@ -76,7 +90,15 @@ struct CaptureFactory;
 impl Factory for CaptureFactory {
     type Config = CaptureConfig;
     fn info(&self) -> FactoryInfo {
-        FactoryInfo { type_name: "capture", aliases: &[], kind: Kind::Exporter, signals: &[Signal::Metrics, Signal::Logs], stability: Stability::Development, description: "test", probes: &[] }
+        FactoryInfo {
+            type_name: "capture",
+            aliases: &[],
+            kind: Kind::Exporter,
+            signals: &[Signal::Metrics, Signal::Logs],
+            stability: Stability::Development,
+            description: "test",
+            probes: &[],
+        }
     }
 }
 impl ExporterFactory for CaptureFactory {
@@ -107,7 +129,12 @@ impl Exporter for Capture {
                     for s in &r.scope_metrics {
                         for metric in &s.metrics {
                             if let Some(podnet_pipeline::pdata::metric::Data::Gauge(g)) = &metric.data {
-                                captured().lock().unwrap().entry(self.tag.clone()).or_default().push((source.clone(), number_value_f64(&g.data_points[0])));
+                                captured()
+                                    .lock()
+                                    .unwrap()
+                                    .entry(self.tag.clone())
+                                    .or_default()
+                                    .push((source.clone(), number_value_f64(&g.data_points[0])));
                             }
                         }
                     }
@@ -190,7 +217,10 @@ service:
     assert_eq!(report.started, ["exporter/capture/y", "receiver/tick/b"]);
     assert!(report.stopped.is_empty());
     let wiring = service.topology().wiring();
-    assert_eq!(wiring["receiver/tick/b"][0], (Signal::Metrics, vec!["exporter/capture/x".to_string(), "exporter/capture/x".to_string(), "exporter/capture/y".to_string()]));
+    assert_eq!(
+        wiring["receiver/tick/b"][0],
+        (Signal::Metrics, vec!["exporter/capture/x".to_string(), "exporter/capture/x".to_string(), "exporter/capture/y".to_string()])
+    );
     wait_for("y", |v| v.iter().any(|(s, _)| s == "tick/b")).await;
     assert!(captured().lock().unwrap()["y"].iter().all(|(s, _)| s == "tick/b"), "tick/a is not in the second pipeline");
 
@@ -206,7 +236,10 @@ service:
     assert_eq!(service.apply(cfg(v3)).await, ReloadOutcome::Unchanged);
 
     // Dropping a receiver from every pipeline stops it and removes its status line.
-    let v5 = v3.replace("receivers: [tick/a, tick/b]", "receivers: [tick/a]").replace("receivers: [tick/b]", "receivers: [tick/a]").replace("  tick/b: { value: 2 }\n", "");
+    let v5 = v3
+        .replace("receivers: [tick/a, tick/b]", "receivers: [tick/a]")
+        .replace("receivers: [tick/b]", "receivers: [tick/a]")
+        .replace("  tick/b: { value: 2 }\n", "");
     let ReloadOutcome::Applied(report) = service.apply(cfg(&v5)).await else { panic!("not applied") };
     assert_eq!(report.stopped, ["receiver/tick/b"]);
     assert!(!h.status.snapshot().iter().any(|c| c.id == "tick/b"));
@@ -235,6 +268,10 @@ async fn invalid_file_is_rejected_and_pipeline_keeps_running() {
     // The deprecated alias works, with a warning.
     std::fs::write(&path, good.replace("tick/r", "ticker/r")).unwrap();
     assert!(matches!(service.reload().await, ReloadOutcome::Applied(_)));
-    assert!(service.config().warnings.iter().any(|w| w.contains("\"ticker\" is a deprecated name; use \"tick\"")), "{:?}", service.config().warnings);
+    assert!(
+        service.config().warnings.iter().any(|w| w.contains("\"ticker\" is a deprecated name; use \"tick\"")),
+        "{:?}",
+        service.config().warnings
+    );
     service.shutdown().await;
 }

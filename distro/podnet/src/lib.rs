@@ -15,6 +15,7 @@ pub fn default_source() -> ConfigSource {
 pub fn registry() -> Registry {
     Registry::new()
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
+        .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)
         .exporter(podnet_exporter_debug::FileExporterFactory)
@@ -38,7 +39,13 @@ pub fn components_listing() -> String {
             info.description
         ));
         for p in info.probes {
-            out.push_str(&format!("{:<9}   probe {:<16} overhead {:<6} source {}\n", "", p.name, format!("{:?}", p.overhead).to_lowercase(), p.data_source));
+            out.push_str(&format!(
+                "{:<9}   probe {:<16} overhead {:<6} source {}\n",
+                "",
+                p.name,
+                format!("{:?}", p.overhead).to_lowercase(),
+                p.data_source
+            ));
         }
     }
     out

@@ -33,7 +33,13 @@ fn overrides_apply_and_do_not_collide_with_env_references() {
     // A misspelt override is an error that says overrides are in effect.
     unsafe { std::env::set_var("PODNET_CFG_EXPORTERS__PROMETHEUS__ENDPOINTS", "x") };
     let err = load(&ConfigSource::File(path), &podnet::registry()).unwrap_err();
-    assert_eq!(err.lines()[0], "exporters::prometheus: unknown key \"endpoints\" (valid keys: endpoint, path, naming, metric_expiration, enable_open_metrics, namespace, const_labels, resource_attributes_as_labels)");
+    assert_eq!(
+        err.lines()[0],
+        "exporters::prometheus: unknown key \"endpoints\" (valid keys: endpoint, path, naming, metric_expiration, enable_open_metrics, namespace, const_labels, resource_attributes_as_labels)"
+    );
     let text = err.to_string();
-    assert!(text.contains("note: environment overrides in effect:") && text.contains("PODNET_CFG_EXPORTERS__PROMETHEUS__ENDPOINTS"), "{text}");
+    assert!(
+        text.contains("note: environment overrides in effect:") && text.contains("PODNET_CFG_EXPORTERS__PROMETHEUS__ENDPOINTS"),
+        "{text}"
+    );
 }

@@ -42,7 +42,10 @@ service:
       receivers: [procfs/pods]
       exporters: [prometheus]
 ";
-    assert_eq!(errors(yaml), ["receivers::procfs/pods::collection_interval: invalid duration \"5x\" (write a number and a unit: 500ms, 15s, 5m, 1h)"]);
+    assert_eq!(
+        errors(yaml),
+        ["receivers::procfs/pods::collection_interval: invalid duration \"5x\" (write a number and a unit: 500ms, 15s, 5m, 1h)"]
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use podnet_pipeline::component::{BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
+};
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{KeyValue, PData, Signal, any_value_to_string, metric, number_value_f64};
 use serde::{Deserialize, Serialize};
@@ -68,7 +70,10 @@ impl Exporter for DebugExporter {
 }
 
 fn attrs(a: &[KeyValue]) -> String {
-    a.iter().map(|kv| format!("{}={}", kv.key, kv.value.as_ref().map(any_value_to_string).unwrap_or_default())).collect::<Vec<_>>().join(" ")
+    a.iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value.as_ref().map(any_value_to_string).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The text the exporter prints for one batch.
@@ -84,14 +89,23 @@ pub fn render(id: &str, data: &PData, verbosity: Verbosity) -> String {
                     for s in &r.scope_metrics {
                         for metric in &s.metrics {
                             let (kind, points): (&str, Vec<_>) = match &metric.data {
-                                Some(metric::Data::Sum(x)) => (if x.is_monotonic { "counter" } else { "updowncounter" }, x.data_points.iter().collect()),
+                                Some(metric::Data::Sum(x)) => {
+                                    (if x.is_monotonic { "counter" } else { "updowncounter" }, x.data_points.iter().collect())
+                                }
                                 Some(metric::Data::Gauge(x)) => ("gauge", x.data_points.iter().collect()),
                                 Some(_) => ("other", Vec::new()),
                                 None => ("empty", Vec::new()),
                             };
                             let _ = writeln!(out, "    {} ({kind}, {})", metric.name, metric.unit);
                             for dp in points {
-                                let _ = writeln!(out, "      {} {{{}}} start={} time={}", number_value_f64(dp), attrs(&dp.attributes), dp.start_time_unix_nano, dp.time_unix_nano);
+                                let _ = writeln!(
+                                    out,
+                                    "      {} {{{}}} start={} time={}",
+                                    number_value_f64(dp),
+                                    attrs(&dp.attributes),
+                                    dp.start_time_unix_nano,
+                                    dp.time_unix_nano
+                                );
                             }
                         }
                     }

@@ -5,7 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use podnet_pipeline::component::{BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
+};
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal};
 use serde::{Deserialize, Serialize};

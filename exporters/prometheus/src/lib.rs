@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use podnet_pipeline::component::{BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
+};
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal, keys};
@@ -193,9 +195,10 @@ impl Exporter for PrometheusExporter {
             };
             let app = router(&config.path, shared.clone());
             let shutdown = ctx.shutdown.clone();
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-            });
+            let server =
+                tokio::spawn(
+                    async move { axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await },
+                );
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
             loop {
                 tokio::select! {

@@ -41,7 +41,8 @@ impl Format {
 impl Store {
     pub fn update(&mut self, samples: Vec<Sample>, now: Instant) {
         for s in samples {
-            let family = self.families.entry(s.family).or_insert_with(|| Family { help: s.help.clone(), kind: s.kind, series: BTreeMap::new() });
+            let family =
+                self.families.entry(s.family).or_insert_with(|| Family { help: s.help.clone(), kind: s.kind, series: BTreeMap::new() });
             if family.kind != s.kind {
                 // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
                 family.kind = s.kind;
@@ -72,7 +73,8 @@ impl Store {
 
     pub fn render(&self, format: Format, out: &mut String) {
         for (name, family) in &self.families {
-            let mut series: Vec<(&'static str, &Labels, f64)> = family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)).collect();
+            let mut series: Vec<(&'static str, &Labels, f64)> =
+                family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)).collect();
             if family.kind == FamilyType::Histogram {
                 // Buckets in ascending `le`, then _sum and _count, per label set.
                 series.sort_by(|a, b| histogram_order(a).partial_cmp(&histogram_order(b)).unwrap_or(std::cmp::Ordering::Equal));
@@ -84,7 +86,8 @@ impl Store {
 
 fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a Labels, f64)) -> (Vec<&'a (String, String)>, u8, f64) {
     let base: Vec<_> = labels.iter().filter(|(k, _)| k != "le").collect();
-    let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
+    let le =
+        labels.iter().find(|(k, _)| k == "le").map(|(_, v)| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
     let rank = match *suffix {
         "_bucket" => 0,
         "_sum" => 1,
@@ -168,7 +171,10 @@ mod tests {
     #[test]
     fn text_exposition() {
         let mut s = Store::default();
-        s.update(vec![sample("kubeskoop_netdev_rxbytes", FamilyType::Counter, &[("k8s_node", "n1"), ("k8s_pod", "a\"b")], 7.0)], Instant::now());
+        s.update(
+            vec![sample("kubeskoop_netdev_rxbytes", FamilyType::Counter, &[("k8s_node", "n1"), ("k8s_pod", "a\"b")], 7.0)],
+            Instant::now(),
+        );
         let mut out = String::new();
         s.render(Format::Text, &mut out);
         assert_eq!(
@@ -201,7 +207,16 @@ mod tests {
             labels: le.map(|l| vec![("le".to_string(), l.to_string())]).unwrap_or_default(),
             value: v,
         };
-        s.update(vec![mk("_count", None, 3.0), mk("_bucket", Some("+Inf"), 3.0), mk("_bucket", Some("10"), 2.0), mk("_bucket", Some("0.5"), 1.0), mk("_sum", None, 4.0)], Instant::now());
+        s.update(
+            vec![
+                mk("_count", None, 3.0),
+                mk("_bucket", Some("+Inf"), 3.0),
+                mk("_bucket", Some("10"), 2.0),
+                mk("_bucket", Some("0.5"), 1.0),
+                mk("_sum", None, 4.0),
+            ],
+            Instant::now(),
+        );
         let mut out = String::new();
         s.render(Format::Text, &mut out);
         assert_eq!(out, "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"10\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_sum 4\nh_count 3\n");

@@ -162,10 +162,31 @@ impl Translator<'_> {
                         let le = dp.explicit_bounds.get(i).map(|b| format_value(*b)).unwrap_or_else(|| "+Inf".to_string());
                         let mut l = labels.clone();
                         l.push(("le".into(), le));
-                        out.push(Sample { family: family.clone(), help: help.clone(), kind: FamilyType::Histogram, suffix: "_bucket", labels: l, value: cumulative as f64 });
+                        out.push(Sample {
+                            family: family.clone(),
+                            help: help.clone(),
+                            kind: FamilyType::Histogram,
+                            suffix: "_bucket",
+                            labels: l,
+                            value: cumulative as f64,
+                        });
                     }
-                    out.push(Sample { family: family.clone(), help: help.clone(), kind: FamilyType::Histogram, suffix: "_sum", labels: labels.clone(), value: dp.sum.unwrap_or(0.0) });
-                    out.push(Sample { family, help: help.clone(), kind: FamilyType::Histogram, suffix: "_count", labels, value: dp.count as f64 });
+                    out.push(Sample {
+                        family: family.clone(),
+                        help: help.clone(),
+                        kind: FamilyType::Histogram,
+                        suffix: "_sum",
+                        labels: labels.clone(),
+                        value: dp.sum.unwrap_or(0.0),
+                    });
+                    out.push(Sample {
+                        family,
+                        help: help.clone(),
+                        kind: FamilyType::Histogram,
+                        suffix: "_count",
+                        labels,
+                        value: dp.count as f64,
+                    });
                 }
             }
             Some(_) => skipped.unsupported += podnet_pipeline::pdata::metric_point_count(m),
@@ -202,11 +223,11 @@ fn merge(base: &Labels, attrs: &[KeyValue], skip: Option<&str>) -> Labels {
 /// The Collector's metric name translation with suffixes.
 pub fn otel_metric_name(namespace: &str, name: &str, unit: &str, kind: FamilyType) -> String {
     let mut full = if namespace.is_empty() { sanitize_metric(name) } else { sanitize_metric(&format!("{namespace}_{name}")) };
-    if let Some(suffix) = unit_suffix(unit, kind) {
-        if !full.split('_').any(|w| w == suffix) {
-            full.push('_');
-            full.push_str(&suffix);
-        }
+    if let Some(suffix) = unit_suffix(unit, kind)
+        && !full.split('_').any(|w| w == suffix)
+    {
+        full.push('_');
+        full.push_str(&suffix);
     }
     if kind == FamilyType::Counter && !full.ends_with("_total") {
         full.push_str("_total");
@@ -330,8 +351,14 @@ mod tests {
     #[test]
     fn collector_name_translation() {
         assert_eq!(otel_metric_name("", "system.network.io", "By", FamilyType::Counter), "system_network_io_bytes_total");
-        assert_eq!(otel_metric_name("", "system.network.packet.dropped", "{packet}", FamilyType::Counter), "system_network_packet_dropped_total");
-        assert_eq!(otel_metric_name("", "podnet.receiver.collection.duration", "s", FamilyType::Histogram), "podnet_receiver_collection_duration_seconds");
+        assert_eq!(
+            otel_metric_name("", "system.network.packet.dropped", "{packet}", FamilyType::Counter),
+            "system_network_packet_dropped_total"
+        );
+        assert_eq!(
+            otel_metric_name("", "podnet.receiver.collection.duration", "s", FamilyType::Histogram),
+            "podnet_receiver_collection_duration_seconds"
+        );
         assert_eq!(otel_metric_name("", "cpu.utilization", "1", FamilyType::Gauge), "cpu_utilization_ratio");
         assert_eq!(otel_metric_name("", "net.rate", "By/s", FamilyType::Gauge), "net_rate_bytes_per_second");
         assert_eq!(otel_metric_name("ns", "x", "", FamilyType::Gauge), "ns_x");

@@ -40,9 +40,9 @@ fn expand_line(
             out.push('$');
             rest = tail;
         } else if let Some(body_start) = after.strip_prefix('{') {
-            let end = body_start
-                .find('}')
-                .ok_or_else(|| format!("line {line_no}: unterminated \"${{\": close the reference with \"}}\" (write \"$$\" for a literal \"$\")"))?;
+            let end = body_start.find('}').ok_or_else(|| {
+                format!("line {line_no}: unterminated \"${{\": close the reference with \"}}\" (write \"$$\" for a literal \"$\")")
+            })?;
             let body = &body_start[..end];
             out.push_str(&resolve(body, line_no, lookup, unset)?);
             rest = &body_start[end + 1..];
@@ -60,7 +60,9 @@ fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>,
         Some(r) => r,
         None => match body.split_once(':') {
             Some((scheme, rest)) if !rest.starts_with('-') && is_valid_name(scheme) => {
-                return Err(format!("line {line_no}: unsupported config source \"{scheme}\" in \"${{{body}}}\": only ${{env:NAME}} is supported"));
+                return Err(format!(
+                    "line {line_no}: unsupported config source \"{scheme}\" in \"${{{body}}}\": only ${{env:NAME}} is supported"
+                ));
             }
             _ => body,
         },
@@ -82,7 +84,9 @@ fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>,
         }
     };
     if value.contains('\n') {
-        return Err(format!("line {line_no}: environment variable \"{name}\" contains a newline, which could change the config's structure"));
+        return Err(format!(
+            "line {line_no}: environment variable \"{name}\" contains a newline, which could change the config's structure"
+        ));
     }
     Ok(value)
 }
@@ -134,9 +138,18 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(x("a: ${env:1X}").unwrap_err(), "line 1: environment variable \"1X\" has invalid name: must match regex ^[a-zA-Z_][a-zA-Z0-9_]*$");
-        assert_eq!(x("\na: ${env:X").unwrap_err(), "line 2: unterminated \"${\": close the reference with \"}\" (write \"$$\" for a literal \"$\")");
-        assert_eq!(x("a: ${file:/x}").unwrap_err(), "line 1: unsupported config source \"file\" in \"${file:/x}\": only ${env:NAME} is supported");
+        assert_eq!(
+            x("a: ${env:1X}").unwrap_err(),
+            "line 1: environment variable \"1X\" has invalid name: must match regex ^[a-zA-Z_][a-zA-Z0-9_]*$"
+        );
+        assert_eq!(
+            x("\na: ${env:X").unwrap_err(),
+            "line 2: unterminated \"${\": close the reference with \"}\" (write \"$$\" for a literal \"$\")"
+        );
+        assert_eq!(
+            x("a: ${file:/x}").unwrap_err(),
+            "line 1: unsupported config source \"file\" in \"${file:/x}\": only ${env:NAME} is supported"
+        );
         assert!(x("a: ${env:NL}").unwrap_err().contains("contains a newline"));
     }
 }

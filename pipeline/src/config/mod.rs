@@ -308,12 +308,8 @@ impl ResolvedConfig {
     pub fn to_yaml(&self) -> String {
         let mut root = serde_json::Map::new();
         for kind in Kind::ALL {
-            let section: serde_json::Map<_, _> = self
-                .components
-                .iter()
-                .filter(|((k, _), _)| *k == kind)
-                .map(|((_, id), c)| (id.to_string(), c.config.to_json()))
-                .collect();
+            let section: serde_json::Map<_, _> =
+                self.components.iter().filter(|((k, _), _)| *k == kind).map(|((_, id), c)| (id.to_string(), c.config.to_json())).collect();
             if !section.is_empty() {
                 root.insert(kind.section().to_string(), serde_json::Value::Object(section));
             }
@@ -323,7 +319,10 @@ impl ResolvedConfig {
             .iter()
             .map(|(id, p)| {
                 let ids = |v: &[ComponentId]| serde_json::Value::from(v.iter().map(ToString::to_string).collect::<Vec<_>>());
-                (id.clone(), serde_json::json!({"receivers": ids(&p.receivers), "processors": ids(&p.processors), "exporters": ids(&p.exporters)}))
+                (
+                    id.clone(),
+                    serde_json::json!({"receivers": ids(&p.receivers), "processors": ids(&p.processors), "exporters": ids(&p.exporters)}),
+                )
             })
             .collect();
         let mut service = serde_json::Map::new();
@@ -345,7 +344,10 @@ impl ResolvedConfig {
 pub enum ConfigSource {
     File(PathBuf),
     /// The pipeline compiled into the binary (`configs/node.yaml`).
-    Embedded { name: &'static str, text: &'static str },
+    Embedded {
+        name: &'static str,
+        text: &'static str,
+    },
 }
 
 impl ConfigSource {
@@ -393,7 +395,12 @@ pub fn load(source: &ConfigSource, registry: &Registry) -> Result<ResolvedConfig
 }
 
 /// [`load`] on text already read; `lookup` resolves `${env:…}` references.
-pub fn load_str(text: &str, source: &str, registry: &Registry, lookup: impl Fn(&str) -> Option<String>) -> Result<ResolvedConfig, ConfigErrors> {
+pub fn load_str(
+    text: &str,
+    source: &str,
+    registry: &Registry,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<ResolvedConfig, ConfigErrors> {
     let overrides: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_OVERRIDE_PREFIX)).collect();
     let notes = if overrides.is_empty() { Vec::new() } else { vec![format!("environment overrides in effect: {}", overrides.join(", "))] };
     let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors, notes: notes.clone() };
@@ -401,9 +408,9 @@ pub fn load_str(text: &str, source: &str, registry: &Registry, lookup: impl Fn(&
     if expanded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Err(fail(vec![ConfigError::top("empty configuration file")]));
     }
-    let figment = Figment::new().merge(Yaml::string(&expanded.text)).merge(
-        Env::prefixed(ENV_OVERRIDE_PREFIX).map(|k| k.as_str().replace("___", "/").replace("__", ".").into()).lowercase(true),
-    );
+    let figment = Figment::new()
+        .merge(Yaml::string(&expanded.text))
+        .merge(Env::prefixed(ENV_OVERRIDE_PREFIX).map(|k| k.as_str().replace("___", "/").replace("__", ".").into()).lowercase(true));
     let raw: RawConfig = figment.extract().map_err(|e| fail(figment_errors(e, "")))?;
     let mut resolved = resolve(raw, source, registry).map_err(fail)?;
     for var in expanded.unset {
@@ -438,7 +445,11 @@ fn resolve(raw: RawConfig, source: &str, registry: &Registry) -> Result<Resolved
             };
             let Some((factory, via_alias)) = registry.lookup(kind, id.type_name()) else {
                 let valid = registry.type_names(kind);
-                let choices = if valid.is_empty() { format!("no {} types are available", kind) } else { format!("valid {} types: {}", kind, valid.join(", ")) };
+                let choices = if valid.is_empty() {
+                    format!("no {} types are available", kind)
+                } else {
+                    format!("valid {} types: {}", kind, valid.join(", "))
+                };
                 errors.push(ConfigError::at(path, format!("unknown type \"{}\" ({choices})", id.type_name())));
                 continue;
             };
@@ -500,7 +511,10 @@ fn resolve(raw: RawConfig, source: &str, registry: &Registry) -> Result<Resolved
                             let c: &ResolvedComponent = c;
                             let info = c.factory.info();
                             if !info.signals.contains(&signal) {
-                                errors.push(ConfigError::at(&path, format!("{kind} \"{name}\" does not support {signal} (it supports {})", join_signals(info.signals))));
+                                errors.push(ConfigError::at(
+                                    &path,
+                                    format!("{kind} \"{name}\" does not support {signal} (it supports {})", join_signals(info.signals)),
+                                ));
                             }
                         }
                         ids.push(id);
@@ -522,12 +536,12 @@ fn resolve(raw: RawConfig, source: &str, registry: &Registry) -> Result<Resolved
         pipelines.insert(pipeline_id.clone(), PipelineConfig { signal, receivers, processors, exporters });
     }
 
-    for ((kind, id), _) in &components {
+    for (kind, id) in components.keys() {
         if *kind != Kind::Extension && !used.contains(&(*kind, id.to_string())) {
             warnings.push(format!("{}::{id}: defined but not used in any pipeline; it will not run", kind.section()));
         }
     }
-    for ((kind, id), _) in &components {
+    for (kind, id) in components.keys() {
         if *kind == Kind::Extension && !extensions.contains(id) {
             warnings.push(format!("extensions::{id}: defined but not listed in service::extensions; it will not run"));
         }
@@ -572,7 +586,11 @@ fn figment_errors(err: figment::Error, base: &str) -> Vec<ConfigError> {
             segments.extend(e.path.iter().cloned());
             let (segments, message) = match &e.kind {
                 FigKind::UnknownField(field, expected) => {
-                    let valid = if expected.is_empty() { "this section takes no keys".to_string() } else { format!("valid keys: {}", expected.join(", ")) };
+                    let valid = if expected.is_empty() {
+                        "this section takes no keys".to_string()
+                    } else {
+                        format!("valid keys: {}", expected.join(", "))
+                    };
                     // figment puts the offending key at the end of the path; name the section instead.
                     let mut seg = segments.clone();
                     if seg.last() == Some(field) {
@@ -581,7 +599,9 @@ fn figment_errors(err: figment::Error, base: &str) -> Vec<ConfigError> {
                     (seg, format!("unknown key \"{field}\" ({valid})"))
                 }
                 FigKind::MissingField(field) => (segments, format!("missing required key \"{field}\"")),
-                FigKind::UnknownVariant(v, expected) => (segments, format!("unknown value \"{v}\" (valid values: {})", expected.join(", "))),
+                FigKind::UnknownVariant(v, expected) => {
+                    (segments, format!("unknown value \"{v}\" (valid values: {})", expected.join(", ")))
+                }
                 FigKind::InvalidType(actual, expected) => (segments, format!("invalid type: found {actual}, expected {expected}")),
                 FigKind::InvalidValue(actual, expected) => (segments, format!("invalid value: found {actual}, expected {expected}")),
                 FigKind::Message(m) => (segments, m.clone()),

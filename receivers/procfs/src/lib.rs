@@ -127,7 +127,8 @@ impl ProcfsScraper {
     }
 
     fn resource(&self, ns: &Namespace) -> Vec<podnet_pipeline::pdata::KeyValue> {
-        let mut attrs = vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone()), podnet_pipeline::pdata::kv_int(keys::NETNS_INODE, ns.inode as i64)];
+        let mut attrs =
+            vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone()), podnet_pipeline::pdata::kv_int(keys::NETNS_INODE, ns.inode as i64)];
         if ns.is_host {
             attrs.push(podnet_pipeline::pdata::kv_bool(keys::NETNS_HOST, true));
         }
@@ -164,8 +165,10 @@ impl ProcfsScraper {
             for d in devices.iter().filter(|d| d.name != "lo") {
                 for (def, rx, tx) in netdev::points(&d.counters) {
                     for (direction, value) in [("receive", rx), ("transmit", tx)] {
-                        let start = self.counters.observe((ns.inode, def.name, direction, Some(d.name.clone())), value, now, ns.start_unix_nanos);
-                        let attrs = vec![kv_str(keys::NETWORK_IO_DIRECTION, direction), kv_str(keys::NETWORK_INTERFACE_NAME, d.name.clone())];
+                        let start =
+                            self.counters.observe((ns.inode, def.name, direction, Some(d.name.clone())), value, now, ns.start_unix_nanos);
+                        let attrs =
+                            vec![kv_str(keys::NETWORK_IO_DIRECTION, direction), kv_str(keys::NETWORK_INTERFACE_NAME, d.name.clone())];
                         rb.point(def, attrs, start, now, value.into());
                     }
                 }

@@ -147,5 +147,10 @@ pub const DROPPED: MetricDef = MetricDef {
 
 /// Each metric with its receive and transmit value.
 pub fn points(c: &DeviceCounters) -> [(&'static MetricDef, u64, u64); 4] {
-    [(&IO, c.rx_bytes, c.tx_bytes), (&PACKETS, c.rx_packets, c.tx_packets), (&ERRORS, c.rx_errors, c.tx_errors), (&DROPPED, c.rx_dropped, c.tx_dropped)]
+    [
+        (&IO, c.rx_bytes, c.tx_bytes),
+        (&PACKETS, c.rx_packets, c.tx_packets),
+        (&ERRORS, c.rx_errors, c.tx_errors),
+        (&DROPPED, c.rx_dropped, c.tx_dropped),
+    ]
 }

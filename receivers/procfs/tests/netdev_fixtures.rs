@@ -13,10 +13,7 @@ fn real_kernel_capture() {
     let names: Vec<_> = devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["lo", "ifb0", "ifb1", "eth0"]);
     let eth0 = &devices[3].counters;
-    assert_eq!(
-        *eth0,
-        DeviceCounters { rx_bytes: 50118222, rx_packets: 3012, tx_bytes: 201274, tx_packets: 1732, ..Default::default() }
-    );
+    assert_eq!(*eth0, DeviceCounters { rx_bytes: 50118222, rx_packets: 3012, tx_bytes: 201274, tx_packets: 1732, ..Default::default() });
     let sum = netdev::sum_without_loopback(&devices);
     assert_eq!(sum.rx_bytes, 50118222, "loopback is excluded from the namespace sum");
 }
@@ -45,10 +42,7 @@ fn extra_columns_from_a_future_kernel_are_ignored() {
 
 #[test]
 fn truncated_line_is_an_error_naming_the_line_and_device() {
-    assert_eq!(
-        netdev::parse(&fixture("truncated.txt")).unwrap_err().to_string(),
-        "line 4: device eth0: expected 16 counters, found 4"
-    );
+    assert_eq!(netdev::parse(&fixture("truncated.txt")).unwrap_err().to_string(), "line 4: device eth0: expected 16 counters, found 4");
 }
 
 #[test]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole podnet test suite: installs what it needs, then format, lint and every test
+# (unit, golden fixtures, config errors, topology, and end-to-end against the real binary).
+# Usage: scripts/test.sh          (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# System packages the suite uses. Installed only when missing, so a developer machine
+# that has them is not touched.
+need_pkgs=()
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust with rustup (the toolchain is pinned in rust-toolchain.toml)" >&2
+    exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+log "format"
+cargo fmt --all -- --check
+
+log "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build (the podnet binary the end-to-end tests run)"
+cargo build --workspace --locked
+
+log "tests"
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "\n%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt
+exit "$status"
