@@ -207,6 +207,17 @@ pub trait Exporter: Send {
     fn run(self: Box<Self>, input: Input) -> BoxFuture;
 }
 
+/// A created extension: a service shared by other components (the Collector's
+/// extensions), started before and stopped after every pipeline component.
+pub trait Extension: Send {
+    /// What components get from [`Host::extension`](crate::host::Host::extension). They should
+    /// look it up when they use it rather than keep it, so a reloaded extension is picked up.
+    fn service(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+    fn run(self: Box<Self>) -> BoxFuture;
+}
+
 /// The typed half of a factory; implement one of [`ReceiverFactory`], [`ProcessorFactory`]
 /// or [`ExporterFactory`] too.
 pub trait Factory: Send + Sync + 'static {
@@ -227,12 +238,16 @@ pub trait ProcessorFactory: Factory {
 pub trait ExporterFactory: Factory {
     fn create(&self, config: &Self::Config, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError>;
 }
+pub trait ExtensionFactory: Factory {
+    fn create(&self, config: &Self::Config, ctx: ComponentContext) -> Result<Box<dyn Extension>, BuildError>;
+}
 
 /// A created component of any kind.
 pub enum Created {
     Receiver(Box<dyn Receiver>),
     Processor(Box<dyn Processor>),
     Exporter(Box<dyn Exporter>),
+    Extension(Box<dyn Extension>),
 }
 
 /// The object-safe face of a factory, as the registry stores it.
@@ -278,6 +293,7 @@ macro_rules! dyn_factory_for {
 dyn_factory_for!(ReceiverAdapter, ReceiverFactory, Receiver);
 dyn_factory_for!(ProcessorAdapter, ProcessorFactory, Processor);
 dyn_factory_for!(ExporterAdapter, ExporterFactory, Exporter);
+dyn_factory_for!(ExtensionAdapter, ExtensionFactory, Extension);
 
 /// All factories the binary knows, looked up by type name or alias.
 #[derive(Default, Clone)]
@@ -299,6 +315,10 @@ impl Registry {
     }
     pub fn exporter<F: ExporterFactory>(mut self, f: F) -> Self {
         self.factories.push(Arc::new(ExporterAdapter(f)));
+        self
+    }
+    pub fn extension<F: ExtensionFactory>(mut self, f: F) -> Self {
+        self.factories.push(Arc::new(ExtensionAdapter(f)));
         self
     }
 

@@ -1,7 +1,9 @@
 //! Services the whole process shares with its components: node identity, component status
 //! and self-telemetry. They outlive config reloads.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use crate::status::StatusRegistry;
 use crate::telemetry::Telemetry;
@@ -13,6 +15,28 @@ pub struct Host {
     /// Whether Prometheus endpoints also serve podnet's own `podnet_*` metrics
     /// (`service.telemetry.metrics.level` is not `none`).
     pub serve_self_metrics: bool,
+    extensions: RwLock<BTreeMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Host {
+    pub fn new(node: NodeInfo, status: Arc<StatusRegistry>, telemetry: Arc<Telemetry>, serve_self_metrics: bool) -> Host {
+        Host { node, status, telemetry, serve_self_metrics, extensions: RwLock::default() }
+    }
+
+    /// The service of the running extension `id` (e.g. `netns_discovery`), if it runs and
+    /// offers a `T`.
+    pub fn extension<T: Any + Send + Sync>(&self, id: &str) -> Option<Arc<T>> {
+        let map = self.extensions.read().unwrap_or_else(|e| e.into_inner());
+        map.get(id).cloned().and_then(|s| s.downcast::<T>().ok())
+    }
+
+    pub(crate) fn set_extension(&self, id: &str, service: Option<Arc<dyn Any + Send + Sync>>) {
+        let mut map = self.extensions.write().unwrap_or_else(|e| e.into_inner());
+        match service {
+            Some(s) => map.insert(id.to_string(), s),
+            None => map.remove(id),
+        };
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -29,6 +29,7 @@ pub enum NodeKey {
     Receiver(ComponentId),
     Processor { pipeline: String, id: ComponentId },
     Exporter(ComponentId),
+    Extension(ComponentId),
 }
 
 impl NodeKey {
@@ -37,11 +38,12 @@ impl NodeKey {
             NodeKey::Receiver(_) => Kind::Receiver,
             NodeKey::Processor { .. } => Kind::Processor,
             NodeKey::Exporter(_) => Kind::Exporter,
+            NodeKey::Extension(_) => Kind::Extension,
         }
     }
     fn id(&self) -> &ComponentId {
         match self {
-            NodeKey::Receiver(id) | NodeKey::Exporter(id) | NodeKey::Processor { id, .. } => id,
+            NodeKey::Receiver(id) | NodeKey::Exporter(id) | NodeKey::Extension(id) | NodeKey::Processor { id, .. } => id,
         }
     }
     fn pipeline(&self) -> Option<&str> {
@@ -50,12 +52,14 @@ impl NodeKey {
             _ => None,
         }
     }
-    /// Stop order: upstream first, so in-flight data reaches the exporters.
+    /// Stop order: upstream first, so in-flight data reaches the exporters; extensions,
+    /// which the others use, last. Builds go the other way.
     fn stage(&self) -> u8 {
         match self {
             NodeKey::Receiver(_) => 0,
             NodeKey::Processor { .. } => 1,
             NodeKey::Exporter(_) => 2,
+            NodeKey::Extension(_) => 3,
         }
     }
 }
@@ -100,6 +104,11 @@ impl Topology {
     /// The nodes a config asks for, with their components.
     fn wanted(config: &ResolvedConfig) -> BTreeMap<NodeKey, ResolvedComponent> {
         let mut wanted = BTreeMap::new();
+        for id in &config.extensions {
+            if let Some(c) = config.component(Kind::Extension, id) {
+                wanted.insert(NodeKey::Extension(id.clone()), c.clone());
+            }
+        }
         for (pipeline_id, p) in &config.pipelines {
             for id in &p.receivers {
                 if let Some(c) = config.component(Kind::Receiver, id) {
@@ -140,7 +149,7 @@ impl Topology {
         to_stop.sort_by_key(|k| k.stage());
         for key in to_stop {
             if let Some(node) = self.nodes.remove(&key) {
-                stop_node(&key, node).await;
+                self.stop(&key, node).await;
                 report.stopped.push(key.to_string());
             }
         }
@@ -183,6 +192,11 @@ impl Topology {
                     let task = supervise(&ctx, processor.run(input, outputs.clone()));
                     self.insert(key.clone(), type_name, config_json, &ctx, task, Some(outputs), Some(tx));
                 }
+                Created::Extension(extension) => {
+                    self.host.set_extension(&key.id().to_string(), extension.service());
+                    let task = supervise(&ctx, extension.run());
+                    self.insert(key.clone(), type_name, config_json, &ctx, task, None, None);
+                }
                 Created::Receiver(receiver) => receivers.push((key.clone(), receiver, ctx, type_name, config_json)),
             }
             report.started.push(key.to_string());
@@ -212,7 +226,7 @@ impl Topology {
         keys.sort_by_key(|k| k.stage());
         for key in keys {
             if let Some(node) = self.nodes.remove(&key) {
-                stop_node(&key, node).await;
+                self.stop(&key, node).await;
             }
         }
     }
@@ -229,6 +243,13 @@ impl Topology {
 
     pub fn running(&self) -> Vec<String> {
         self.nodes.keys().map(ToString::to_string).collect()
+    }
+
+    async fn stop(&self, key: &NodeKey, node: RunningNode) {
+        stop_node(key, node).await;
+        if let NodeKey::Extension(id) = key {
+            self.host.set_extension(&id.to_string(), None);
+        }
     }
 
     fn context(&self, key: &NodeKey) -> ComponentContext {

@@ -144,14 +144,54 @@ impl Exporter for Capture {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct GreeterConfig {
+    greeting: String,
+}
+
+/// An extension offering a shared value to other components.
+struct GreeterFactory;
+impl Factory for GreeterFactory {
+    type Config = GreeterConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "greeter",
+            aliases: &[],
+            kind: Kind::Extension,
+            signals: &[],
+            stability: Stability::Development,
+            description: "test",
+            probes: &[],
+        }
+    }
+}
+impl ExtensionFactory for GreeterFactory {
+    fn create(&self, config: &GreeterConfig, ctx: ComponentContext) -> Result<Box<dyn Extension>, BuildError> {
+        Ok(Box::new(Greeter { greeting: Arc::new(config.greeting.clone()), ctx }))
+    }
+}
+struct Greeter {
+    greeting: Arc<String>,
+    ctx: ComponentContext,
+}
+impl Extension for Greeter {
+    fn service(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self.greeting.clone())
+    }
+    fn run(self: Box<Self>) -> BoxFuture {
+        Box::pin(async move { self.ctx.shutdown.cancelled().await })
+    }
+}
+
 fn registry() -> Registry {
-    Registry::new().receiver(TickFactory).exporter(CaptureFactory)
+    Registry::new().receiver(TickFactory).exporter(CaptureFactory).extension(GreeterFactory)
 }
 
 fn host() -> Arc<Host> {
     let status = Arc::new(StatusRegistry::default());
     let telemetry = Arc::new(Telemetry::new(&TelemetryConfig::default(), "node", status.clone()).unwrap());
-    Arc::new(Host { node: podnet_pipeline::NodeInfo { name: "node".into() }, status, telemetry, serve_self_metrics: true })
+    Arc::new(Host::new(podnet_pipeline::NodeInfo { name: "node".into() }, status, telemetry, true))
 }
 
 fn cfg(yaml: &str) -> podnet_pipeline::ResolvedConfig {
@@ -273,5 +313,41 @@ async fn invalid_file_is_rejected_and_pipeline_keeps_running() {
         "{:?}",
         service.config().warnings
     );
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_start_first_and_offer_their_service() {
+    let v1 = "
+extensions:
+  greeter: { greeting: hello }
+receivers:
+  tick/e: { value: 9 }
+exporters:
+  capture: { tag: e }
+service:
+  extensions: [greeter]
+  pipelines:
+    metrics:
+      receivers: [tick/e]
+      exporters: [capture]
+";
+    let h = host();
+    let mut service = Service::start(registry(), ConfigSource::Embedded { name: "t", text: "" }, cfg(v1), h.clone()).await.unwrap();
+    assert_eq!(h.extension::<String>("greeter").as_deref().map(String::as_str), Some("hello"));
+    assert!(h.extension::<u64>("greeter").is_none(), "a service of another type is not handed out");
+    assert!(h.status.snapshot().iter().any(|c| c.kind == Kind::Extension && c.id == "greeter"));
+
+    let ReloadOutcome::Applied(report) = service.apply(cfg(&v1.replace("greeting: hello", "greeting: hi"))).await else { panic!() };
+    assert_eq!(report.stopped, ["extension/greeter"]);
+    assert_eq!(h.extension::<String>("greeter").as_deref().map(String::as_str), Some("hi"));
+
+    let without = v1.replace("  extensions: [greeter]\n", "");
+    let cfg_without = cfg(&without);
+    assert!(
+        cfg_without.warnings.iter().any(|w| w == "extensions::greeter: defined but not listed in service::extensions; it will not run")
+    );
+    let ReloadOutcome::Applied(_) = service.apply(cfg_without).await else { panic!() };
+    assert!(h.extension::<String>("greeter").is_none());
     service.shutdown().await;
 }

@@ -132,7 +132,7 @@ async fn run(source: ConfigSource, log_level: Option<String>, log_format: Option
     let node = NodeInfo::detect();
     let status = Arc::new(StatusRegistry::default());
     let telemetry = Arc::new(Telemetry::new(&config.telemetry, &node.name, status.clone())?);
-    let host = Arc::new(Host { serve_self_metrics: config.telemetry.metrics.level != MetricsLevel::None, node, status, telemetry });
+    let host = Arc::new(Host::new(node, status, telemetry, config.telemetry.metrics.level != MetricsLevel::None));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), node = %host.node.name, config = %source.describe(), "podnet starting");
 
     let mut watcher = match source.path() {
