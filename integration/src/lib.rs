@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The `podnet` binary cargo built next to this test.
@@ -25,6 +25,7 @@ pub struct Agent {
     child: Child,
     pub port: u16,
     pub log: PathBuf,
+    pub stdout: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -35,13 +36,15 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("podnet.log");
         let log_file = std::fs::File::create(&log).expect("log file");
+        let stdout = dir.path().join("stdout.log");
+        let stdout_file = std::fs::File::create(&stdout).expect("stdout file");
         let mut cmd = Command::new(podnet_binary());
         cmd.arg("run").args(args).env("PODNET_LISTEN", format!("127.0.0.1:{port}")).env("PODNET_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(log_file).spawn().expect("spawn podnet");
-        let agent = Agent { child, port, log, _dir: dir };
+        let child = cmd.stdout(stdout_file).stderr(log_file).spawn().expect("spawn podnet");
+        let agent = Agent { child, port, log, stdout, _dir: dir };
         agent.wait_until(Duration::from_secs(20), "podnet to answer /readyz", || agent.get("/readyz").is_some_and(|(s, _)| s == 200));
         agent
     }
@@ -59,6 +62,10 @@ impl Agent {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
     pub fn pid(&self) -> i32 {
@@ -112,9 +119,14 @@ impl Drop for Agent {
 
 /// A minimal HTTP/1.1 GET; `None` when nothing listens.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_accept(port, path, "*/*")
+}
+
+/// A GET with an `Accept` header (content negotiation).
+pub fn http_get_accept(port: u16, path: &str, accept: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw).to_string();

@@ -254,3 +254,38 @@ service:
     });
     assert!(agent.log_text().contains("processors::filter: defined but not used in any pipeline"), "{}", agent.log_text());
 }
+
+#[test]
+fn shipped_debug_config_prints_and_writes_otlp_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("metrics.jsonl");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/debug.yaml");
+    let agent = Agent::start(
+        &["-c", config.to_str().unwrap()],
+        &[("PODNET_FILE_PATH", out.to_str().unwrap()), ("PODNET_COLLECTION_INTERVAL", "200ms"), ("PODNET_NODE_NAME", NODE)],
+    );
+    agent.wait_until(Duration::from_secs(10), "two file lines", || {
+        std::fs::read_to_string(&out).map(|t| t.lines().count() >= 2).unwrap_or(false)
+    });
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(
+            "{\"resourceMetrics\":[{\"resource\":{\"attributes\":[{\"key\":\"k8s.node.name\",\"value\":{\"stringValue\":\"it-node\"}}"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("\"name\":\"system.network.io\"") && first.contains("\"isMonotonic\":true"), "{first}");
+    assert!(first.contains("\"aggregationTemporality\":2"), "cumulative: {first}");
+    let stdout = agent.stdout_text();
+    assert!(stdout.contains("debug: metrics: 1 resources, 4 metrics, "), "{stdout}");
+    assert!(stdout.contains("    system.network.io (counter, By)"), "{stdout}");
+    assert!(stdout.contains("network.io.direction=receive network.interface.name="), "{stdout}");
+    // OpenMetrics is served when asked for (and enabled in this config); plain text otherwise.
+    let (_, om) =
+        podnet_integration::http_get_accept(agent.port, "/metrics", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5").unwrap();
+    assert!(om.contains("# TYPE system_network_io_bytes counter\n") && om.contains("system_network_io_bytes_total{"), "{om}");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    let text = agent.metrics();
+    assert!(text.contains("# TYPE system_network_io_bytes_total counter\n") && !text.contains("# EOF"), "{text}");
+}
