@@ -29,6 +29,8 @@ pub mod keys {
     pub const NETNS_INODE: &str = "podnet.netns.inode";
     /// `true` on the resource of the host (node-level) network namespace.
     pub const NETNS_HOST: &str = "podnet.netns.host";
+    /// The namespace's `ip netns` name, when it has one.
+    pub const NETNS_NAME: &str = "podnet.netns.name";
     pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
     pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
 }
@@ -224,6 +226,22 @@ pub enum KubeskoopName {
     SplitBy { attribute: &'static str, names: &'static [(&'static str, &'static str)] },
 }
 
+/// A `&'static str` for a name built at run time (a metric named after a kernel field).
+/// Each distinct string is stored once for the life of the process; callers intern only
+/// names from bounded sets (the kernel's counter fields), never per-packet values.
+pub fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = names.get(s) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 /// The static description of one metric a receiver produces.
 #[derive(Clone, Copy, Debug)]
 pub struct MetricDef {
@@ -296,6 +314,11 @@ impl MetricsBuilder {
             }
         };
         ResourceMetricsBuilder { scope: &mut self.resources[index].scope_metrics[0] }
+    }
+
+    /// Removes a resource started earlier (a namespace that vanished mid-collection).
+    pub fn drop_resource(&mut self, attributes: &[KeyValue]) {
+        self.resources.retain(|r| r.resource.as_ref().map(|x| x.attributes.as_slice()) != Some(attributes));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -410,6 +433,13 @@ mod tests {
         b.resources_mut().clear();
         assert_eq!(a.resources().len(), 1);
         assert!(b.resources().is_empty());
+    }
+
+    #[test]
+    fn interning_returns_one_copy() {
+        let a = intern(&format!("podnet.{}", "x"));
+        let b = intern("podnet.x");
+        assert!(std::ptr::eq(a, b));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub fn default_source() -> ConfigSource {
 /// Every component factory in this distribution.
 pub fn registry() -> Registry {
     Registry::new()
+        .extension(podnet_netns::NetnsExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)

@@ -60,7 +60,9 @@ fn duration_without_unit() {
 fn unknown_key_lists_the_valid_keys() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n    colection_interval: 5s\nexporters:\n  prometheus:\n")),
-        ["receivers::procfs: unknown key \"colection_interval\" (valid keys: collection_interval, root_path, probes, netdev)"]
+        [
+            "receivers::procfs: unknown key \"colection_interval\" (valid keys: collection_interval, root_path, namespaces, netns_extension, names_path, probes, netdev, tcpext, softnet)"
+        ]
     );
 }
 
@@ -92,7 +94,7 @@ fn unknown_component_type_lists_the_choices() {
 fn unknown_probe_lists_the_probes() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n    probes: [netdev, nosuch]\nexporters:\n  prometheus:\n")),
-        ["receivers::procfs::probes::1: unknown value \"nosuch\" (valid values: netdev)"]
+        ["receivers::procfs::probes::1: unknown value \"nosuch\" (valid values: netdev, tcp, udp, ip, udp6, ip6, tcpext, sock, softnet)"]
     );
 }
 

@@ -88,7 +88,7 @@ impl Translator<'_> {
                 let get = |k: &str| attr_string(attrs, k).unwrap_or_default();
                 labels.push(("k8s_node".into(), get(keys::K8S_NODE_NAME)));
                 labels.push(("k8s_namespace".into(), get(keys::K8S_NAMESPACE_NAME)));
-                labels.push(("k8s_pod".into(), get(keys::K8S_POD_NAME)));
+                labels.push(("k8s_pod".into(), kubeskoop_pod(attrs)));
             }
             Naming::Otel => {
                 for key in self.resource_labels {
@@ -204,6 +204,21 @@ impl Translator<'_> {
             labels.sort();
         }
         out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value });
+    }
+}
+
+/// KubeSkoop's `k8s_pod`: the pod's name; `""` at node level (the host namespace, or data
+/// with no namespace); for a namespace no pod source knows, its `ip netns` name or
+/// `netns-<inode>`, so it keeps series of its own instead of being dropped (as KubeSkoop
+/// does) or merged into the node's.
+fn kubeskoop_pod(attrs: &[KeyValue]) -> String {
+    if let Some(pod) = attr_string(attrs, keys::K8S_POD_NAME) {
+        return pod;
+    }
+    let is_host = attr_string(attrs, keys::NETNS_HOST).as_deref() == Some("true");
+    match attr_string(attrs, keys::NETNS_INODE) {
+        Some(inode) if !is_host => attr_string(attrs, keys::NETNS_NAME).unwrap_or_else(|| format!("netns-{inode}")),
+        _ => String::new(),
     }
 }
 
@@ -365,6 +380,16 @@ mod tests {
         assert_eq!(otel_metric_name("", "http.total", "", FamilyType::Counter), "http_total");
         assert_eq!(otel_metric_name("", "io_bytes", "By", FamilyType::Gauge), "io_bytes", "no doubled unit");
         assert_eq!(otel_metric_name("", "1st..metric", "", FamilyType::Gauge), "_1st_metric");
+    }
+
+    #[test]
+    fn kubeskoop_pod_label() {
+        use podnet_pipeline::pdata::{kv_bool, kv_int, kv_str};
+        assert_eq!(kubeskoop_pod(&[kv_int(keys::NETNS_INODE, 5), kv_bool(keys::NETNS_HOST, true)]), "");
+        assert_eq!(kubeskoop_pod(&[kv_str(keys::K8S_NODE_NAME, "n")]), "", "node level");
+        assert_eq!(kubeskoop_pod(&[kv_int(keys::NETNS_INODE, 7)]), "netns-7");
+        assert_eq!(kubeskoop_pod(&[kv_int(keys::NETNS_INODE, 7), kv_str(keys::NETNS_NAME, "pod-a")]), "pod-a");
+        assert_eq!(kubeskoop_pod(&[kv_int(keys::NETNS_INODE, 7), kv_str(keys::K8S_POD_NAME, "web-1")]), "web-1");
     }
 
     #[test]

@@ -1,30 +1,60 @@
-//! Receiver `procfs`: kernel network counters from `/proc/<pid>/net/*`.
-//!
-//! This first version reads the host network namespace; per-pod namespaces come with the
-//! namespace discovery extension.
+//! Receiver `procfs`: kernel network counters from `/proc/<pid>/net/*` of every network
+//! namespace on the node (one resource per namespace), plus node-level counters the kernel
+//! keeps globally (softnet, socket memory) once for the node.
 
 pub mod netdev;
-mod netns;
+mod probes;
+pub mod snmp;
+pub mod sockstat;
+pub mod softnet;
+pub mod tables;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use podnet_netns::{Namespace, NetnsDirectory};
+use podnet_pipeline::Host;
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Overhead, ProbeInfo, Receiver, ReceiverFactory, Stability,
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::CumulativeTracker;
 use podnet_pipeline::fanout::Outputs;
-use podnet_pipeline::pdata::{MetricsBuilder, Signal, keys, kv_str, now_unix_nanos};
+use podnet_pipeline::pdata::{KeyValue, MetricsBuilder, Signal, keys, kv_bool, kv_int, kv_str, now_unix_nanos};
 use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
 use serde::{Deserialize, Serialize};
 
-pub use netns::Namespace;
+use crate::probes::{Defs, Emit, NsFiles, ProbeError, Series};
 
-/// The probes this receiver runs.
+/// The probes this receiver runs; each can be enabled alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     Netdev,
+    Tcp,
+    Udp,
+    Ip,
+    Udp6,
+    Ip6,
+    Tcpext,
+    Sock,
+    Softnet,
+}
+
+impl Probe {
+    pub const ALL: [Probe; 9] =
+        [Probe::Netdev, Probe::Tcp, Probe::Udp, Probe::Ip, Probe::Udp6, Probe::Ip6, Probe::Tcpext, Probe::Sock, Probe::Softnet];
+}
+
+/// Which namespaces to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Namespaces {
+    /// Every network namespace on the node (pods and the host).
+    #[default]
+    All,
+    /// Only the host's (node level).
+    Host,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,15 +63,37 @@ pub struct ProcfsConfig {
     pub collection_interval: ConfigDuration,
     /// Where the host's /proc is mounted (`/host/proc` in the DaemonSet).
     pub root_path: PathBuf,
+    pub namespaces: Namespaces,
+    /// The `netns` extension to take the namespace list from; when it does not run, the
+    /// receiver scans /proc itself at each collection.
+    pub netns_extension: String,
+    /// Where `ip netns` names live, for the receiver's own scans.
+    pub names_path: PathBuf,
     pub probes: Vec<Probe>,
     pub netdev: NetdevOptions,
+    pub tcpext: TcpextOptions,
+    pub softnet: SoftnetOptions,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetdevOptions {
-    /// Also report each device (`network.interface.name`), beyond KubeSkoop's namespace sum.
+    /// Also report each device (`podnet.netdev.device.*`), beyond KubeSkoop's namespace sum.
     pub per_device: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpextOptions {
+    /// Every TcpExt and IpExt field of /proc/net/netstat, not only KubeSkoop's 32.
+    pub all_fields: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoftnetOptions {
+    /// Also report each CPU (`podnet.softnet.cpu.*`).
+    pub per_cpu: bool,
 }
 
 impl Default for ProcfsConfig {
@@ -49,15 +101,30 @@ impl Default for ProcfsConfig {
         ProcfsConfig {
             collection_interval: ConfigDuration::from_secs(15),
             root_path: PathBuf::from("/proc"),
-            probes: vec![Probe::Netdev],
+            namespaces: Namespaces::All,
+            netns_extension: "netns".into(),
+            names_path: PathBuf::from("/run/netns"),
+            probes: Probe::ALL.to_vec(),
             netdev: NetdevOptions::default(),
+            tcpext: TcpextOptions::default(),
+            softnet: SoftnetOptions::default(),
         }
     }
 }
 
 pub struct ProcfsReceiverFactory;
 
-const PROBES: &[ProbeInfo] = &[ProbeInfo { name: "netdev", data_source: "/proc/<pid>/net/dev", overhead: Overhead::Low }];
+const PROBES: &[ProbeInfo] = &[
+    ProbeInfo { name: "netdev", data_source: "/proc/<pid>/net/dev", overhead: Overhead::Low },
+    ProbeInfo { name: "tcp", data_source: "/proc/<pid>/net/snmp (Tcp)", overhead: Overhead::Low },
+    ProbeInfo { name: "udp", data_source: "/proc/<pid>/net/snmp (Udp)", overhead: Overhead::Low },
+    ProbeInfo { name: "ip", data_source: "/proc/<pid>/net/snmp (Ip)", overhead: Overhead::Low },
+    ProbeInfo { name: "udp6", data_source: "/proc/<pid>/net/snmp6 (Udp6)", overhead: Overhead::Low },
+    ProbeInfo { name: "ip6", data_source: "/proc/<pid>/net/snmp6 (Ip6)", overhead: Overhead::Low },
+    ProbeInfo { name: "tcpext", data_source: "/proc/<pid>/net/netstat (TcpExt, IpExt)", overhead: Overhead::Low },
+    ProbeInfo { name: "sock", data_source: "/proc/<pid>/net/sockstat, sockstat6", overhead: Overhead::Low },
+    ProbeInfo { name: "softnet", data_source: "/proc/net/softnet_stat (node level)", overhead: Overhead::Low },
+];
 
 impl Factory for ProcfsReceiverFactory {
     type Config = ProcfsConfig;
@@ -68,7 +135,7 @@ impl Factory for ProcfsReceiverFactory {
             kind: Kind::Receiver,
             signals: &[Signal::Metrics],
             stability: Stability::Alpha,
-            description: "Kernel network counters from /proc/<pid>/net of network namespaces",
+            description: "Kernel network counters from /proc/<pid>/net of every network namespace",
             probes: PROBES,
         }
     }
@@ -77,7 +144,8 @@ impl Factory for ProcfsReceiverFactory {
             return Err("collection_interval must be greater than zero".into());
         }
         if c.probes.is_empty() {
-            return Err("probes must name at least one probe (valid probes: netdev)".into());
+            let names: Vec<_> = PROBES.iter().map(|p| p.name).collect();
+            return Err(format!("probes must name at least one probe (valid probes: {})", names.join(", ")));
         }
         if !c.root_path.is_absolute() {
             return Err(format!("root_path \"{}\" must be an absolute path", c.root_path.display()));
@@ -106,74 +174,116 @@ struct ProcfsReceiver {
 impl Receiver for ProcfsReceiver {
     fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
         let interval = self.config.collection_interval.0;
-        let scraper = ProcfsScraper::new(self.config, self.ctx.host.node.name.clone(), self.ctx.id.to_string());
+        let scraper =
+            ProcfsScraper::new(self.config, self.ctx.host.node.name.clone(), self.ctx.id.to_string()).with_host(self.ctx.host.clone());
         Box::pin(run_scraper(scraper, interval, self.ctx, outputs))
     }
 }
-
-/// Series key for start-time tracking: (namespace inode, metric, direction, device).
-type SeriesKey = (u64, &'static str, &'static str, Option<String>);
 
 pub struct ProcfsScraper {
     config: ProcfsConfig,
     node_name: String,
     scope: String,
-    counters: CumulativeTracker<SeriesKey>,
+    host: Option<Arc<Host>>,
+    counters: CumulativeTracker<Series>,
+    defs: Defs,
+    warned_no_extension: bool,
 }
 
 impl ProcfsScraper {
     pub fn new(config: ProcfsConfig, node_name: String, component_id: String) -> Self {
-        ProcfsScraper { config, node_name, scope: format!("podnet/receiver/{component_id}"), counters: CumulativeTracker::default() }
+        ProcfsScraper {
+            config,
+            node_name,
+            scope: format!("podnet/receiver/{component_id}"),
+            host: None,
+            counters: CumulativeTracker::default(),
+            defs: Defs::default(),
+            warned_no_extension: false,
+        }
     }
 
-    fn resource(&self, ns: &Namespace) -> Vec<podnet_pipeline::pdata::KeyValue> {
-        let mut attrs =
-            vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone()), podnet_pipeline::pdata::kv_int(keys::NETNS_INODE, ns.inode as i64)];
+    /// Lets the scraper take the namespace list from the `netns` extension.
+    pub fn with_host(mut self, host: Arc<Host>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    fn namespaces(&mut self) -> Result<Arc<Vec<Namespace>>, String> {
+        if self.config.namespaces == Namespaces::Host {
+            return podnet_netns::host_namespace(&self.config.root_path).map(|h| Arc::new(vec![h]));
+        }
+        if let Some(dir) = self.host.as_ref().and_then(|h| h.extension::<NetnsDirectory>(&self.config.netns_extension))
+            && dir.root_path == self.config.root_path
+        {
+            return Ok(dir.namespaces());
+        }
+        if self.host.is_some() && !self.warned_no_extension {
+            tracing::info!(
+                extension = %self.config.netns_extension,
+                "no running netns extension with this root_path; the receiver scans /proc itself each collection"
+            );
+            self.warned_no_extension = true;
+        }
+        podnet_netns::scan(&self.config.root_path, &self.config.names_path).map(Arc::new)
+    }
+
+    fn resource(&self, ns: &Namespace) -> Vec<KeyValue> {
+        let mut attrs = vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone()), kv_int(keys::NETNS_INODE, ns.inode as i64)];
         if ns.is_host {
-            attrs.push(podnet_pipeline::pdata::kv_bool(keys::NETNS_HOST, true));
+            attrs.push(kv_bool(keys::NETNS_HOST, true));
+        }
+        if let Some(name) = &ns.name {
+            attrs.push(kv_str(keys::NETNS_NAME, name.clone()));
         }
         attrs
     }
 
-    fn collect_netdev(&mut self, ns: &Namespace, builder: &mut MetricsBuilder, errors: &mut Vec<CollectionError>) {
-        let path = ns.proc_dir.join("net/dev");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(CollectionError { class: "read", message: format!("{}: {e}", path.display()) });
-                return;
-            }
-        };
-        let devices = match netdev::parse(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(CollectionError { class: "parse", message: format!("{}: {e}", path.display()) });
-                return;
-            }
-        };
-        let now = now_unix_nanos();
+    /// One namespace, every enabled per-namespace probe.
+    fn collect_namespace(&mut self, ns: &Namespace, builder: &mut MetricsBuilder, now: u64) -> Vec<ProbeError> {
+        let mut files = NsFiles::new(ns);
+        let mut errors = Vec::new();
         let resource = self.resource(ns);
-        let total = netdev::sum_without_loopback(&devices);
         let mut rb = builder.resource(resource);
-        for (def, rx, tx) in netdev::points(&total) {
-            for (direction, value) in [("receive", rx), ("transmit", tx)] {
-                let start = self.counters.observe((ns.inode, def.name, direction, None), value, now, ns.start_unix_nanos);
-                rb.point(def, vec![kv_str(keys::NETWORK_IO_DIRECTION, direction)], start, now, value.into());
+        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, inode: ns.inode, origin: ns.start_unix_nanos, now };
+        for probe in &self.config.probes {
+            let result = match probe {
+                Probe::Netdev => probes::netdev(&mut files, &mut out, self.config.netdev.per_device),
+                Probe::Tcp => probes::snmp_probe("tcp", &mut files, &mut out, &mut self.defs),
+                Probe::Udp => probes::snmp_probe("udp", &mut files, &mut out, &mut self.defs),
+                Probe::Ip => probes::snmp_probe("ip", &mut files, &mut out, &mut self.defs),
+                Probe::Udp6 => probes::snmp6_probe("udp6", &mut files, &mut out, &mut self.defs),
+                Probe::Ip6 => probes::snmp6_probe("ip6", &mut files, &mut out, &mut self.defs),
+                Probe::Tcpext => probes::tcpext(&mut files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
+                Probe::Sock => probes::sock(&mut files, &mut out),
+                Probe::Softnet => Ok(()),
+            };
+            if let Err(e) = result {
+                errors.push(e);
             }
         }
-        if self.config.netdev.per_device {
-            for d in devices.iter().filter(|d| d.name != "lo") {
-                for (def, rx, tx) in netdev::points(&d.counters) {
-                    for (direction, value) in [("receive", rx), ("transmit", tx)] {
-                        let start =
-                            self.counters.observe((ns.inode, def.name, direction, Some(d.name.clone())), value, now, ns.start_unix_nanos);
-                        let attrs =
-                            vec![kv_str(keys::NETWORK_IO_DIRECTION, direction), kv_str(keys::NETWORK_INTERFACE_NAME, d.name.clone())];
-                        rb.point(def, attrs, start, now, value.into());
-                    }
-                }
-            }
+        errors
+    }
+
+    /// Counters the kernel keeps for the whole node, read once from the host namespace.
+    fn collect_node(&mut self, host: &Namespace, builder: &mut MetricsBuilder, now: u64) -> Vec<ProbeError> {
+        let wants_sock = self.config.probes.contains(&Probe::Sock);
+        let wants_softnet = self.config.probes.contains(&Probe::Softnet);
+        if !wants_sock && !wants_softnet {
+            return Vec::new();
         }
+        let mut files = NsFiles::new(host);
+        let mut rb = builder.resource(vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone())]);
+        // Node-level series are keyed apart from the host namespace's (inode 0).
+        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, inode: 0, origin: host.start_unix_nanos, now };
+        let mut errors = Vec::new();
+        if wants_sock {
+            errors.extend(probes::sock_node(&mut files, &mut out).err());
+        }
+        if wants_softnet {
+            errors.extend(probes::softnet(&mut files, &mut out, self.config.softnet.per_cpu).err());
+        }
+        errors
     }
 }
 
@@ -182,12 +292,25 @@ impl Scraper for ProcfsScraper {
         let mut errors = Vec::new();
         let mut builder = MetricsBuilder::new(&self.scope);
         self.counters.begin_round();
-        match netns::host_namespace(&self.config.root_path) {
-            Ok(ns) => {
-                for probe in self.config.probes.clone() {
-                    match probe {
-                        Probe::Netdev => self.collect_netdev(&ns, &mut builder, &mut errors),
+        match self.namespaces() {
+            Ok(list) => {
+                let now = now_unix_nanos();
+                for ns in list.iter() {
+                    let ns_errors = self.collect_namespace(ns, &mut builder, now);
+                    // A namespace whose process went away mid-read was a deleted pod: normal.
+                    if !ns_errors.is_empty() && !ns.is_host && ns.vanished() {
+                        tracing::debug!(inode = ns.inode, "namespace vanished during collection");
+                        builder.drop_resource(&self.resource(ns));
+                        continue;
                     }
+                    errors.extend(ns_errors.into_iter().map(|e| CollectionError { class: e.class, message: e.message }));
+                }
+                if let Some(host) = list.iter().find(|n| n.is_host) {
+                    errors.extend(
+                        self.collect_node(host, &mut builder, now)
+                            .into_iter()
+                            .map(|e| CollectionError { class: e.class, message: e.message }),
+                    );
                 }
             }
             Err(e) => errors.push(CollectionError { class: "read", message: e }),

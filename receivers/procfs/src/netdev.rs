@@ -154,3 +154,25 @@ pub fn points(c: &DeviceCounters) -> [(&'static MetricDef, u64, u64); 4] {
         (&DROPPED, c.rx_dropped, c.tx_dropped),
     ]
 }
+
+const fn device(name: &'static str, description: &'static str, unit: &'static str) -> MetricDef {
+    MetricDef { name, description, unit, kind: MetricKind::Counter, kubeskoop: None }
+}
+
+// Per-device series are separate metrics, so summing a namespace metric never counts a
+// device twice.
+pub const DEVICE_IO: MetricDef = device("podnet.netdev.device.io", "Bytes received and transmitted per network device.", "By");
+pub const DEVICE_PACKETS: MetricDef =
+    device("podnet.netdev.device.packet.count", "Packets received and transmitted per network device.", "{packet}");
+pub const DEVICE_ERRORS: MetricDef = device("podnet.netdev.device.errors", "Receive and transmit errors per network device.", "{error}");
+pub const DEVICE_DROPPED: MetricDef = device("podnet.netdev.device.packet.dropped", "Packets dropped per network device.", "{packet}");
+
+/// Each per-device metric with its receive and transmit value.
+pub fn device_points(c: &DeviceCounters) -> [(&'static MetricDef, u64, u64); 4] {
+    [
+        (&DEVICE_IO, c.rx_bytes, c.tx_bytes),
+        (&DEVICE_PACKETS, c.rx_packets, c.tx_packets),
+        (&DEVICE_ERRORS, c.rx_errors, c.tx_errors),
+        (&DEVICE_DROPPED, c.rx_dropped, c.tx_dropped),
+    ]
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use podnet_pipeline::pdata::{attr_string, keys, metric, number_value_f64};
 use podnet_pipeline::scrape::Scraper;
-use podnet_receiver_procfs::{NetdevOptions, ProcfsConfig, ProcfsScraper};
+use podnet_receiver_procfs::{NetdevOptions, Probe, ProcfsConfig, ProcfsScraper};
 
 fn fake_proc(root: &Path, netdev: &str) {
     std::fs::create_dir_all(root.join("1/ns")).unwrap();
@@ -17,7 +17,7 @@ fn fake_proc(root: &Path, netdev: &str) {
 }
 
 fn config(root: &Path, per_device: bool) -> ProcfsConfig {
-    ProcfsConfig { root_path: root.to_path_buf(), netdev: NetdevOptions { per_device }, ..Default::default() }
+    ProcfsConfig { root_path: root.to_path_buf(), netdev: NetdevOptions { per_device }, probes: vec![Probe::Netdev], ..Default::default() }
 }
 
 fn point(m: &podnet_pipeline::Metrics, name: &str, direction: &str, device: Option<&str>) -> Option<(f64, u64)> {
@@ -64,8 +64,12 @@ fn per_device_option_adds_device_points() {
     fake_proc(dir.path(), include_str!("fixtures/netdev/wide-counters.txt"));
     let mut s = ProcfsScraper::new(config(dir.path(), true), "n".into(), "procfs".into());
     let c = s.scrape();
-    assert_eq!(point(&c.metrics, "system.network.io", "transmit", Some("vethabcdef12")).unwrap().0, 23456789012.0);
-    assert!(point(&c.metrics, "system.network.io", "receive", Some("lo")).is_none());
+    assert_eq!(point(&c.metrics, "podnet.netdev.device.io", "transmit", Some("vethabcdef12")).unwrap().0, 23456789012.0);
+    assert!(point(&c.metrics, "podnet.netdev.device.io", "receive", Some("lo")).is_none());
+    assert!(
+        point(&c.metrics, "system.network.io", "transmit", Some("vethabcdef12")).is_none(),
+        "namespace sums and devices are separate metrics"
+    );
     assert_eq!(c.metrics.point_count(), 8 + 2 * 8);
 }
 
@@ -109,7 +113,11 @@ fn vanished_namespace_file_is_a_read_error() {
 #[test]
 fn real_proc_matches_a_direct_read() {
     // The host namespace of this machine, read the way a user would check it.
-    let mut s = ProcfsScraper::new(ProcfsConfig::default(), "n".into(), "procfs".into());
+    let mut s = ProcfsScraper::new(
+        ProcfsConfig { probes: vec![Probe::Netdev], namespaces: podnet_receiver_procfs::Namespaces::Host, ..Default::default() },
+        "n".into(),
+        "procfs".into(),
+    );
     let c = s.scrape();
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let direct = podnet_receiver_procfs::netdev::parse(&std::fs::read_to_string("/proc/1/net/dev").unwrap()).unwrap();
