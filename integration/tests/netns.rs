@@ -1,0 +1,200 @@
+//! Test pods: two network namespaces joined by a veth pair. Known traffic between them
+//! must move each namespace's own series by exactly the right amount, and no other's.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use podnet_integration::Agent;
+
+/// Two `ip netns` namespaces, removed on drop.
+struct Pods {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl Pods {
+    fn create() -> Pods {
+        let id = std::process::id();
+        let pods = Pods { a: format!("pn-a-{id}"), b: format!("pn-b-{id}") };
+        let (va, vb) = (format!("pva{id}"), format!("pvb{id}"));
+        for ns in [&pods.a, &pods.b] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", &pods.a]);
+        ip(&["link", "set", &vb, "netns", &pods.b]);
+        ip(&["-n", &pods.a, "addr", "add", "10.213.0.1/24", "dev", &va]);
+        ip(&["-n", &pods.b, "addr", "add", "10.213.0.2/24", "dev", &vb]);
+        ip(&["-n", &pods.a, "link", "set", &va, "up"]);
+        ip(&["-n", &pods.b, "link", "set", &vb, "up"]);
+        pods
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Runs `f` on a thread that has entered namespace `name`: sockets it opens live there.
+fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = File::open(&path).expect("open netns");
+            // SAFETY: setns on this thread only; the fd is valid for the call.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// `kubeskoop_<metric>` per `k8s_pod` label value.
+fn by_pod(metrics: &str, metric: &str) -> BTreeMap<String, f64> {
+    let prefix = format!("{metric}{{");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let pod = rest.split("k8s_pod=\"").nth(1)?.split('"').next()?.to_string();
+            let value = rest.rsplit(' ').next()?.parse().ok()?;
+            Some((pod, value))
+        })
+        .collect()
+}
+
+#[test]
+fn each_test_pod_counts_its_own_traffic() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: creating network namespaces needs root (the test suite runs as root in CI)");
+        return;
+    }
+    let pods = Pods::create();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("podnet.yaml");
+    std::fs::write(
+        &config,
+        "extensions:
+  netns: { refresh_interval: 200ms }
+receivers:
+  procfs:
+    collection_interval: 200ms
+    probes: [netdev, tcp, udp, ip, sock]
+exporters:
+  prometheus:
+    endpoint: ${env:PODNET_LISTEN}
+    naming: kubeskoop
+service:
+  extensions: [netns]
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus]
+",
+    )
+    .unwrap();
+    // Namespaces need a process for /proc discovery: a sleeper in each test pod.
+    let mut sleepers: Vec<_> = [&pods.a, &pods.b]
+        .iter()
+        .map(|ns| Command::new("ip").args(["netns", "exec", ns, "sleep", "300"]).spawn().expect("sleeper"))
+        .collect();
+    let agent = Agent::start(&["-c", config.to_str().unwrap()], &[("PODNET_NODE_NAME", "netns-node")]);
+    agent.wait_until(Duration::from_secs(15), "both test pods on /metrics", || {
+        let m = by_pod(&agent.metrics(), "kubeskoop_tcp_activeopens");
+        m.contains_key(&pods.a) && m.contains_key(&pods.b)
+    });
+    let before = agent.metrics();
+
+    // Traffic: B listens on :8080; A connects 5 times, once to the closed :8081 (reset),
+    // and sends 3 UDP datagrams to the closed :9999.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            in_netns(&pods.b, || {
+                let listener = TcpListener::bind("10.213.0.2:8080").unwrap();
+                ready_tx.send(()).unwrap();
+                for _ in 0..5 {
+                    let (mut c, _) = listener.accept().unwrap();
+                    let mut buf = [0u8; 5];
+                    c.read_exact(&mut buf).unwrap();
+                    c.write_all(b"pong").unwrap();
+                }
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        in_netns(&pods.a, || {
+            for _ in 0..5 {
+                let mut c = TcpStream::connect_timeout(&"10.213.0.2:8080".parse().unwrap(), Duration::from_secs(5)).unwrap();
+                c.write_all(b"ping!").unwrap();
+                let mut buf = [0u8; 4];
+                c.read_exact(&mut buf).unwrap();
+            }
+            let refused = TcpStream::connect_timeout(&"10.213.0.2:8081".parse().unwrap(), Duration::from_secs(5));
+            assert!(refused.is_err(), "8081 is closed");
+            let udp = UdpSocket::bind("10.213.0.1:0").unwrap();
+            let to: SocketAddr = "10.213.0.2:9999".parse().unwrap();
+            for _ in 0..3 {
+                udp.send_to(b"x", to).unwrap();
+            }
+        });
+    });
+
+    let delta = |after: &str, metric: &str, pod: &str| {
+        by_pod(after, metric).get(pod).copied().unwrap_or(f64::NAN) - by_pod(&before, metric).get(pod).copied().unwrap_or(f64::NAN)
+    };
+    agent.wait_until(Duration::from_secs(15), "B's udp noports to move", || {
+        delta(&agent.metrics(), "kubeskoop_udp_noports", &pods.b) >= 3.0
+    });
+    // Every counter of this traffic has moved by now (the same collection saw it all).
+    let after = agent.metrics();
+    let (a, b) = (pods.a.as_str(), pods.b.as_str());
+    assert_eq!(delta(&after, "kubeskoop_tcp_activeopens", a), 6.0, "5 connections and 1 refused attempt");
+    assert_eq!(delta(&after, "kubeskoop_tcp_attemptfails", a), 1.0);
+    assert_eq!(delta(&after, "kubeskoop_tcp_passiveopens", b), 5.0);
+    assert_eq!(delta(&after, "kubeskoop_tcp_outrsts", b), 1.0, "the reset to the closed port");
+    assert_eq!(delta(&after, "kubeskoop_udp_noports", b), 3.0);
+    // No other namespace moved.
+    assert_eq!(delta(&after, "kubeskoop_tcp_activeopens", b), 0.0);
+    assert_eq!(delta(&after, "kubeskoop_tcp_passiveopens", a), 0.0);
+    assert_eq!(delta(&after, "kubeskoop_udp_noports", a), 0.0);
+    assert_eq!(delta(&after, "kubeskoop_udp_noports", ""), 0.0, "the host");
+    assert_eq!(delta(&after, "kubeskoop_tcp_attemptfails", ""), 0.0, "the host (whose passive opens are our own scrapes)");
+    // The devices saw the packets.
+    assert!(delta(&after, "kubeskoop_netdev_rxpackets", b) >= 5.0 * 3.0 + 3.0, "{after}");
+    assert!(delta(&after, "kubeskoop_netdev_txpackets", a) >= 5.0 * 3.0 + 3.0);
+
+    // A deleted pod: its namespace goes, and its series with it (after metric_expiration;
+    // here, it simply stops updating and is no longer collected).
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    drop(pods);
+    let collections = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("podnet_receiver_collection_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let at_delete = collections(&agent.metrics());
+    agent.wait_until(Duration::from_secs(15), "three collections after the deletion", || collections(&agent.metrics()) >= at_delete + 3.0);
+    assert!(!agent.log_text().contains("collection error"), "a deleted pod is not an error:\n{}", agent.log_text());
+}
