@@ -18,6 +18,19 @@ fn every_shipped_config_is_valid() {
 }
 
 #[test]
+fn daemonset_configmap_is_valid() {
+    let manifest = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kubernetes/daemonset.yaml")).unwrap();
+    let start = manifest.find("  config.yaml: |\n").expect("config.yaml key") + "  config.yaml: |\n".len();
+    let body: String = manifest[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let config = podnet_pipeline::config::load_str(&body, "daemonset.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
 fn embedded_default_is_node_yaml() {
     let on_disk = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/node.yaml")).unwrap();
     assert_eq!(podnet::DEFAULT_CONFIG, on_disk);
