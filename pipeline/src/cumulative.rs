@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::pdata::{KeyValue, MetricDef, MetricKind, ResourceMetricsBuilder, Value};
+
 #[derive(Clone, Copy, Debug)]
 struct Series {
     start: u64,
@@ -69,6 +71,47 @@ impl<K: Hash + Eq> CumulativeTracker<K> {
     /// Number of counter resets detected so far.
     pub fn resets(&self) -> u64 {
         self.resets
+    }
+}
+
+/// A counter series: (namespace inode or 0 for node level, metric, attribute values).
+pub type SeriesKey = (u64, &'static str, Vec<String>);
+
+/// Writes the points of one resource, giving each counter its start time.
+pub struct PointWriter<'a, 'b> {
+    pub rb: &'a mut ResourceMetricsBuilder<'b>,
+    pub counters: &'a mut CumulativeTracker<SeriesKey>,
+    /// Keeps series of different resources apart (the namespace inode; 0 for the node).
+    pub resource_key: u64,
+    /// Start time of a series seen for the first time.
+    pub origin: u64,
+    pub now: u64,
+}
+
+impl PointWriter<'_, '_> {
+    pub fn point(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: u64) {
+        let start = match def.kind {
+            MetricKind::Gauge => 0,
+            _ => {
+                let key_attrs = attrs.iter().map(|kv| format!("{:?}", kv.value)).collect();
+                self.counters.observe((self.resource_key, def.name, key_attrs), value, self.now, self.origin)
+            }
+        };
+        self.rb.point(def, attrs, start, self.now, value.into());
+    }
+
+    /// A kernel value that may be negative (a setting like MaxConn = -1): gauges keep the
+    /// sign; counters are never negative.
+    pub fn signed(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: i64) {
+        match def.kind {
+            MetricKind::Gauge => self.rb.point(def, attrs, 0, self.now, Value::Int(value)),
+            _ => self.point(def, attrs, value.max(0) as u64),
+        }
+    }
+
+    /// A gauge with a fractional value (a ratio).
+    pub fn ratio(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: f64) {
+        self.rb.point(def, attrs, 0, self.now, Value::Double(value));
     }
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use extension::{NetnsConfig, NetnsDirectory, NetnsExtensionFactory};
 
+use podnet_pipeline::pdata::{KeyValue, keys, kv_bool, kv_int, kv_str};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
     /// The namespace's inode: its identity on this node.
@@ -30,6 +32,18 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// The OTLP resource of this namespace's data: node, inode, host flag, `ip netns` name.
+    pub fn resource_attributes(&self, node_name: &str) -> Vec<KeyValue> {
+        let mut attrs = vec![kv_str(keys::K8S_NODE_NAME, node_name), kv_int(keys::NETNS_INODE, self.inode as i64)];
+        if self.is_host {
+            attrs.push(kv_bool(keys::NETNS_HOST, true));
+        }
+        if let Some(name) = &self.name {
+            attrs.push(kv_str(keys::NETNS_NAME, name.clone()));
+        }
+        attrs
+    }
+
     /// Whether the process that stood for it is gone (the pod was deleted).
     pub fn vanished(&self) -> bool {
         // lstat: the link itself, which exists exactly while the process does.

@@ -20,7 +20,7 @@ use podnet_pipeline::component::{
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::CumulativeTracker;
 use podnet_pipeline::fanout::Outputs;
-use podnet_pipeline::pdata::{KeyValue, MetricsBuilder, Signal, keys, kv_bool, kv_int, kv_str, now_unix_nanos};
+use podnet_pipeline::pdata::{KeyValue, MetricsBuilder, Signal, keys, kv_str, now_unix_nanos};
 use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
 use serde::{Deserialize, Serialize};
 
@@ -229,14 +229,7 @@ impl ProcfsScraper {
     }
 
     fn resource(&self, ns: &Namespace) -> Vec<KeyValue> {
-        let mut attrs = vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone()), kv_int(keys::NETNS_INODE, ns.inode as i64)];
-        if ns.is_host {
-            attrs.push(kv_bool(keys::NETNS_HOST, true));
-        }
-        if let Some(name) = &ns.name {
-            attrs.push(kv_str(keys::NETNS_NAME, name.clone()));
-        }
-        attrs
+        ns.resource_attributes(&self.node_name)
     }
 
     /// One namespace, every enabled per-namespace probe.
@@ -245,7 +238,7 @@ impl ProcfsScraper {
         let mut errors = Vec::new();
         let resource = self.resource(ns);
         let mut rb = builder.resource(resource);
-        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, inode: ns.inode, origin: ns.start_unix_nanos, now };
+        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
         for probe in &self.config.probes {
             let result = match probe {
                 Probe::Netdev => probes::netdev(&mut files, &mut out, self.config.netdev.per_device),
@@ -275,7 +268,7 @@ impl ProcfsScraper {
         let mut files = NsFiles::new(host);
         let mut rb = builder.resource(vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone())]);
         // Node-level series are keyed apart from the host namespace's (inode 0).
-        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, inode: 0, origin: host.start_unix_nanos, now };
+        let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: 0, origin: host.start_unix_nanos, now };
         let mut errors = Vec::new();
         if wants_sock {
             errors.extend(probes::sock_node(&mut files, &mut out).err());

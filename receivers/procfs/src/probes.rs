@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use podnet_netns::Namespace;
-use podnet_pipeline::cumulative::CumulativeTracker;
-use podnet_pipeline::pdata::{KeyValue, KubeskoopName, MetricDef, MetricKind, ResourceMetricsBuilder, keys, kv_str};
+use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricKind, keys, kv_str};
 
 use crate::tables::{self, FieldSpec};
 use crate::{netdev, snmp, sockstat, softnet};
@@ -47,39 +46,7 @@ impl<'a> NsFiles<'a> {
     }
 }
 
-/// Counter start times per series: (namespace inode, metric, attribute values).
-pub type Series = (u64, &'static str, Vec<String>);
-
-/// What every probe needs to emit points.
-pub struct Emit<'a, 'b> {
-    pub rb: &'a mut ResourceMetricsBuilder<'b>,
-    pub counters: &'a mut CumulativeTracker<Series>,
-    pub inode: u64,
-    pub origin: u64,
-    pub now: u64,
-}
-
-impl Emit<'_, '_> {
-    pub fn point(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: u64) {
-        let start = match def.kind {
-            MetricKind::Gauge => 0,
-            _ => {
-                let key_attrs = attrs.iter().map(|kv| format!("{:?}", kv.value)).collect();
-                self.counters.observe((self.inode, def.name, key_attrs), value, self.now, self.origin)
-            }
-        };
-        self.rb.point(def, attrs, start, self.now, value.into());
-    }
-
-    /// Signed kernel values (a setting like MaxConn can be -1): gauges keep the sign,
-    /// counters are never negative.
-    fn field(&mut self, def: &MetricDef, value: i64) {
-        match def.kind {
-            MetricKind::Gauge => self.rb.point(def, vec![], 0, self.now, podnet_pipeline::pdata::Value::Int(value)),
-            _ => self.point(def, vec![], value.max(0) as u64),
-        }
-    }
-}
+pub use podnet_pipeline::cumulative::{PointWriter as Emit, SeriesKey as Series};
 
 pub fn netdev(files: &mut NsFiles, out: &mut Emit, per_device: bool) -> Result<(), ProbeError> {
     let devices = netdev::parse(files.read("dev")?).map_err(|e| files.parse_error("dev", e))?;
@@ -127,14 +94,14 @@ fn section_fields(
     for spec in table {
         if let Some(v) = section.get(spec.field) {
             let def = defs.get(probe, &section.name, file, spec);
-            out.field(&def, v);
+            out.signed(&def, vec![], v);
         }
     }
     if all_fields {
         for (field, v) in &section.fields {
             if !table.iter().any(|s| s.field == field) {
                 let def = defs.get(probe, &section.name, file, &tables::extra_field(field));
-                out.field(&def, *v);
+                out.signed(&def, vec![], *v);
             }
         }
     }
