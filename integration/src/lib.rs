@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real `podnet` binary, talk HTTP to it, wait
 //! for conditions with a deadline.
 
+pub mod pods;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -2,69 +2,13 @@
 //! must move each namespace's own series by exactly the right amount, and no other's.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
 use podnet_integration::Agent;
-
-/// Two `ip netns` namespaces, removed on drop.
-struct Pods {
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-impl Pods {
-    fn create() -> Pods {
-        let id = std::process::id();
-        let pods = Pods { a: format!("pn-a-{id}"), b: format!("pn-b-{id}") };
-        let (va, vb) = (format!("pva{id}"), format!("pvb{id}"));
-        for ns in [&pods.a, &pods.b] {
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
-        ip(&["link", "set", &va, "netns", &pods.a]);
-        ip(&["link", "set", &vb, "netns", &pods.b]);
-        ip(&["-n", &pods.a, "addr", "add", "10.213.0.1/24", "dev", &va]);
-        ip(&["-n", &pods.b, "addr", "add", "10.213.0.2/24", "dev", &vb]);
-        ip(&["-n", &pods.a, "link", "set", &va, "up"]);
-        ip(&["-n", &pods.b, "link", "set", &vb, "up"]);
-        pods
-    }
-}
-
-impl Drop for Pods {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Runs `f` on a thread that has entered namespace `name`: sockets it opens live there.
-fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{name}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = File::open(&path).expect("open netns");
-            // SAFETY: setns on this thread only; the fd is valid for the call.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
-}
+use podnet_integration::pods::{Pods, in_netns};
 
 /// `kubeskoop_<metric>` per `k8s_pod` label value.
 fn by_pod(metrics: &str, metric: &str) -> BTreeMap<String, f64> {
@@ -87,7 +31,7 @@ fn each_test_pod_counts_its_own_traffic() {
         eprintln!("skipped: creating network namespaces needs root (the test suite runs as root in CI)");
         return;
     }
-    let pods = Pods::create();
+    let pods = Pods::create("p");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("podnet.yaml");
     std::fs::write(
@@ -197,4 +141,109 @@ service:
     let at_delete = collections(&agent.metrics());
     agent.wait_until(Duration::from_secs(15), "three collections after the deletion", || collections(&agent.metrics()) >= at_delete + 3.0);
     assert!(!agent.log_text().contains("collection error"), "a deleted pod is not an error:\n{}", agent.log_text());
+}
+
+fn value(metrics: &str, metric: &str, pod: &str) -> f64 {
+    by_pod(metrics, metric).get(pod).copied().unwrap_or(f64::NAN)
+}
+
+#[test]
+fn netlink_probes_see_each_pods_sockets_qdisc_and_conntrack() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: creating network namespaces needs root (the test suite runs as root in CI)");
+        return;
+    }
+    let pods = Pods::create("n");
+    // A real root qdisc on B's device (veths have none by default).
+    let tc =
+        Command::new("tc").args(["-n", &pods.b, "qdisc", "add", "dev", &pods.vb, "root", "pfifo", "limit", "1000"]).output().expect("tc");
+    assert!(tc.status.success(), "{}", String::from_utf8_lossy(&tc.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("podnet.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "extensions:
+  netns: {{ refresh_interval: 200ms }}
+receivers:
+  netlink:
+    collection_interval: 200ms
+    qdisc: {{ devices: '{}' }}
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+    naming: kubeskoop
+service:
+  extensions: [netns]
+  pipelines:
+    metrics:
+      receivers: [netlink]
+      exporters: [prometheus]
+",
+            pods.vb
+        ),
+    )
+    .unwrap();
+    let mut sleepers: Vec<_> = [&pods.a, &pods.b]
+        .iter()
+        .map(|ns| Command::new("ip").args(["netns", "exec", ns, "sleep", "300"]).spawn().expect("sleeper"))
+        .collect();
+    let agent = Agent::start(&["-c", config.to_str().unwrap()], &[("PODNET_NODE_NAME", "netlink-node")]);
+    let (a, b) = (pods.a.clone(), pods.b.clone());
+    agent.wait_until(Duration::from_secs(15), "both pods' tcpsummary", || {
+        let m = by_pod(&agent.metrics(), "kubeskoop_tcpsummary_tcpestablishedconn");
+        m.contains_key(&a) && m.contains_key(&b)
+    });
+
+    // B listens and accepts nothing; A opens 3 connections and writes 100 bytes on each:
+    // they sit established in B's accept queue, with their bytes unread.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let b_ns = pods.b.clone();
+        s.spawn(move || {
+            in_netns(&b_ns, move || {
+                let listener = TcpListener::bind("10.213.0.2:8080").unwrap();
+                ready_tx.send(()).unwrap();
+                done_rx.recv_timeout(Duration::from_secs(30)).ok();
+                drop(listener);
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let conns: Vec<TcpStream> = in_netns(&pods.a, || {
+            (0..3)
+                .map(|_| {
+                    let mut c = TcpStream::connect_timeout(&"10.213.0.2:8080".parse().unwrap(), Duration::from_secs(5)).unwrap();
+                    c.write_all(&[7u8; 100]).unwrap();
+                    c
+                })
+                .collect()
+        });
+        agent.wait_until(Duration::from_secs(15), "B's 3 established connections", || {
+            value(&agent.metrics(), "kubeskoop_tcpsummary_tcpestablishedconn", &b) == 3.0
+        });
+        agent.wait_until(Duration::from_secs(15), "B's unread bytes", || {
+            value(&agent.metrics(), "kubeskoop_tcpsummary_tcprxqueue", &b) == 300.0
+        });
+        let m = agent.metrics();
+        assert_eq!(value(&m, "kubeskoop_tcpsummary_tcpestablishedconn", &a), 3.0, "the client side");
+        assert_eq!(value(&m, "kubeskoop_tcpsummary_tcprxqueue", &a), 0.0);
+        assert!(!value(&m, "kubeskoop_tcpsummary_tcpestablishedconn", "").is_nan(), "the host has its series too");
+        // Beyond KubeSkoop: the accept queue (3 pending connections, never accepted).
+        assert_eq!(value(&m, "podnet_tcp_listen_pending", &b), 3.0, "{m}");
+        assert!(value(&m, "podnet_tcp_listen_max_fill_ratio", &b) > 0.0);
+        assert!(value(&m, "kubeskoop_qdisc_packets", &b) > 0.0, "B's pfifo carried B's SYN-ACKs and ACKs:\n{m}");
+        assert_eq!(value(&m, "kubeskoop_qdisc_packets", &a), 0.0, "A's device is not selected");
+        assert!(m.contains(&format!("network_interface_name=\"{}\",podnet_qdisc_kind=\"pfifo\"", pods.vb)), "{m}");
+        for pod in [a.as_str(), b.as_str(), ""] {
+            assert!(value(&m, "kubeskoop_conntrack_maxentries", pod) > 0.0, "conntrack of {pod:?}:\n{m}");
+        }
+        done_tx.send(()).unwrap();
+        drop(conns);
+    });
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
 }

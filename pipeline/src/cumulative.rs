@@ -92,7 +92,9 @@ impl PointWriter<'_, '_> {
     pub fn point(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: u64) {
         let start = match def.kind {
             MetricKind::Gauge => 0,
-            _ => {
+            // Up-down values fall as a matter of course: that is no reset.
+            MetricKind::UpDownCounter => self.origin.min(self.now),
+            MetricKind::Counter => {
                 let key_attrs = attrs.iter().map(|kv| format!("{:?}", kv.value)).collect();
                 self.counters.observe((self.resource_key, def.name, key_attrs), value, self.now, self.origin)
             }

@@ -33,6 +33,7 @@ pub mod keys {
     pub const NETNS_NAME: &str = "podnet.netns.name";
     pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
     pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
+    pub const NETWORK_CONNECTION_STATE: &str = "network.connection.state";
 }
 
 /// Metric metadata keys carrying the KubeSkoop name of a metric, read by exporters in

@@ -16,6 +16,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .extension(podnet_netns::NetnsExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
+        .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)

@@ -26,7 +26,8 @@ fn daemonset_configmap_is_valid() {
         .take_while(|l| l.starts_with("    ") || l.is_empty())
         .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
         .collect();
-    let config = podnet_pipeline::config::load_str(&body, "daemonset.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        podnet_pipeline::config::load_str(&body, "daemonset.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 

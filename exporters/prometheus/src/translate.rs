@@ -118,7 +118,8 @@ impl Translator<'_> {
                 };
                 return Some((name, Some(key)));
             }
-            return Some((format!("kubeskoop_{}", self.otel_name(m, kind)), None));
+            // Beyond KubeSkoop: podnet's own name, with KubeSkoop's labels.
+            return Some((self.otel_name(m, kind), None));
         }
         Some((self.otel_name(m, kind), None))
     }

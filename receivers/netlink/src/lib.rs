@@ -1,1 +1,485 @@
+//! Receiver `netlink`: per-namespace socket summaries (NETLINK_SOCK_DIAG), queueing
+//! discipline statistics (rtnetlink) and connection tracking statistics (ctnetlink), read
+//! inside every network namespace on the node.
 
+mod conntrack;
+pub mod dump;
+mod enter;
+pub mod qdisc;
+pub mod tcpsummary;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podnet_netns::{Namespace, NamespaceSource, Namespaces};
+use podnet_pipeline::Host;
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Overhead, ProbeInfo, Receiver, ReceiverFactory, Stability,
+};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::cumulative::{CumulativeTracker, PointWriter, SeriesKey};
+use podnet_pipeline::fanout::Outputs;
+use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricKind, MetricsBuilder, Signal, keys, kv_str, now_unix_nanos};
+use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+pub use conntrack::ConntrackStats;
+pub use enter::{EnterError, for_each_namespace};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Tcpsummary,
+    Conntrack,
+    Qdisc,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetlinkConfig {
+    pub collection_interval: ConfigDuration,
+    pub root_path: PathBuf,
+    pub namespaces: Namespaces,
+    pub netns_extension: String,
+    pub names_path: PathBuf,
+    pub probes: Vec<Probe>,
+    /// How long one netlink request may wait for the kernel in one namespace.
+    pub timeout: ConfigDuration,
+    pub qdisc: QdiscOptions,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QdiscOptions {
+    /// Devices whose root qdiscs make up a namespace's `kubeskoop_qdisc_*` totals (a regular
+    /// expression matching the whole name; KubeSkoop counts `eth*`). Every device still gets
+    /// its own `podnet.qdisc.device.*` series.
+    pub devices: String,
+}
+
+impl Default for QdiscOptions {
+    fn default() -> Self {
+        QdiscOptions { devices: "eth.*".into() }
+    }
+}
+
+impl Default for NetlinkConfig {
+    fn default() -> Self {
+        NetlinkConfig {
+            collection_interval: ConfigDuration::from_secs(15),
+            root_path: "/proc".into(),
+            namespaces: Namespaces::All,
+            netns_extension: "netns".into(),
+            names_path: "/run/netns".into(),
+            probes: vec![Probe::Tcpsummary, Probe::Conntrack, Probe::Qdisc],
+            timeout: ConfigDuration::from_secs(2),
+            qdisc: QdiscOptions::default(),
+        }
+    }
+}
+
+const PROBES: &[ProbeInfo] = &[
+    ProbeInfo { name: "tcpsummary", data_source: "NETLINK_SOCK_DIAG TCP dump per namespace", overhead: Overhead::Medium },
+    ProbeInfo { name: "conntrack", data_source: "ctnetlink statistics per namespace", overhead: Overhead::Low },
+    ProbeInfo { name: "qdisc", data_source: "rtnetlink RTM_GETQDISC per namespace", overhead: Overhead::Low },
+];
+
+pub struct NetlinkReceiverFactory;
+
+fn device_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("qdisc::devices: invalid regular expression \"{pattern}\": {e}"))
+}
+
+impl Factory for NetlinkReceiverFactory {
+    type Config = NetlinkConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "netlink",
+            aliases: &[],
+            kind: Kind::Receiver,
+            signals: &[Signal::Metrics],
+            stability: Stability::Alpha,
+            description: "Socket states, qdisc and conntrack statistics from netlink in every network namespace",
+            probes: PROBES,
+        }
+    }
+    fn validate(&self, c: &NetlinkConfig) -> Result<(), String> {
+        if c.collection_interval.0.is_zero() || c.timeout.0.is_zero() {
+            return Err("collection_interval and timeout must be greater than zero".into());
+        }
+        if c.probes.is_empty() {
+            return Err("probes must name at least one probe (valid probes: tcpsummary, conntrack, qdisc)".into());
+        }
+        device_regex(&c.qdisc.devices)?;
+        Ok(())
+    }
+}
+
+impl ReceiverFactory for NetlinkReceiverFactory {
+    fn create(&self, config: &NetlinkConfig, ctx: ComponentContext) -> Result<Box<dyn Receiver>, BuildError> {
+        let scraper = NetlinkScraper::new(config.clone(), ctx.host.node.name.clone(), ctx.id.to_string())
+            .map_err(BuildError::new)?
+            .with_host(ctx.host.clone());
+        Ok(Box::new(NetlinkReceiver { interval: config.collection_interval.0, scraper, ctx }))
+    }
+}
+
+struct NetlinkReceiver {
+    interval: Duration,
+    scraper: NetlinkScraper,
+    ctx: ComponentContext,
+}
+
+impl Receiver for NetlinkReceiver {
+    fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
+        Box::pin(run_scraper(self.scraper, self.interval, self.ctx, outputs))
+    }
+}
+
+// --- metric definitions ---------------------------------------------------------------------
+
+pub const CONNECTIONS: MetricDef = MetricDef {
+    name: "system.network.connection.count",
+    description: "TCP sockets of the namespace by state (IPv4 and IPv6).",
+    unit: "{connection}",
+    kind: MetricKind::UpDownCounter,
+    kubeskoop: Some(KubeskoopName::SplitBy {
+        attribute: keys::NETWORK_CONNECTION_STATE,
+        names: &[
+            ("established", "kubeskoop_tcpsummary_tcpestablishedconn"),
+            ("time_wait", "kubeskoop_tcpsummary_tcptimewaitconn"),
+            ("close_wait", "kubeskoop_tcpsummary_tcpclosewaitconn"),
+            ("syn_sent", "kubeskoop_tcpsummary_tcpsynsentconn"),
+            ("syn_received", "kubeskoop_tcpsummary_tcpsynrecvconn"),
+        ],
+    }),
+};
+pub const QUEUE: MetricDef = MetricDef {
+    name: "podnet.tcp.queue.size",
+    description: "Bytes in the receive (unread) and send (unacknowledged) queues of the namespace's TCP connections.",
+    unit: "By",
+    kind: MetricKind::Gauge,
+    kubeskoop: Some(KubeskoopName::SplitBy {
+        attribute: keys::NETWORK_IO_DIRECTION,
+        names: &[("receive", "kubeskoop_tcpsummary_tcprxqueue"), ("transmit", "kubeskoop_tcpsummary_tcptxqueue")],
+    }),
+};
+const fn gauge(name: &'static str, description: &'static str, unit: &'static str, kubeskoop: Option<&'static str>) -> MetricDef {
+    MetricDef {
+        name,
+        description,
+        unit,
+        kind: MetricKind::Gauge,
+        kubeskoop: match kubeskoop {
+            Some(k) => Some(KubeskoopName::Same(k)),
+            None => None,
+        },
+    }
+}
+const fn counter(name: &'static str, description: &'static str, unit: &'static str, kubeskoop: Option<&'static str>) -> MetricDef {
+    MetricDef { kind: MetricKind::Counter, ..gauge(name, description, unit, kubeskoop) }
+}
+pub const LISTEN_PENDING: MetricDef =
+    gauge("podnet.tcp.listen.pending", "Connections waiting to be accepted, over the namespace's listening sockets.", "{connection}", None);
+pub const LISTEN_LIMIT: MetricDef =
+    gauge("podnet.tcp.listen.limit", "Backlog limits of the namespace's listening sockets, summed.", "{connection}", None);
+pub const LISTEN_MAX_FILL: MetricDef =
+    gauge("podnet.tcp.listen.max_fill", "Fill ratio of the fullest listening socket's accept queue (pending / backlog).", "1", None);
+
+pub const CONNTRACK_COUNTERS: &[(&str, MetricDef)] = &[
+    ("found", counter("podnet.conntrack.found", "Conntrack lookups that found an entry.", "{event}", Some("kubeskoop_conntrack_found"))),
+    (
+        "invalid",
+        counter(
+            "podnet.conntrack.invalid",
+            "Packets conntrack could not track (invalid).",
+            "{packet}",
+            Some("kubeskoop_conntrack_invalid"),
+        ),
+    ),
+    (
+        "ignore",
+        counter(
+            "podnet.conntrack.ignore",
+            "Packets conntrack ignored (already tracked or untracked).",
+            "{packet}",
+            Some("kubeskoop_conntrack_ignore"),
+        ),
+    ),
+    ("insert", counter("podnet.conntrack.insert", "Entries inserted.", "{entry}", Some("kubeskoop_conntrack_insert"))),
+    (
+        "insert_failed",
+        counter(
+            "podnet.conntrack.insert_failed",
+            "Entries that could not be inserted (a race or a full table).",
+            "{entry}",
+            Some("kubeskoop_conntrack_insertfailed"),
+        ),
+    ),
+    ("drop", counter("podnet.conntrack.drop", "Packets dropped because conntrack failed.", "{packet}", Some("kubeskoop_conntrack_drop"))),
+    (
+        "early_drop",
+        counter(
+            "podnet.conntrack.early_drop",
+            "Entries dropped early to make room in a full table.",
+            "{entry}",
+            Some("kubeskoop_conntrack_earlydrop"),
+        ),
+    ),
+    (
+        "error",
+        counter(
+            "podnet.conntrack.error",
+            "Packets with conntrack errors (ICMP errors that matched nothing).",
+            "{packet}",
+            Some("kubeskoop_conntrack_error"),
+        ),
+    ),
+    (
+        "search_restart",
+        counter(
+            "podnet.conntrack.search_restart",
+            "Lookups restarted because a table resize raced them.",
+            "{event}",
+            Some("kubeskoop_conntrack_searchrestart"),
+        ),
+    ),
+    ("clash_resolve", counter("podnet.conntrack.clash_resolve", "Insert clashes that were resolved.", "{event}", None)),
+    ("chain_toolong", counter("podnet.conntrack.chain_toolong", "Inserts that met a too-long hash chain.", "{event}", None)),
+];
+pub const CONNTRACK_ENTRIES: MetricDef =
+    gauge("podnet.conntrack.entries", "Conntrack entries in the namespace's table.", "{entry}", Some("kubeskoop_conntrack_entries"));
+pub const CONNTRACK_MAX: MetricDef = gauge(
+    "podnet.conntrack.max_entries",
+    "The conntrack table limit (nf_conntrack_max).",
+    "{entry}",
+    Some("kubeskoop_conntrack_maxentries"),
+);
+
+/// (per-device metric, namespace-total metric, value) of a qdisc.
+fn qdisc_values(q: &qdisc::QdiscStats) -> [(&'static MetricDef, &'static MetricDef, u64); 7] {
+    [
+        (&QDISC_DEVICE[0], &QDISC_TOTAL[0], q.bytes),
+        (&QDISC_DEVICE[1], &QDISC_TOTAL[1], q.packets),
+        (&QDISC_DEVICE[2], &QDISC_TOTAL[2], q.drops),
+        (&QDISC_DEVICE[3], &QDISC_TOTAL[3], q.overlimits),
+        (&QDISC_DEVICE[4], &QDISC_TOTAL[4], q.requeues),
+        (&QDISC_DEVICE[5], &QDISC_TOTAL[5], q.qlen),
+        (&QDISC_DEVICE[6], &QDISC_TOTAL[6], q.backlog),
+    ]
+}
+pub const QDISC_TOTAL: [MetricDef; 7] = [
+    counter("podnet.qdisc.bytes", "Bytes sent through the root qdiscs of the selected devices.", "By", Some("kubeskoop_qdisc_bytes")),
+    counter(
+        "podnet.qdisc.packets",
+        "Packets sent through the root qdiscs of the selected devices.",
+        "{packet}",
+        Some("kubeskoop_qdisc_packets"),
+    ),
+    counter("podnet.qdisc.drops", "Packets the root qdiscs of the selected devices dropped.", "{packet}", Some("kubeskoop_qdisc_drops")),
+    counter(
+        "podnet.qdisc.overlimits",
+        "Times the root qdiscs of the selected devices were over their limit.",
+        "{event}",
+        Some("kubeskoop_qdisc_overlimits"),
+    ),
+    counter("podnet.qdisc.requeues", "Packets requeued by the root qdiscs of the selected devices.", "{packet}", None),
+    gauge("podnet.qdisc.qlen", "Packets queued in the root qdiscs of the selected devices.", "{packet}", Some("kubeskoop_qdisc_qlen")),
+    gauge("podnet.qdisc.backlog", "Bytes queued in the root qdiscs of the selected devices.", "By", Some("kubeskoop_qdisc_backlog")),
+];
+pub const QDISC_DEVICE: [MetricDef; 7] = [
+    counter("podnet.qdisc.device.bytes", "Bytes sent through a device's root qdisc.", "By", None),
+    counter("podnet.qdisc.device.packets", "Packets sent through a device's root qdisc.", "{packet}", None),
+    counter("podnet.qdisc.device.drops", "Packets a device's root qdisc dropped.", "{packet}", None),
+    counter("podnet.qdisc.device.overlimits", "Times a device's root qdisc was over its limit.", "{event}", None),
+    counter("podnet.qdisc.device.requeues", "Packets a device's root qdisc requeued.", "{packet}", None),
+    gauge("podnet.qdisc.device.qlen", "Packets queued in a device's root qdisc.", "{packet}", None),
+    gauge("podnet.qdisc.device.backlog", "Bytes queued in a device's root qdisc.", "By", None),
+];
+
+// --- collection ------------------------------------------------------------------------------
+
+/// What one namespace gave.
+#[derive(Debug, Default)]
+pub struct NamespaceReading {
+    pub tcp: Option<Result<tcpsummary::TcpSummary, String>>,
+    pub conntrack: Option<Result<ConntrackStats, String>>,
+    pub qdiscs: Option<Result<Vec<qdisc::QdiscStats>, String>>,
+}
+
+/// Reads the enabled probes in the calling thread's namespace.
+pub fn read_namespace(probes: &[Probe], timeout: Duration) -> NamespaceReading {
+    let mut r = NamespaceReading::default();
+    for p in probes {
+        match p {
+            Probe::Tcpsummary => {
+                r.tcp = Some(tcpsummary::collect(timeout).map(|s| tcpsummary::summarize(&s)).map_err(|e| format!("tcpsummary: {e}")))
+            }
+            Probe::Conntrack => r.conntrack = Some(conntrack::collect(timeout).map_err(|e| format!("conntrack: {e}"))),
+            Probe::Qdisc => r.qdiscs = Some(qdisc::collect(timeout).map_err(|e| format!("qdisc: {e}"))),
+        }
+    }
+    r
+}
+
+pub struct NetlinkScraper {
+    config: NetlinkConfig,
+    node_name: String,
+    scope: String,
+    source: NamespaceSource,
+    devices: Regex,
+    counters: CumulativeTracker<SeriesKey>,
+    /// Probes the kernel does not support (ctnetlink absent), with the reason; not retried.
+    unsupported: Vec<(Probe, String)>,
+}
+
+impl NetlinkScraper {
+    pub fn new(config: NetlinkConfig, node_name: String, component_id: String) -> Result<Self, String> {
+        let source = NamespaceSource::new(
+            config.namespaces,
+            config.root_path.clone(),
+            config.names_path.clone(),
+            config.netns_extension.clone(),
+            None,
+        );
+        Ok(NetlinkScraper {
+            devices: device_regex(&config.qdisc.devices)?,
+            config,
+            node_name,
+            scope: format!("podnet/receiver/{component_id}"),
+            source,
+            counters: CumulativeTracker::default(),
+            unsupported: Vec::new(),
+        })
+    }
+
+    pub fn with_host(mut self, host: Arc<Host>) -> Self {
+        self.source.host = Some(host);
+        self
+    }
+}
+
+/// Writes one namespace's reading; returns the probes' errors.
+fn emit(reading: NamespaceReading, devices: &Regex, out: &mut PointWriter) -> Vec<String> {
+    let mut errors = Vec::new();
+    match reading.tcp {
+        Some(Ok(s)) => {
+            for (state, n) in &s.by_state {
+                out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, *state)], *n);
+            }
+            // The states KubeSkoop reports are always there, at 0 when no socket is in them.
+            for state in ["established", "time_wait", "close_wait", "syn_sent", "syn_received"] {
+                if !s.by_state.contains_key(state) {
+                    out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], 0);
+                }
+            }
+            out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "receive")], s.rx_queue_bytes);
+            out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "transmit")], s.tx_queue_bytes);
+            out.point(&LISTEN_PENDING, vec![], s.listen_pending);
+            out.point(&LISTEN_LIMIT, vec![], s.listen_limit);
+            out.ratio(&LISTEN_MAX_FILL, vec![], s.listen_max_fill);
+        }
+        Some(Err(e)) => errors.push(e),
+        None => {}
+    }
+    match reading.conntrack {
+        Some(Ok(c)) => {
+            for (name, def) in CONNTRACK_COUNTERS {
+                // Newer kernels no longer report some counters (ignore, insert); KubeSkoop
+                // shows those as 0, and so do we, so dashboards keep their series.
+                match c.counters.iter().find(|(n, _)| n == name) {
+                    Some((_, v)) => out.point(def, vec![], *v),
+                    None if def.kubeskoop.is_some() => out.point(def, vec![], 0),
+                    None => {}
+                }
+            }
+            if let Some(v) = c.entries {
+                out.point(&CONNTRACK_ENTRIES, vec![], v);
+            }
+            if let Some(v) = c.max_entries {
+                out.point(&CONNTRACK_MAX, vec![], v);
+            }
+        }
+        Some(Err(e)) => errors.push(e),
+        None => {}
+    }
+    match reading.qdiscs {
+        Some(Ok(qdiscs)) => {
+            let mut totals = [0u64; 7];
+            for q in &qdiscs {
+                let selected = devices.is_match(&q.device);
+                for (i, (device_def, _, v)) in qdisc_values(q).into_iter().enumerate() {
+                    let attrs = vec![kv_str(keys::NETWORK_INTERFACE_NAME, q.device.clone()), kv_str("podnet.qdisc.kind", q.kind.clone())];
+                    out.point(device_def, attrs, v);
+                    if selected {
+                        totals[i] += v;
+                    }
+                }
+            }
+            for (def, v) in QDISC_TOTAL.iter().zip(totals) {
+                out.point(def, vec![], v);
+            }
+        }
+        Some(Err(e)) => errors.push(e),
+        None => {}
+    }
+    errors
+}
+
+impl NetlinkScraper {
+    /// Decides from the host namespace's answer whether a probe is unsupported here.
+    fn note_unsupported(&mut self, reading: &NamespaceReading) {
+        if let Some(Err(e)) = &reading.conntrack
+            && (e.contains("Protocol not supported") || e.contains("No such file") || e.contains("Operation not supported"))
+        {
+            tracing::warn!(probe = "conntrack", "unsupported on this kernel (load nf_conntrack and nf_conntrack_netlink): {e}");
+            self.unsupported.push((Probe::Conntrack, e.clone()));
+        }
+    }
+}
+
+impl Scraper for NetlinkScraper {
+    fn scrape(&mut self) -> Collection {
+        let mut errors = Vec::new();
+        let mut builder = MetricsBuilder::new(&self.scope);
+        self.counters.begin_round();
+        let list = match self.source.list() {
+            Ok(l) => l,
+            Err(e) => {
+                self.counters.end_round();
+                return Collection { metrics: builder.finish(), errors: vec![CollectionError { class: "read", message: e }] };
+            }
+        };
+        let probes: Vec<Probe> = self.config.probes.iter().copied().filter(|p| !self.unsupported.iter().any(|(u, _)| u == p)).collect();
+        let timeout = self.config.timeout.0;
+        let readings = enter::for_each_namespace(&list, |_| read_namespace(&probes, timeout));
+        let now = now_unix_nanos();
+        for (i, reading) in readings {
+            let ns: &Namespace = &list[i];
+            let reading = match reading {
+                Ok(r) => r,
+                Err(EnterError::Vanished) => continue,
+                Err(EnterError::Failed(e)) => {
+                    errors.push(CollectionError { class: "enter", message: e });
+                    continue;
+                }
+            };
+            if ns.is_host {
+                self.note_unsupported(&reading);
+            }
+            let mut rb = builder.resource(ns.resource_attributes(&self.node_name));
+            let mut out =
+                PointWriter { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
+            let ns_errors = emit(reading, &self.devices, &mut out);
+            if !ns_errors.is_empty() && !ns.is_host && ns.vanished() {
+                builder.drop_resource(&ns.resource_attributes(&self.node_name));
+                continue;
+            }
+            errors.extend(ns_errors.into_iter().map(|e| CollectionError { class: "netlink", message: format!("netns {}: {e}", ns.inode) }));
+        }
+        self.counters.end_round();
+        Collection { metrics: builder.finish(), errors }
+    }
+}

@@ -7,12 +7,14 @@
 //! deleted): readers skip it.
 
 mod extension;
+mod source;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use extension::{NetnsConfig, NetnsDirectory, NetnsExtensionFactory};
+pub use source::{NamespaceSource, Namespaces};
 
 use podnet_pipeline::pdata::{KeyValue, keys, kv_bool, kv_int, kv_str};
 

@@ -12,7 +12,8 @@ pub mod tables;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use podnet_netns::{Namespace, NetnsDirectory};
+pub use podnet_netns::Namespaces;
+use podnet_netns::{Namespace, NamespaceSource};
 use podnet_pipeline::Host;
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Overhead, ProbeInfo, Receiver, ReceiverFactory, Stability,
@@ -44,17 +45,6 @@ pub enum Probe {
 impl Probe {
     pub const ALL: [Probe; 9] =
         [Probe::Netdev, Probe::Tcp, Probe::Udp, Probe::Ip, Probe::Udp6, Probe::Ip6, Probe::Tcpext, Probe::Sock, Probe::Softnet];
-}
-
-/// Which namespaces to read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Namespaces {
-    /// Every network namespace on the node (pods and the host).
-    #[default]
-    All,
-    /// Only the host's (node level).
-    Host,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,48 +174,34 @@ pub struct ProcfsScraper {
     config: ProcfsConfig,
     node_name: String,
     scope: String,
-    host: Option<Arc<Host>>,
+    source: NamespaceSource,
     counters: CumulativeTracker<Series>,
     defs: Defs,
-    warned_no_extension: bool,
 }
 
 impl ProcfsScraper {
     pub fn new(config: ProcfsConfig, node_name: String, component_id: String) -> Self {
+        let source = NamespaceSource::new(
+            config.namespaces,
+            config.root_path.clone(),
+            config.names_path.clone(),
+            config.netns_extension.clone(),
+            None,
+        );
         ProcfsScraper {
             config,
             node_name,
             scope: format!("podnet/receiver/{component_id}"),
-            host: None,
+            source,
             counters: CumulativeTracker::default(),
             defs: Defs::default(),
-            warned_no_extension: false,
         }
     }
 
     /// Lets the scraper take the namespace list from the `netns` extension.
     pub fn with_host(mut self, host: Arc<Host>) -> Self {
-        self.host = Some(host);
+        self.source.host = Some(host);
         self
-    }
-
-    fn namespaces(&mut self) -> Result<Arc<Vec<Namespace>>, String> {
-        if self.config.namespaces == Namespaces::Host {
-            return podnet_netns::host_namespace(&self.config.root_path).map(|h| Arc::new(vec![h]));
-        }
-        if let Some(dir) = self.host.as_ref().and_then(|h| h.extension::<NetnsDirectory>(&self.config.netns_extension))
-            && dir.root_path == self.config.root_path
-        {
-            return Ok(dir.namespaces());
-        }
-        if self.host.is_some() && !self.warned_no_extension {
-            tracing::info!(
-                extension = %self.config.netns_extension,
-                "no running netns extension with this root_path; the receiver scans /proc itself each collection"
-            );
-            self.warned_no_extension = true;
-        }
-        podnet_netns::scan(&self.config.root_path, &self.config.names_path).map(Arc::new)
     }
 
     fn resource(&self, ns: &Namespace) -> Vec<KeyValue> {
@@ -285,7 +261,7 @@ impl Scraper for ProcfsScraper {
         let mut errors = Vec::new();
         let mut builder = MetricsBuilder::new(&self.scope);
         self.counters.begin_round();
-        match self.namespaces() {
+        match self.source.list() {
             Ok(list) => {
                 let now = now_unix_nanos();
                 for ns in list.iter() {
