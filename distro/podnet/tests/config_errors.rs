@@ -86,7 +86,7 @@ fn unknown_top_level_section() {
 fn unknown_component_type_lists_the_choices() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n  hostmetrics:\nexporters:\n  prometheus:\n")),
-        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: procfs)"]
+        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: netlink, procfs)"]
     );
 }
 

@@ -40,7 +40,20 @@ fn embedded_default_is_node_yaml() {
 #[test]
 fn components_listing_names_every_component_and_probe() {
     let listing = podnet::components_listing();
-    for needle in ["receiver  procfs", "probe netdev", "overhead low", "exporter  prometheus", "exporter  debug", "exporter  file"] {
+    for needle in [
+        "extension netns",
+        "receiver  procfs",
+        "probe netdev",
+        "probe tcpext",
+        "overhead low",
+        "receiver  netlink",
+        "probe tcpsummary",
+        "overhead medium",
+        "processor filter",
+        "exporter  prometheus",
+        "exporter  debug",
+        "exporter  file",
+    ] {
         assert!(listing.contains(needle), "missing {needle:?} in\n{listing}");
     }
 }

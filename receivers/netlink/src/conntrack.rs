@@ -83,6 +83,13 @@ pub fn parse_global(messages: &[RawMessage]) -> Result<(Option<u64>, Option<u64>
     Ok((entries, max))
 }
 
+pub(crate) fn fixture_requests() -> Vec<(&'static str, isize, Vec<u8>)> {
+    vec![
+        ("ctnetlink_stats_cpu.bin", NETLINK_NETFILTER, request(IPCTNL_MSG_CT_GET_STATS_CPU)),
+        ("ctnetlink_stats.bin", NETLINK_NETFILTER, request(IPCTNL_MSG_CT_GET_STATS)),
+    ]
+}
+
 /// The calling thread's namespace's conntrack statistics.
 pub fn collect(timeout: Duration) -> Result<ConntrackStats, DumpError> {
     let socket = dump::open(NETLINK_NETFILTER, timeout)?;

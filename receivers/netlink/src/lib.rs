@@ -2,7 +2,7 @@
 //! discipline statistics (rtnetlink) and connection tracking statistics (ctnetlink), read
 //! inside every network namespace on the node.
 
-mod conntrack;
+pub mod conntrack;
 pub mod dump;
 mod enter;
 pub mod qdisc;
@@ -26,6 +26,14 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 pub use conntrack::ConntrackStats;
+
+/// The requests whose replies the golden fixtures hold: (file, protocol, request).
+pub fn fixture_requests() -> Vec<(&'static str, isize, Vec<u8>)> {
+    let mut v = tcpsummary::fixture_requests();
+    v.extend(qdisc::fixture_requests());
+    v.extend(conntrack::fixture_requests());
+    v
+}
 pub use enter::{EnterError, for_each_namespace};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

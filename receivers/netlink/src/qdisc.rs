@@ -112,6 +112,13 @@ pub fn parse_qdiscs(messages: &[RawMessage], names: &HashMap<u32, String>) -> Re
     Ok(out)
 }
 
+pub(crate) fn fixture_requests() -> Vec<(&'static str, isize, Vec<u8>)> {
+    vec![
+        ("rtnl_links.bin", NETLINK_ROUTE, request(RouteNetlinkMessage::GetLink(LinkMessage::default()))),
+        ("rtnl_qdiscs.bin", NETLINK_ROUTE, request(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()))),
+    ]
+}
+
 /// The root qdiscs of the calling thread's namespace.
 pub fn collect(timeout: Duration) -> Result<Vec<QdiscStats>, DumpError> {
     let socket = dump::open(NETLINK_ROUTE, timeout)?;

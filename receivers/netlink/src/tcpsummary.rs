@@ -94,6 +94,10 @@ fn request(family: u8) -> Vec<u8> {
     buf
 }
 
+pub(crate) fn fixture_requests() -> Vec<(&'static str, isize, Vec<u8>)> {
+    vec![("sock_diag_tcp4.bin", NETLINK_SOCK_DIAG, request(AF_INET)), ("sock_diag_tcp6.bin", NETLINK_SOCK_DIAG, request(AF_INET6))]
+}
+
 /// Parses dump replies into sockets.
 pub fn parse(messages: &[RawMessage]) -> Result<Vec<TcpSocket>, DumpError> {
     let mut out = Vec::with_capacity(messages.len());
