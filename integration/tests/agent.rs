@@ -43,6 +43,9 @@ fn embedded_default_serves_kubeskoop_netdev_from_the_host_namespace() {
     let (code, status) = agent.get("/status").unwrap();
     assert_eq!(code, 200);
     assert!(status.contains("\"id\": \"procfs\"") && status.contains("\"state\": \"running\""), "{status}");
+    if !Path::new("/proc/net/ip_vs_stats").exists() {
+        assert!(status.contains("\"ipvs\": \"no /proc/net/ip_vs_stats: IPVS is not loaded on this node\""), "{status}");
+    }
     assert!(agent.stop().success());
 }
 
@@ -230,7 +233,7 @@ fn invalid_config_at_start_exits_with_the_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            "receivers::procfs::probes::0: unknown value \"nope\" (valid values: netdev, tcp, udp, ip, udp6, ip6, tcpext, sock, softnet)"
+            "receivers::procfs::probes::0: unknown value \"nope\" (valid values: netdev, tcp, udp, ip, udp6, ip6, tcpext, sock, softnet, ipvs, io, fd)"
         ),
         "{err}"
     );

@@ -14,6 +14,8 @@ use crate::pdata::{Metrics, PData, Signal};
 pub struct Collection {
     pub metrics: Metrics,
     pub errors: Vec<CollectionError>,
+    /// Probes found unsupported on this kernel during this collection: (probe, reason).
+    pub unsupported: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,10 @@ pub async fn run_scraper<S: Scraper>(mut scraper: S, interval: Duration, ctx: Co
         ctx.telemetry.collection_duration(started.elapsed().as_secs_f64());
         for e in &collection.errors {
             ctx.telemetry.collection_error(e.class);
+        }
+        for (probe, reason) in &collection.unsupported {
+            tracing::warn!(component = %ctx.id, probe, "unsupported on this kernel: {reason}");
+            ctx.status.probe_unsupported(probe, reason);
         }
         // Log a change in the error set, not the same error every interval.
         if collection.errors != last_errors {

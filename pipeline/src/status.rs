@@ -43,6 +43,9 @@ pub struct ComponentStatus {
     #[serde(flatten)]
     pub state: State,
     pub since_unix_nano: u64,
+    /// Probes of this component the kernel cannot serve, with why; the others run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsupported_probes: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +151,7 @@ impl StatusHandle {
             pipeline: self.key.2.clone(),
             state: state.clone(),
             since_unix_nano: now_unix_nanos(),
+            unsupported_probes: BTreeMap::new(),
         });
         if entry.state != state {
             entry.state = state;
@@ -166,6 +170,14 @@ impl StatusHandle {
     pub fn state(&self) -> Option<State> {
         self.registry.lock().components.get(&self.key).map(|c| c.state.clone())
     }
+    /// Marks one probe of the component unsupported on this kernel.
+    pub fn probe_unsupported(&self, probe: &str, reason: &str) {
+        let mut inner = self.registry.lock();
+        if let Some(c) = inner.components.get_mut(&self.key) {
+            c.unsupported_probes.insert(probe.to_string(), reason.to_string());
+        }
+    }
+
     /// Removes the line: the component was stopped by a reload.
     pub fn remove(&self) {
         self.registry.remove(&self.key)

@@ -94,7 +94,9 @@ fn unknown_component_type_lists_the_choices() {
 fn unknown_probe_lists_the_probes() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n    probes: [netdev, nosuch]\nexporters:\n  prometheus:\n")),
-        ["receivers::procfs::probes::1: unknown value \"nosuch\" (valid values: netdev, tcp, udp, ip, udp6, ip6, tcpext, sock, softnet)"]
+        [
+            "receivers::procfs::probes::1: unknown value \"nosuch\" (valid values: netdev, tcp, udp, ip, udp6, ip6, tcpext, sock, softnet, ipvs, io, fd)"
+        ]
     );
 }
 

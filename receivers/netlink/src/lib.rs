@@ -437,27 +437,35 @@ fn emit(reading: NamespaceReading, devices: &Regex, out: &mut PointWriter) -> Ve
 }
 
 impl NetlinkScraper {
-    /// Decides from the host namespace's answer whether a probe is unsupported here.
-    fn note_unsupported(&mut self, reading: &NamespaceReading) {
+    /// Decides from the host namespace's answer whether a probe is unsupported here; it is
+    /// then not asked again.
+    fn note_unsupported(&mut self, reading: &NamespaceReading) -> Option<(&'static str, String)> {
         if let Some(Err(e)) = &reading.conntrack
             && (e.contains("Protocol not supported") || e.contains("No such file") || e.contains("Operation not supported"))
         {
-            tracing::warn!(probe = "conntrack", "unsupported on this kernel (load nf_conntrack and nf_conntrack_netlink): {e}");
-            self.unsupported.push((Probe::Conntrack, e.clone()));
+            let reason = format!("{e} (load nf_conntrack and nf_conntrack_netlink)");
+            self.unsupported.push((Probe::Conntrack, reason.clone()));
+            return Some(("conntrack", reason));
         }
+        None
     }
 }
 
 impl Scraper for NetlinkScraper {
     fn scrape(&mut self) -> Collection {
         let mut errors = Vec::new();
+        let mut unsupported = Vec::new();
         let mut builder = MetricsBuilder::new(&self.scope);
         self.counters.begin_round();
         let list = match self.source.list() {
             Ok(l) => l,
             Err(e) => {
                 self.counters.end_round();
-                return Collection { metrics: builder.finish(), errors: vec![CollectionError { class: "read", message: e }] };
+                return Collection {
+                    metrics: builder.finish(),
+                    errors: vec![CollectionError { class: "read", message: e }],
+                    unsupported: Vec::new(),
+                };
             }
         };
         let probes: Vec<Probe> = self.config.probes.iter().copied().filter(|p| !self.unsupported.iter().any(|(u, _)| u == p)).collect();
@@ -475,7 +483,7 @@ impl Scraper for NetlinkScraper {
                 }
             };
             if ns.is_host {
-                self.note_unsupported(&reading);
+                unsupported.extend(self.note_unsupported(&reading));
             }
             let mut rb = builder.resource(ns.resource_attributes(&self.node_name));
             let mut out =
@@ -488,6 +496,6 @@ impl Scraper for NetlinkScraper {
             errors.extend(ns_errors.into_iter().map(|e| CollectionError { class: "netlink", message: format!("netns {}: {e}", ns.inode) }));
         }
         self.counters.end_round();
-        Collection { metrics: builder.finish(), errors }
+        Collection { metrics: builder.finish(), errors, unsupported }
     }
 }

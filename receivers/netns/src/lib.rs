@@ -31,6 +31,8 @@ pub struct Namespace {
     pub start_unix_nanos: u64,
     /// Its `ip netns` name, when it has one.
     pub name: Option<String>,
+    /// Every process seen inside it at the last scan, ascending (for per-process probes).
+    pub pids: Vec<u32>,
 }
 
 impl Namespace {
@@ -98,17 +100,19 @@ pub fn host_namespace(root: &Path) -> Result<Namespace, String> {
     let start = boot_time_unix_nanos(root).unwrap_or(0);
     let init = root.join("1");
     match netns_inode(&init) {
-        Ok(inode) => Ok(Namespace { inode, pid: 1, proc_dir: init, is_host: true, start_unix_nanos: start, name: None }),
+        Ok(inode) => Ok(Namespace { inode, pid: 1, proc_dir: init, is_host: true, start_unix_nanos: start, name: None, pids: vec![1] }),
         Err(init_err) => {
             let own = root.join("self");
             let inode = netns_inode(&own).map_err(|e| format!("cannot find the host network namespace: {init_err}; {e}"))?;
+            let pid = std::process::id();
             Ok(Namespace {
                 inode,
-                pid: std::process::id(),
-                proc_dir: root.join(std::process::id().to_string()),
+                pid,
+                proc_dir: root.join(pid.to_string()),
                 is_host: true,
                 start_unix_nanos: start,
                 name: None,
+                pids: vec![pid],
             })
         }
     }
@@ -119,22 +123,24 @@ pub fn scan(root: &Path, run_dir: &Path) -> Result<Vec<Namespace>, String> {
     let host = host_namespace(root)?;
     let boot = boot_time_unix_nanos(root).unwrap_or(0);
     let entries = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let mut lowest: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut members: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         // A process that exits mid-scan, or one we may not inspect, is simply not seen.
         let Ok(inode) = netns_inode(&entry.path()) else { continue };
-        lowest.entry(inode).and_modify(|p| *p = (*p).min(pid)).or_insert(pid);
+        members.entry(inode).or_default().push(pid);
+    }
+    for pids in members.values_mut() {
+        pids.sort_unstable();
     }
     let names = named_namespaces(run_dir);
-    let mut out = vec![Namespace { name: names.get(&host.inode).cloned(), ..host.clone() }];
-    for (inode, pid) in lowest {
-        if inode == host.inode {
-            continue;
-        }
+    let host_pids = members.remove(&host.inode).unwrap_or_else(|| host.pids.clone());
+    let mut out = vec![Namespace { name: names.get(&host.inode).cloned(), pids: host_pids, ..host.clone() }];
+    for (inode, pids) in members {
+        let pid = pids[0];
         let proc_dir = root.join(pid.to_string());
         let start_unix_nanos = process_start_unix_nanos(&proc_dir, boot).unwrap_or(boot);
-        out.push(Namespace { inode, pid, proc_dir, is_host: false, start_unix_nanos, name: names.get(&inode).cloned() });
+        out.push(Namespace { inode, pid, proc_dir, is_host: false, start_unix_nanos, name: names.get(&inode).cloned(), pids });
     }
     Ok(out)
 }
@@ -164,8 +170,8 @@ mod tests {
         std::fs::create_dir_all(root.join("self")).unwrap();
         std::fs::write(root.join("not-a-pid"), "").unwrap();
         let ns = scan(root, Path::new("/nonexistent")).unwrap();
-        let summary: Vec<_> = ns.iter().map(|n| (n.inode, n.pid, n.is_host)).collect();
-        assert_eq!(summary, [(10, 1, true), (20, 200, false), (30, 400, false)]);
+        let summary: Vec<_> = ns.iter().map(|n| (n.inode, n.pid, n.is_host, n.pids.clone())).collect();
+        assert_eq!(summary, [(10, 1, true, vec![1, 50]), (20, 200, false, vec![200, 300]), (30, 400, false, vec![400])]);
         assert_eq!(ns[0].start_unix_nanos, 1000 * 1_000_000_000);
         assert!(ns[1].start_unix_nanos > ns[0].start_unix_nanos, "a pod namespace starts with its process");
     }

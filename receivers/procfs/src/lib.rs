@@ -3,6 +3,7 @@
 //! keeps globally (softnet, socket memory) once for the node.
 
 pub mod netdev;
+pub use probes::parse_ipvs;
 mod probes;
 pub mod snmp;
 pub mod sockstat;
@@ -40,11 +41,26 @@ pub enum Probe {
     Tcpext,
     Sock,
     Softnet,
+    Ipvs,
+    Io,
+    Fd,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 9] =
-        [Probe::Netdev, Probe::Tcp, Probe::Udp, Probe::Ip, Probe::Udp6, Probe::Ip6, Probe::Tcpext, Probe::Sock, Probe::Softnet];
+    pub const ALL: [Probe; 12] = [
+        Probe::Netdev,
+        Probe::Tcp,
+        Probe::Udp,
+        Probe::Ip,
+        Probe::Udp6,
+        Probe::Ip6,
+        Probe::Tcpext,
+        Probe::Sock,
+        Probe::Softnet,
+        Probe::Ipvs,
+        Probe::Io,
+        Probe::Fd,
+    ];
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +130,9 @@ const PROBES: &[ProbeInfo] = &[
     ProbeInfo { name: "tcpext", data_source: "/proc/<pid>/net/netstat (TcpExt, IpExt)", overhead: Overhead::Low },
     ProbeInfo { name: "sock", data_source: "/proc/<pid>/net/sockstat, sockstat6", overhead: Overhead::Low },
     ProbeInfo { name: "softnet", data_source: "/proc/net/softnet_stat (node level)", overhead: Overhead::Low },
+    ProbeInfo { name: "ipvs", data_source: "/proc/net/ip_vs_stats (host namespace)", overhead: Overhead::Low },
+    ProbeInfo { name: "io", data_source: "/proc/<pid>/io of the namespace's processes", overhead: Overhead::Low },
+    ProbeInfo { name: "fd", data_source: "/proc/<pid>/fd of the namespace's processes", overhead: Overhead::Medium },
 ];
 
 impl Factory for ProcfsReceiverFactory {
@@ -177,6 +196,10 @@ pub struct ProcfsScraper {
     source: NamespaceSource,
     counters: CumulativeTracker<Series>,
     defs: Defs,
+    /// IPVS was found absent; it is not looked for again.
+    ipvs_absent: bool,
+    /// Probes found unsupported in this collection, reported once.
+    unsupported: Vec<(&'static str, String)>,
 }
 
 impl ProcfsScraper {
@@ -195,6 +218,8 @@ impl ProcfsScraper {
             source,
             counters: CumulativeTracker::default(),
             defs: Defs::default(),
+            ipvs_absent: false,
+            unsupported: Vec::new(),
         }
     }
 
@@ -225,7 +250,18 @@ impl ProcfsScraper {
                 Probe::Ip6 => probes::snmp6_probe("ip6", &mut files, &mut out, &mut self.defs),
                 Probe::Tcpext => probes::tcpext(&mut files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
                 Probe::Sock => probes::sock(&mut files, &mut out),
-                Probe::Softnet => Ok(()),
+                Probe::Io => probes::io(ns, &mut out),
+                Probe::Fd => probes::fd(ns, &mut out),
+                Probe::Ipvs if ns.is_host && !self.ipvs_absent => match probes::ipvs(&mut files, &mut out) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.ipvs_absent = true;
+                        self.unsupported.push(("ipvs", "no /proc/net/ip_vs_stats: IPVS is not loaded on this node".to_string()));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Probe::Softnet | Probe::Ipvs => Ok(()),
             };
             if let Err(e) = result {
                 errors.push(e);
@@ -285,6 +321,6 @@ impl Scraper for ProcfsScraper {
             Err(e) => errors.push(CollectionError { class: "read", message: e }),
         }
         self.counters.end_round();
-        Collection { metrics: builder.finish(), errors }
+        Collection { metrics: builder.finish(), errors, unsupported: std::mem::take(&mut self.unsupported) }
     }
 }

@@ -290,3 +290,175 @@ pub fn softnet(files: &mut NsFiles, out: &mut Emit, per_cpu: bool) -> Result<(),
     }
     Ok(())
 }
+
+const fn process_metric(
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    kind: MetricKind,
+    kubeskoop: &'static str,
+) -> MetricDef {
+    MetricDef { name, description, unit, kind, kubeskoop: Some(KubeskoopName::Same(kubeskoop)) }
+}
+pub const IO_READ_SYSCALLS: MetricDef = process_metric(
+    "podnet.io.read_syscalls",
+    "Read system calls of the namespace's processes (/proc/<pid>/io syscr, summed).",
+    "{syscall}",
+    MetricKind::Counter,
+    "kubeskoop_io_readsyscall",
+);
+pub const IO_WRITE_SYSCALLS: MetricDef = process_metric(
+    "podnet.io.write_syscalls",
+    "Write system calls of the namespace's processes (/proc/<pid>/io syscw, summed).",
+    "{syscall}",
+    MetricKind::Counter,
+    "kubeskoop_io_writesyscall",
+);
+pub const IO_READ_BYTES: MetricDef = process_metric(
+    "podnet.io.read_bytes",
+    "Bytes the namespace's processes read from storage (/proc/<pid>/io read_bytes, summed).",
+    "By",
+    MetricKind::Counter,
+    "kubeskoop_io_readbytes",
+);
+pub const IO_WRITE_BYTES: MetricDef = process_metric(
+    "podnet.io.write_bytes",
+    "Bytes the namespace's processes wrote to storage (/proc/<pid>/io write_bytes, summed).",
+    "By",
+    MetricKind::Counter,
+    "kubeskoop_io_writebytes",
+);
+pub const FD_OPEN: MetricDef = process_metric(
+    "podnet.fd.open",
+    "Open file descriptors of the namespace's processes.",
+    "{file}",
+    MetricKind::Gauge,
+    "kubeskoop_fd_openfd",
+);
+pub const FD_SOCKETS: MetricDef = process_metric(
+    "podnet.fd.sockets",
+    "Open sockets of the namespace's processes.",
+    "{socket}",
+    MetricKind::Gauge,
+    "kubeskoop_fd_opensocket",
+);
+
+fn root_of(ns: &Namespace) -> &std::path::Path {
+    ns.proc_dir.parent().unwrap_or(&ns.proc_dir)
+}
+
+/// `/proc/<pid>/io` summed over the namespace's processes. Processes that exit meanwhile are
+/// skipped; if none could be read, that is an error (podnet needs CAP_SYS_PTRACE).
+pub fn io(ns: &Namespace, out: &mut Emit) -> Result<(), ProbeError> {
+    let mut sums = [0u64; 4];
+    let (mut read, mut last_err) = (0, None);
+    for pid in &ns.pids {
+        let path = root_of(ns).join(pid.to_string()).join("io");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                read += 1;
+                for line in text.lines() {
+                    let Some((k, v)) = line.split_once(':') else { continue };
+                    let idx = match k {
+                        "syscr" => 0,
+                        "syscw" => 1,
+                        "read_bytes" => 2,
+                        "write_bytes" => 3,
+                        _ => continue,
+                    };
+                    let v: u64 = v.trim().parse().map_err(|_| ProbeError {
+                        class: "parse",
+                        message: format!("{}: {k}: \"{}\" is not a number", path.display(), v.trim()),
+                    })?;
+                    sums[idx] = sums[idx].wrapping_add(v);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => last_err = Some(format!("{}: {e}", path.display())),
+        }
+    }
+    if read == 0
+        && let Some(e) = last_err
+    {
+        return Err(ProbeError { class: "read", message: format!("{e} (reading other processes' io needs CAP_SYS_PTRACE)") });
+    }
+    for (def, v) in [(&IO_READ_SYSCALLS, sums[0]), (&IO_WRITE_SYSCALLS, sums[1]), (&IO_READ_BYTES, sums[2]), (&IO_WRITE_BYTES, sums[3])] {
+        out.point(def, vec![], v);
+    }
+    Ok(())
+}
+
+/// Open descriptors and sockets over the namespace's processes.
+pub fn fd(ns: &Namespace, out: &mut Emit) -> Result<(), ProbeError> {
+    let (mut open, mut sockets) = (0u64, 0u64);
+    let (mut read, mut last_err) = (0, None);
+    for pid in &ns.pids {
+        let dir = root_of(ns).join(pid.to_string()).join("fd");
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                read += 1;
+                for e in entries.flatten() {
+                    open += 1;
+                    if std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:")) {
+                        sockets += 1;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => last_err = Some(format!("{}: {e}", dir.display())),
+        }
+    }
+    if read == 0
+        && let Some(e) = last_err
+    {
+        return Err(ProbeError { class: "read", message: format!("{e} (listing other processes' fds needs CAP_SYS_PTRACE)") });
+    }
+    out.point(&FD_OPEN, vec![], open);
+    out.point(&FD_SOCKETS, vec![], sockets);
+    Ok(())
+}
+
+pub const IPVS: [MetricDef; 5] = [
+    process_metric(
+        "podnet.ipvs.connections",
+        "Connections scheduled by IPVS.",
+        "{connection}",
+        MetricKind::Counter,
+        "kubeskoop_ipvs_connections",
+    ),
+    process_metric(
+        "podnet.ipvs.incoming_packets",
+        "Packets IPVS received.",
+        "{packet}",
+        MetricKind::Counter,
+        "kubeskoop_ipvs_incomingpackets",
+    ),
+    process_metric("podnet.ipvs.outgoing_packets", "Packets IPVS sent.", "{packet}", MetricKind::Counter, "kubeskoop_ipvs_outgoingpackets"),
+    process_metric("podnet.ipvs.incoming_bytes", "Bytes IPVS received.", "By", MetricKind::Counter, "kubeskoop_ipvs_incomingbytes"),
+    process_metric("podnet.ipvs.outgoing_bytes", "Bytes IPVS sent.", "By", MetricKind::Counter, "kubeskoop_ipvs_outgoingbytes"),
+];
+
+/// The five totals of `/proc/net/ip_vs_stats` (hexadecimal): conns, in packets, out
+/// packets, in bytes, out bytes. (KubeSkoop reports the in bytes as in packets; not here.)
+pub fn parse_ipvs(text: &str) -> Result<[u64; 5], String> {
+    let line = text.lines().nth(2).ok_or("fewer than 3 lines")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| u64::from_str_radix(v, 16).map_err(|_| format!("line 3: \"{v}\" is not hexadecimal")))
+        .collect::<Result<_, _>>()?;
+    values.try_into().map_err(|v: Vec<u64>| format!("line 3: expected 5 totals, found {}", v.len()))
+}
+
+/// `Ok(false)` when IPVS is absent from this kernel (no ip_vs_stats): unsupported.
+pub fn ipvs(files: &mut NsFiles, out: &mut Emit) -> Result<bool, ProbeError> {
+    let text = match files.read("ip_vs_stats") {
+        Ok(t) => t,
+        Err(e) if e.message.contains("No such file") => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let totals = parse_ipvs(text).map_err(|e| files.parse_error("ip_vs_stats", e))?;
+    for (def, v) in IPVS.iter().zip(totals) {
+        out.point(def, vec![], v);
+    }
+    Ok(true)
+}

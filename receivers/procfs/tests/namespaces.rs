@@ -32,6 +32,14 @@ fn process(root: &Path, pid: u32, inode: u64) {
     ] {
         std::fs::write(dir.join("net").join(file), fixture(fx)).unwrap();
     }
+    std::fs::write(
+        dir.join("io"),
+        format!("rchar: 1\nwchar: 2\nsyscr: {pid}\nsyscw: 10\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("fd")).unwrap();
+    symlink("socket:[1]", dir.join("fd/3")).unwrap();
+    symlink("/dev/null", dir.join("fd/0")).unwrap();
 }
 
 fn fake_node(root: &Path) {
@@ -97,6 +105,29 @@ fn every_probe_for_every_namespace() {
     assert_eq!(value(node, "podnet.softnet.processed"), Some((0x2102 + 0x3d1b) as f64));
     assert_eq!(value(node, "podnet.sock.tcp.memory"), Some(357.0));
     assert_eq!(metric_names(node).len(), 7);
+    // Per-process probes sum the namespace's processes: 1 and 30 in the host's.
+    assert_eq!(value(host, "podnet.io.read_syscalls"), Some(31.0));
+    assert_eq!(value(host, "podnet.io.write_bytes"), Some(2.0 * 8192.0));
+    assert_eq!(value(host, "podnet.fd.open"), Some(4.0));
+    assert_eq!(value(host, "podnet.fd.sockets"), Some(2.0));
+    assert_eq!(value(pod, "podnet.io.read_syscalls"), Some(200.0));
+    // No IPVS in this kernel: unsupported, said once, not an error.
+    assert_eq!(c.unsupported, vec![("ipvs", "no /proc/net/ip_vs_stats: IPVS is not loaded on this node".to_string())]);
+    assert!(s.scrape().unsupported.is_empty(), "reported once");
+}
+
+#[test]
+fn ipvs_on_the_host_only() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_node(dir.path());
+    for pid in [1, 200] {
+        std::fs::write(dir.path().join(format!("{pid}/net/ip_vs_stats")), fixture("ipvs/ip_vs_stats.txt")).unwrap();
+    }
+    let c = ProcfsScraper::new(config(dir.path()), "n".into(), "procfs".into()).scrape();
+    assert!(c.unsupported.is_empty());
+    assert_eq!(value(resource_of(c.metrics.resources(), Some(100)), "podnet.ipvs.incoming_bytes"), Some(0x1a2b as f64));
+    assert_eq!(value(resource_of(c.metrics.resources(), Some(100)), "podnet.ipvs.incoming_packets"), Some(0x3f as f64));
+    assert!(value(resource_of(c.metrics.resources(), Some(222)), "podnet.ipvs.connections").is_none());
 }
 
 #[test]

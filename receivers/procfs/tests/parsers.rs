@@ -86,3 +86,10 @@ fn softnet_columns_across_kernels() {
     assert_eq!(old[1].cpu, 1, "without an index column, rows count CPUs");
     assert_eq!(softnet::parse(&fixture("softnet/bad-hex.txt")).unwrap_err().to_string(), "line 1: \"0000zz00\" is not hexadecimal");
 }
+
+#[test]
+fn ipvs_totals_are_hexadecimal_and_bytes_are_not_packets() {
+    let t = podnet_receiver_procfs::parse_ipvs(&fixture("ipvs/ip_vs_stats.txt")).unwrap();
+    assert_eq!(t, [2, 0x3f, 5, 0x1a2b, 0xff]);
+    assert_eq!(podnet_receiver_procfs::parse_ipvs(&fixture("ipvs/truncated.txt")).unwrap_err(), "line 3: expected 5 totals, found 2");
+}
