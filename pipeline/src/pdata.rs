@@ -303,7 +303,13 @@ impl MetricsBuilder {
 
     /// Starts (or continues) the resource with exactly these attributes.
     pub fn resource(&mut self, attributes: Vec<KeyValue>) -> ResourceMetricsBuilder<'_> {
-        let index = match self.resources.iter().position(|r| r.resource.as_ref().map(|x| &x.attributes) == Some(&attributes)) {
+        // Receivers write a resource's points together: try the newest resource first.
+        let same = |r: &ResourceMetrics| r.resource.as_ref().map(|x| &x.attributes) == Some(&attributes);
+        let found = match self.resources.last() {
+            Some(last) if same(last) => Some(self.resources.len() - 1),
+            _ => self.resources.iter().position(same),
+        };
+        let index = match found {
             Some(i) => i,
             None => {
                 self.resources.push(ResourceMetrics {
@@ -338,7 +344,12 @@ pub struct ResourceMetricsBuilder<'a> {
 impl ResourceMetricsBuilder<'_> {
     /// Adds one data point. `start_unix_nanos` is ignored for gauges.
     pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, start_unix_nanos: u64, time_unix_nanos: u64, value: Value) {
-        let metric = match self.scope.metrics.iter().position(|m| m.name == def.name) {
+        // Points of one metric usually come together: try the newest metric first.
+        let found = match self.scope.metrics.last() {
+            Some(last) if last.name == def.name => Some(self.scope.metrics.len() - 1),
+            _ => self.scope.metrics.iter().rposition(|m| m.name == def.name),
+        };
+        let metric = match found {
             Some(i) => &mut self.scope.metrics[i],
             None => {
                 self.scope.metrics.push(def.empty_metric());

@@ -1,0 +1,121 @@
+//! `scripts/bench`, second table: one collection of every procfs and netlink probe over N
+//! network namespaces (N = 1, 100, 500, 1000; each a real namespace holding a sleeping
+//! process), as CPU time, against the floor: opening and reading the same /proc files and
+//! running the same netlink dumps, with no parsing and no metric building.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_netns::Namespace;
+use podnet_pipeline::scrape::Scraper;
+use podnet_receiver_netlink::{NetlinkConfig, NetlinkScraper, dump};
+use podnet_receiver_procfs::{Probe, ProcfsConfig, ProcfsScraper};
+
+const SIZES: [usize; 4] = [1, 100, 500, 1000];
+const ROUNDS: u32 = 3;
+
+fn cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 * 1000.0 + tv.tv_usec as f64 / 1000.0;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU and wall milliseconds of one run of `f`, averaged over ROUNDS.
+fn measure(mut f: impl FnMut()) -> (f64, f64) {
+    f(); // warm caches and lazily built tables
+    let (c0, w0) = (cpu_ms(), Instant::now());
+    for _ in 0..ROUNDS {
+        f();
+    }
+    ((cpu_ms() - c0) / f64::from(ROUNDS), w0.elapsed().as_secs_f64() * 1000.0 / f64::from(ROUNDS))
+}
+
+const FILES: [&str; 6] = ["dev", "snmp", "snmp6", "netstat", "sockstat", "sockstat6"];
+
+/// The floor: the same reads and dumps, results thrown away.
+fn floor(namespaces: &[Namespace]) {
+    let root = Path::new("/proc");
+    let _ = podnet_netns::scan(root, Path::new("/run/netns"));
+    for ns in namespaces {
+        for f in FILES {
+            let _ = std::fs::read(ns.proc_dir.join("net").join(f));
+        }
+        for pid in &ns.pids {
+            let p = root.join(pid.to_string());
+            let _ = std::fs::read(p.join("io"));
+            if let Ok(entries) = std::fs::read_dir(p.join("fd")) {
+                for e in entries.flatten() {
+                    let _ = std::fs::read_link(e.path());
+                }
+            }
+        }
+    }
+    let requests = podnet_receiver_netlink::fixture_requests();
+    let t = Duration::from_secs(2);
+    podnet_receiver_netlink::for_each_namespace(namespaces, |_| {
+        for (_, protocol, request) in &requests {
+            if let Ok(socket) = dump::open(*protocol, t) {
+                let _ = dump::dump(&socket, request, t);
+            }
+        }
+    });
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("bench_namespaces needs root (it creates network namespaces)");
+        std::process::exit(1);
+    }
+    let mut sleepers: Vec<Child> = Vec::new();
+    let procfs_cfg = ProcfsConfig { probes: Probe::ALL.to_vec(), ..Default::default() };
+    let mut procfs = ProcfsScraper::new(procfs_cfg, "bench".into(), "procfs".into());
+    let mut netlink = NetlinkScraper::new(NetlinkConfig::default(), "bench".into(), "netlink".into()).expect("netlink scraper");
+    println!(
+        "one collection of every procfs and netlink probe over N namespaces (mean of {ROUNDS}), against the floor of the same reads and dumps"
+    );
+    println!(
+        "{:>6} {:>12} {:>14} {:>14} {:>10} {:>12} {:>12}",
+        "N", "namespaces", "podnet CPU ms", "floor CPU ms", "ratio", "µs CPU/ns", "wall ms"
+    );
+    for n in SIZES {
+        while sleepers.len() < n {
+            sleepers
+                .push(Command::new("unshare").args(["--net", "sleep", "900"]).stdout(Stdio::null()).spawn().expect("unshare (util-linux)"));
+        }
+        // Wait until every sleeper is in its namespace.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let namespaces = loop {
+            let list = podnet_netns::scan(Path::new("/proc"), Path::new("/run/netns")).expect("scan");
+            if list.len() > n || Instant::now() > deadline {
+                break list;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (podnet_cpu, podnet_wall) = measure(|| {
+            let a = procfs.scrape();
+            let b = netlink.scrape();
+            assert!(
+                a.errors.len() + b.errors.len() < namespaces.len(),
+                "collections failed: {:?} {:?}",
+                a.errors.first(),
+                b.errors.first()
+            );
+        });
+        let (floor_cpu, _) = measure(|| floor(&namespaces));
+        println!(
+            "{n:>6} {:>12} {podnet_cpu:>14.1} {floor_cpu:>14.1} {:>9.2}x {:>12.1} {podnet_wall:>12.1}",
+            namespaces.len(),
+            podnet_cpu / floor_cpu,
+            podnet_cpu * 1000.0 / namespaces.len() as f64
+        );
+    }
+    println!("(targets: ratio within 1.5x of the floor; 1000 namespaces under 1000 ms of CPU per cycle)");
+    for mut s in sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
