@@ -12,6 +12,8 @@ log() { printf '\n==> %s\n' "$*"; }
 need_pkgs=()
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -67,8 +67,18 @@ service:
     });
     let before = agent.metrics();
 
+    // B drops UDP to :7777 with an nft rule (the packets arrive, IP sees them, UDP never does).
+    for rule in [
+        vec!["add", "table", "inet", "podnet_test"],
+        vec!["add", "chain", "inet", "podnet_test", "in", "{ type filter hook input priority 0; }"],
+        vec!["add", "rule", "inet", "podnet_test", "in", "udp", "dport", "7777", "drop"],
+    ] {
+        let out = Command::new("ip").args(["netns", "exec", &pods.b, "nft"]).args(&rule).output().expect("nft (nftables)");
+        assert!(out.status.success(), "nft {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     // Traffic: B listens on :8080; A connects 5 times, once to the closed :8081 (reset),
-    // and sends 3 UDP datagrams to the closed :9999.
+    // sends 3 UDP datagrams to the closed :9999 and 4 to :7777, which B's rule drops.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -98,6 +108,9 @@ service:
             for _ in 0..3 {
                 udp.send_to(b"x", to).unwrap();
             }
+            for _ in 0..4 {
+                udp.send_to(b"dropped", "10.213.0.2:7777").unwrap();
+            }
         });
     });
 
@@ -114,7 +127,15 @@ service:
     assert_eq!(delta(&after, "kubeskoop_tcp_attemptfails", a), 1.0);
     assert_eq!(delta(&after, "kubeskoop_tcp_passiveopens", b), 5.0);
     assert_eq!(delta(&after, "kubeskoop_tcp_outrsts", b), 1.0, "the reset to the closed port");
-    assert_eq!(delta(&after, "kubeskoop_udp_noports", b), 3.0);
+    assert_eq!(delta(&after, "kubeskoop_udp_noports", b), 3.0, "the dropped datagrams never reached UDP");
+    assert_eq!(delta(&after, "kubeskoop_udp_indatagrams", b), 0.0);
+    // IP received every packet of this traffic, the nft-dropped ones included; it delivered
+    // all but those 4.
+    assert_eq!(
+        delta(&after, "kubeskoop_ip_inreceives", b) - delta(&after, "kubeskoop_ip_indelivers", b),
+        4.0,
+        "the 4 datagrams the nft rule dropped"
+    );
     // No other namespace moved.
     assert_eq!(delta(&after, "kubeskoop_tcp_activeopens", b), 0.0);
     assert_eq!(delta(&after, "kubeskoop_tcp_passiveopens", a), 0.0);
