@@ -117,8 +117,10 @@ service:
     let delta = |after: &str, metric: &str, pod: &str| {
         by_pod(after, metric).get(pod).copied().unwrap_or(f64::NAN) - by_pod(&before, metric).get(pod).copied().unwrap_or(f64::NAN)
     };
-    agent.wait_until(Duration::from_secs(15), "B's udp noports to move", || {
-        delta(&agent.metrics(), "kubeskoop_udp_noports", &pods.b) >= 3.0
+    agent.wait_until(Duration::from_secs(15), "B's counters to take in all the traffic", || {
+        let m = agent.metrics();
+        delta(&m, "kubeskoop_udp_noports", &pods.b) >= 3.0
+            && delta(&m, "kubeskoop_ip_inreceives", &pods.b) - delta(&m, "kubeskoop_ip_indelivers", &pods.b) >= 4.0
     });
     // Every counter of this traffic has moved by now (the same collection saw it all).
     let after = agent.metrics();
