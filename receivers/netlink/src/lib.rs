@@ -367,6 +367,11 @@ impl NetlinkScraper {
         self.source.host = Some(host);
         self
     }
+
+    /// Reads exactly these namespaces (what the `netns` extension would hand over).
+    pub fn set_namespaces(&mut self, list: Arc<Vec<Namespace>>) {
+        self.source.set_fixed(list);
+    }
 }
 
 /// Writes one namespace's reading; returns the probes' errors.

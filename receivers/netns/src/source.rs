@@ -26,16 +26,26 @@ pub struct NamespaceSource {
     pub names_path: PathBuf,
     pub extension_id: String,
     pub host: Option<Arc<Host>>,
+    /// A list given by the caller, used instead of any lookup (benchmarks, tests).
+    fixed: Option<Arc<Vec<Namespace>>>,
     warned: bool,
 }
 
 impl NamespaceSource {
     pub fn new(scope: Namespaces, root_path: PathBuf, names_path: PathBuf, extension_id: String, host: Option<Arc<Host>>) -> Self {
-        NamespaceSource { scope, root_path, names_path, extension_id, host, warned: false }
+        NamespaceSource { scope, root_path, names_path, extension_id, host, fixed: None, warned: false }
+    }
+
+    /// Always answers `list`, as the `netns` extension would between its rescans.
+    pub fn set_fixed(&mut self, list: Arc<Vec<Namespace>>) {
+        self.fixed = Some(list);
     }
 
     /// The namespaces to read now, host first.
     pub fn list(&mut self) -> Result<Arc<Vec<Namespace>>, String> {
+        if let Some(list) = &self.fixed {
+            return Ok(list.clone());
+        }
         if self.scope == Namespaces::Host {
             return crate::host_namespace(&self.root_path).map(|h| Arc::new(vec![h]));
         }

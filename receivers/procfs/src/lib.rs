@@ -229,6 +229,11 @@ impl ProcfsScraper {
         self
     }
 
+    /// Reads exactly these namespaces (what the `netns` extension would hand over).
+    pub fn set_namespaces(&mut self, list: Arc<Vec<Namespace>>) {
+        self.source.set_fixed(list);
+    }
+
     fn resource(&self, ns: &Namespace) -> Vec<KeyValue> {
         ns.resource_attributes(&self.node_name)
     }

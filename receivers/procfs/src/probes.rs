@@ -71,12 +71,12 @@ pub fn netdev(files: &mut NsFiles, out: &mut Emit, per_device: bool) -> Result<(
 /// Metric definitions built once per (probe, field) and reused every collection.
 #[derive(Default)]
 pub struct Defs {
-    cache: HashMap<(&'static str, String), MetricDef>,
+    cache: HashMap<(&'static str, &'static str), MetricDef>,
 }
 
 impl Defs {
     fn get(&mut self, probe: &'static str, section: &str, file: &str, spec: &FieldSpec) -> MetricDef {
-        *self.cache.entry((probe, spec.field.to_string())).or_insert_with(|| tables::metric_def(probe, section, file, spec))
+        *self.cache.entry((probe, spec.field)).or_insert_with(|| tables::metric_def(probe, section, file, spec))
     }
 }
 
