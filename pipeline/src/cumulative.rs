@@ -74,8 +74,28 @@ impl<K: Hash + Eq> CumulativeTracker<K> {
     }
 }
 
-/// A counter series: (namespace inode or 0 for node level, metric, attribute values).
-pub type SeriesKey = (u64, &'static str, Vec<String>);
+/// A counter series: (namespace inode or 0 for node level, metric, hash of its attributes).
+pub type SeriesKey = (u64, &'static str, u64);
+
+/// Identifies a point's attribute set without allocating (this runs for every counter point
+/// of every namespace at every collection).
+fn attributes_hash(attrs: &[KeyValue]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    for kv in attrs {
+        h.write(kv.key.as_bytes());
+        h.write_u8(0xff);
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(crate::pdata::any_value::Value::StringValue(s)) => h.write(s.as_bytes()),
+            Some(crate::pdata::any_value::Value::IntValue(i)) => h.write_i64(*i),
+            Some(crate::pdata::any_value::Value::BoolValue(b)) => h.write_u8(u8::from(*b)),
+            Some(other) => h.write(format!("{other:?}").as_bytes()),
+            None => {}
+        }
+        h.write_u8(0xfe);
+    }
+    h.finish()
+}
 
 /// Writes the points of one resource, giving each counter its start time.
 pub struct PointWriter<'a, 'b> {
@@ -95,8 +115,7 @@ impl PointWriter<'_, '_> {
             // Up-down values fall as a matter of course: that is no reset.
             MetricKind::UpDownCounter => self.origin.min(self.now),
             MetricKind::Counter => {
-                let key_attrs = attrs.iter().map(|kv| format!("{:?}", kv.value)).collect();
-                self.counters.observe((self.resource_key, def.name, key_attrs), value, self.now, self.origin)
+                self.counters.observe((self.resource_key, def.name, attributes_hash(&attrs)), value, self.now, self.origin)
             }
         };
         self.rb.point(def, attrs, start, self.now, value.into());
