@@ -240,24 +240,24 @@ impl ProcfsScraper {
 
     /// One namespace, every enabled per-namespace probe.
     fn collect_namespace(&mut self, ns: &Namespace, builder: &mut MetricsBuilder, now: u64) -> Vec<ProbeError> {
-        let mut files = NsFiles::new(ns);
+        let files = NsFiles::new(ns);
         let mut errors = Vec::new();
         let resource = self.resource(ns);
         let mut rb = builder.resource(resource);
         let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
         for probe in &self.config.probes {
             let result = match probe {
-                Probe::Netdev => probes::netdev(&mut files, &mut out, self.config.netdev.per_device),
-                Probe::Tcp => probes::snmp_probe("tcp", &mut files, &mut out, &mut self.defs),
-                Probe::Udp => probes::snmp_probe("udp", &mut files, &mut out, &mut self.defs),
-                Probe::Ip => probes::snmp_probe("ip", &mut files, &mut out, &mut self.defs),
-                Probe::Udp6 => probes::snmp6_probe("udp6", &mut files, &mut out, &mut self.defs),
-                Probe::Ip6 => probes::snmp6_probe("ip6", &mut files, &mut out, &mut self.defs),
-                Probe::Tcpext => probes::tcpext(&mut files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
-                Probe::Sock => probes::sock(&mut files, &mut out),
+                Probe::Netdev => probes::netdev(&files, &mut out, self.config.netdev.per_device),
+                Probe::Tcp => probes::snmp_probe("tcp", &files, &mut out, &mut self.defs),
+                Probe::Udp => probes::snmp_probe("udp", &files, &mut out, &mut self.defs),
+                Probe::Ip => probes::snmp_probe("ip", &files, &mut out, &mut self.defs),
+                Probe::Udp6 => probes::snmp6_probe("udp6", &files, &mut out, &mut self.defs),
+                Probe::Ip6 => probes::snmp6_probe("ip6", &files, &mut out, &mut self.defs),
+                Probe::Tcpext => probes::tcpext(&files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
+                Probe::Sock => probes::sock(&files, &mut out),
                 Probe::Io => probes::io(ns, &mut out),
                 Probe::Fd => probes::fd(ns, &mut out),
-                Probe::Ipvs if ns.is_host && !self.ipvs_absent => match probes::ipvs(&mut files, &mut out) {
+                Probe::Ipvs if ns.is_host && !self.ipvs_absent => match probes::ipvs(&files, &mut out) {
                     Ok(true) => Ok(()),
                     Ok(false) => {
                         self.ipvs_absent = true;
@@ -282,16 +282,16 @@ impl ProcfsScraper {
         if !wants_sock && !wants_softnet {
             return Vec::new();
         }
-        let mut files = NsFiles::new(host);
+        let files = NsFiles::new(host);
         let mut rb = builder.resource(vec![kv_str(keys::K8S_NODE_NAME, self.node_name.clone())]);
         // Node-level series are keyed apart from the host namespace's (inode 0).
         let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: 0, origin: host.start_unix_nanos, now };
         let mut errors = Vec::new();
         if wants_sock {
-            errors.extend(probes::sock_node(&mut files, &mut out).err());
+            errors.extend(probes::sock_node(&files, &mut out).err());
         }
         if wants_softnet {
-            errors.extend(probes::softnet(&mut files, &mut out, self.config.softnet.per_cpu).err());
+            errors.extend(probes::softnet(&files, &mut out, self.config.softnet.per_cpu).err());
         }
         errors
     }

@@ -19,22 +19,23 @@ pub struct ProbeError {
 /// The files of one namespace, each read at most once per collection.
 pub struct NsFiles<'a> {
     ns: &'a Namespace,
-    cache: HashMap<&'static str, Result<String, String>>,
+    cache: std::cell::RefCell<HashMap<&'static str, Result<std::rc::Rc<str>, String>>>,
 }
 
 impl<'a> NsFiles<'a> {
     pub fn new(ns: &'a Namespace) -> Self {
-        NsFiles { ns, cache: HashMap::new() }
+        NsFiles { ns, cache: Default::default() }
     }
 
-    /// `net/<name>` of the namespace's process.
-    pub fn read(&mut self, name: &'static str) -> Result<&str, ProbeError> {
+    /// `net/<name>` of the namespace's process (shared, so parsers can borrow from it).
+    pub fn read(&self, name: &'static str) -> Result<std::rc::Rc<str>, ProbeError> {
         let ns = self.ns;
-        let entry = self.cache.entry(name).or_insert_with(|| {
+        let mut cache = self.cache.borrow_mut();
+        let entry = cache.entry(name).or_insert_with(|| {
             let path = ns.proc_dir.join("net").join(name);
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+            std::fs::read_to_string(&path).map(std::rc::Rc::from).map_err(|e| format!("{}: {e}", path.display()))
         });
-        entry.as_deref().map_err(|m| ProbeError { class: "read", message: m.clone() })
+        entry.clone().map_err(|m| ProbeError { class: "read", message: m })
     }
 
     fn path(&self, name: &str) -> String {
@@ -48,8 +49,8 @@ impl<'a> NsFiles<'a> {
 
 pub use podnet_pipeline::cumulative::{PointWriter as Emit, SeriesKey as Series};
 
-pub fn netdev(files: &mut NsFiles, out: &mut Emit, per_device: bool) -> Result<(), ProbeError> {
-    let devices = netdev::parse(files.read("dev")?).map_err(|e| files.parse_error("dev", e))?;
+pub fn netdev(files: &NsFiles, out: &mut Emit, per_device: bool) -> Result<(), ProbeError> {
+    let devices = netdev::parse(&files.read("dev")?).map_err(|e| files.parse_error("dev", e))?;
     let total = netdev::sum_without_loopback(&devices);
     for (def, rx, tx) in netdev::points(&total) {
         out.point(def, vec![kv_str(keys::NETWORK_IO_DIRECTION, "receive")], rx);
@@ -93,40 +94,41 @@ fn section_fields(
 ) {
     for spec in table {
         if let Some(v) = section.get(spec.field) {
-            let def = defs.get(probe, &section.name, file, spec);
+            let def = defs.get(probe, section.name, file, spec);
             out.signed(&def, vec![], v);
         }
     }
     if all_fields {
         for (field, v) in &section.fields {
-            if !table.iter().any(|s| s.field == field) {
-                let def = defs.get(probe, &section.name, file, &tables::extra_field(field));
+            if !table.iter().any(|s| s.field == *field) {
+                let def = defs.get(probe, section.name, file, &tables::extra_field(field));
                 out.signed(&def, vec![], *v);
             }
         }
     }
 }
 
-fn find<'s>(sections: &'s [snmp::Section], name: &str, path: &str) -> Result<&'s snmp::Section, ProbeError> {
+fn find<'s, 't>(sections: &'s [snmp::Section<'t>], name: &str, path: &str) -> Result<&'s snmp::Section<'t>, ProbeError> {
     sections
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| ProbeError { class: "parse", message: format!("{path}: no \"{name}:\" section") })
 }
 
-pub fn snmp_probe(probe: &'static str, files: &mut NsFiles, out: &mut Emit, defs: &mut Defs) -> Result<(), ProbeError> {
+pub fn snmp_probe(probe: &'static str, files: &NsFiles, out: &mut Emit, defs: &mut Defs) -> Result<(), ProbeError> {
     let (section, table) = match probe {
         "tcp" => ("Tcp", tables::TCP),
         "udp" => ("Udp", tables::UDP),
         _ => ("Ip", tables::IP),
     };
-    let sections = snmp::parse_sections(files.read("snmp")?).map_err(|e| files.parse_error("snmp", e))?;
+    let text = files.read("snmp")?;
+    let sections = snmp::parse_sections(&text).map_err(|e| files.parse_error("snmp", e))?;
     let s = find(&sections, section, &files.path("snmp"))?;
     section_fields(probe, s, "snmp", table, false, defs, out);
     Ok(())
 }
 
-pub fn snmp6_probe(probe: &'static str, files: &mut NsFiles, out: &mut Emit, defs: &mut Defs) -> Result<(), ProbeError> {
+pub fn snmp6_probe(probe: &'static str, files: &NsFiles, out: &mut Emit, defs: &mut Defs) -> Result<(), ProbeError> {
     let (section, table) = if probe == "udp6" { ("Udp6", tables::UDP6) } else { ("Ip6", tables::IP6) };
     let text = match files.read("snmp6") {
         Ok(t) => t,
@@ -134,14 +136,15 @@ pub fn snmp6_probe(probe: &'static str, files: &mut NsFiles, out: &mut Emit, def
         Err(e) if e.message.contains("No such file") => return Ok(()),
         Err(e) => return Err(e),
     };
-    let sections = snmp::parse_snmp6(text).map_err(|e| files.parse_error("snmp6", e))?;
+    let sections = snmp::parse_snmp6(&text).map_err(|e| files.parse_error("snmp6", e))?;
     let s = find(&sections, section, &files.path("snmp6"))?;
     section_fields(probe, s, "snmp6", table, false, defs, out);
     Ok(())
 }
 
-pub fn tcpext(files: &mut NsFiles, out: &mut Emit, defs: &mut Defs, all_fields: bool) -> Result<(), ProbeError> {
-    let sections = snmp::parse_sections(files.read("netstat")?).map_err(|e| files.parse_error("netstat", e))?;
+pub fn tcpext(files: &NsFiles, out: &mut Emit, defs: &mut Defs, all_fields: bool) -> Result<(), ProbeError> {
+    let text = files.read("netstat")?;
+    let sections = snmp::parse_sections(&text).map_err(|e| files.parse_error("netstat", e))?;
     let s = find(&sections, "TcpExt", &files.path("netstat"))?;
     section_fields("tcpext", s, "netstat", tables::TCPEXT, all_fields, defs, out);
     if all_fields && let Ok(ip) = find(&sections, "IpExt", &files.path("netstat")) {
@@ -198,10 +201,10 @@ pub const SOCK_TCP_MEM: MetricDef = sock_gauge(
 pub const SOCK_UDP_MEM: MetricDef =
     sock_gauge("podnet.sock.udp.memory", "Memory pages used by UDP on the node (global in the kernel).", "{page}", None);
 
-fn sockstat_entries(files: &mut NsFiles) -> Result<Vec<(String, String, u64)>, ProbeError> {
-    let mut entries = sockstat::parse(files.read("sockstat")?).map_err(|e| files.parse_error("sockstat", e))?;
+fn sockstat_entries(files: &NsFiles) -> Result<Vec<(String, String, u64)>, ProbeError> {
+    let mut entries = sockstat::parse(&files.read("sockstat")?).map_err(|e| files.parse_error("sockstat", e))?;
     match files.read("sockstat6") {
-        Ok(t) => entries.extend(sockstat::parse(t).map_err(|e| files.parse_error("sockstat6", e))?),
+        Ok(t) => entries.extend(sockstat::parse(&t).map_err(|e| files.parse_error("sockstat6", e))?),
         Err(e) if e.message.contains("No such file") => {}
         Err(e) => return Err(e),
     }
@@ -209,7 +212,7 @@ fn sockstat_entries(files: &mut NsFiles) -> Result<Vec<(String, String, u64)>, P
 }
 
 /// The per-namespace sockstat fields.
-pub fn sock(files: &mut NsFiles, out: &mut Emit) -> Result<(), ProbeError> {
+pub fn sock(files: &NsFiles, out: &mut Emit) -> Result<(), ProbeError> {
     let e = sockstat_entries(files)?;
     let get = |p: &str, k: &str| sockstat::get(&e, p, k).unwrap_or(0);
     let rows = [
@@ -229,7 +232,7 @@ pub fn sock(files: &mut NsFiles, out: &mut Emit) -> Result<(), ProbeError> {
 
 /// The node-wide sockstat fields (the kernel keeps them globally, so any namespace's
 /// sockstat shows the same values): reported once, at node level.
-pub fn sock_node(files: &mut NsFiles, out: &mut Emit) -> Result<(), ProbeError> {
+pub fn sock_node(files: &NsFiles, out: &mut Emit) -> Result<(), ProbeError> {
     let e = sockstat_entries(files)?;
     let get = |p: &str, k: &str| sockstat::get(&e, p, k).unwrap_or(0);
     for (def, v) in [
@@ -274,8 +277,8 @@ pub const SOFTNET_CPU_DROPPED: MetricDef = per_cpu("podnet.softnet.cpu.dropped",
 pub const SOFTNET_CPU_TIME_SQUEEZE: MetricDef =
     per_cpu("podnet.softnet.cpu.time_squeeze", "Receive softirq budget or time exhaustions, per CPU.");
 
-pub fn softnet(files: &mut NsFiles, out: &mut Emit, per_cpu: bool) -> Result<(), ProbeError> {
-    let cpus = softnet::parse(files.read("softnet_stat")?).map_err(|e| files.parse_error("softnet_stat", e))?;
+pub fn softnet(files: &NsFiles, out: &mut Emit, per_cpu: bool) -> Result<(), ProbeError> {
+    let cpus = softnet::parse(&files.read("softnet_stat")?).map_err(|e| files.parse_error("softnet_stat", e))?;
     let sum = |f: fn(&softnet::CpuSoftnet) -> u64| cpus.iter().map(f).fold(0u64, u64::wrapping_add);
     out.point(&SOFTNET_PROCESSED, vec![], sum(|c| c.processed));
     out.point(&SOFTNET_DROPPED, vec![], sum(|c| c.dropped));
@@ -450,13 +453,13 @@ pub fn parse_ipvs(text: &str) -> Result<[u64; 5], String> {
 }
 
 /// `Ok(false)` when IPVS is absent from this kernel (no ip_vs_stats): unsupported.
-pub fn ipvs(files: &mut NsFiles, out: &mut Emit) -> Result<bool, ProbeError> {
+pub fn ipvs(files: &NsFiles, out: &mut Emit) -> Result<bool, ProbeError> {
     let text = match files.read("ip_vs_stats") {
         Ok(t) => t,
         Err(e) if e.message.contains("No such file") => return Ok(false),
         Err(e) => return Err(e),
     };
-    let totals = parse_ipvs(text).map_err(|e| files.parse_error("ip_vs_stats", e))?;
+    let totals = parse_ipvs(&text).map_err(|e| files.parse_error("ip_vs_stats", e))?;
     for (def, v) in IPVS.iter().zip(totals) {
         out.point(def, vec![], v);
     }

@@ -7,22 +7,23 @@ pub enum SnmpError {
     Line { line: usize, reason: String },
 }
 
-/// Counters of one section (`Tcp`, `TcpExt`), in the kernel's order.
+/// Counters of one section (`Tcp`, `TcpExt`), in the kernel's order, borrowing the names
+/// from the file's text (no allocation per field: this runs for every namespace).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Section {
-    pub name: String,
-    pub fields: Vec<(String, i64)>,
+pub struct Section<'a> {
+    pub name: &'a str,
+    pub fields: Vec<(&'a str, i64)>,
 }
 
-impl Section {
+impl Section<'_> {
     pub fn get(&self, field: &str) -> Option<i64> {
-        self.fields.iter().find(|(f, _)| f == field).map(|(_, v)| *v)
+        self.fields.iter().find(|(f, _)| *f == field).map(|(_, v)| *v)
     }
 }
 
 /// Parses the paired-line format. A header without its value line, a count mismatch or a
 /// non-numeric value fails the file: half a section would be misread as counter resets.
-pub fn parse_sections(text: &str) -> Result<Vec<Section>, SnmpError> {
+pub fn parse_sections(text: &str) -> Result<Vec<Section<'_>>, SnmpError> {
     let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
     let mut sections = Vec::new();
     for pair in lines.chunks(2) {
@@ -52,18 +53,18 @@ pub fn parse_sections(text: &str) -> Result<Vec<Section>, SnmpError> {
         for (n, v) in names.iter().zip(&nums) {
             let value =
                 v.parse::<i64>().map_err(|_| SnmpError::Line { line: vline, reason: format!("{hname}:{n}: \"{v}\" is not a number") })?;
-            fields.push((n.to_string(), value));
+            fields.push((*n, value));
         }
-        sections.push(Section { name: hname.to_string(), fields });
+        sections.push(Section { name: hname, fields });
     }
     Ok(sections)
 }
 
 /// Parses `snmp6` into sections by prefix (`Ip6`, `Icmp6`, `Udp6`, `UdpLite6`), field names
 /// without the prefix (`Ip6InReceives` → section `Ip6`, field `InReceives`).
-pub fn parse_snmp6(text: &str) -> Result<Vec<Section>, SnmpError> {
+pub fn parse_snmp6(text: &str) -> Result<Vec<Section<'_>>, SnmpError> {
     const PREFIXES: [&str; 4] = ["UdpLite6", "Icmp6", "Udp6", "Ip6"];
-    let mut sections: Vec<Section> = Vec::new();
+    let mut sections: Vec<Section<'_>> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -79,8 +80,8 @@ pub fn parse_snmp6(text: &str) -> Result<Vec<Section>, SnmpError> {
             None => ("Other", name),
         };
         match sections.iter_mut().find(|s| s.name == section) {
-            Some(s) => s.fields.push((field.to_string(), value)),
-            None => sections.push(Section { name: section.to_string(), fields: vec![(field.to_string(), value)] }),
+            Some(s) => s.fields.push((field, value)),
+            None => sections.push(Section { name: section, fields: vec![(field, value)] }),
         }
     }
     Ok(sections)

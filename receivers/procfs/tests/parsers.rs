@@ -9,8 +9,9 @@ fn fixture(path: &str) -> String {
 
 #[test]
 fn snmp_real_capture() {
-    let s = snmp::parse_sections(&fixture("snmp/kernel-6.18.txt")).unwrap();
-    let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+    let text_s = fixture("snmp/kernel-6.18.txt");
+    let s = snmp::parse_sections(&text_s).unwrap();
+    let names: Vec<_> = s.iter().map(|x| x.name).collect();
     assert_eq!(names, ["Ip", "Icmp", "IcmpMsg", "Tcp", "Udp", "UdpLite"]);
     let tcp = s.iter().find(|x| x.name == "Tcp").unwrap();
     assert_eq!(tcp.get("MaxConn"), Some(-1), "signed values are kept");
@@ -21,7 +22,8 @@ fn snmp_real_capture() {
 
 #[test]
 fn snmp_unknown_sections_and_fields_are_kept_by_name() {
-    let s = snmp::parse_sections(&fixture("snmp/unknown-fields.txt")).unwrap();
+    let text_s = fixture("snmp/unknown-fields.txt");
+    let s = snmp::parse_sections(&text_s).unwrap();
     assert_eq!(s[1].name, "Future");
     let tcp = &s[2];
     assert_eq!((tcp.get("ActiveOpens"), tcp.get("CurrEstab"), tcp.get("NewThing")), (Some(5), Some(3), Some(9)));
@@ -46,8 +48,9 @@ fn snmp_bad_files() {
 
 #[test]
 fn netstat_real_capture_and_truncation() {
-    let s = snmp::parse_sections(&fixture("netstat/kernel-6.18.txt")).unwrap();
-    let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+    let text_s = fixture("netstat/kernel-6.18.txt");
+    let s = snmp::parse_sections(&text_s).unwrap();
+    let names: Vec<_> = s.iter().map(|x| x.name).collect();
     assert_eq!(names, ["TcpExt", "IpExt", "MPTcpExt"]);
     assert!(s[0].fields.len() > 100);
     assert!(s[0].get("TCPWqueueTooBig").is_some());
@@ -56,8 +59,9 @@ fn netstat_real_capture_and_truncation() {
 
 #[test]
 fn snmp6_real_capture_and_malformed() {
-    let s = snmp::parse_snmp6(&fixture("snmp6/kernel-6.18.txt")).unwrap();
-    let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+    let text_s = fixture("snmp6/kernel-6.18.txt");
+    let s = snmp::parse_snmp6(&text_s).unwrap();
+    let names: Vec<_> = s.iter().map(|x| x.name).collect();
     assert_eq!(names, ["Ip6", "Icmp6", "Udp6", "UdpLite6"]);
     let udp6 = s.iter().find(|x| x.name == "Udp6").unwrap();
     assert!(udp6.get("NoPorts").is_some() && udp6.get("InDatagrams").is_some());
