@@ -55,6 +55,12 @@ const FILES: [&str; 6] = ["dev", "snmp", "snmp6", "netstat", "sockstat", "sockst
 /// The floor: the same reads and dumps, results thrown away.
 fn floor(namespaces: &[Namespace]) {
     let root = Path::new("/proc");
+    // What podnet reads once for the node: softnet, global socket memory, IPVS.
+    if let Some(host) = namespaces.iter().find(|n| n.is_host) {
+        for f in ["softnet_stat", "sockstat", "sockstat6", "ip_vs_stats"] {
+            let _ = std::fs::read(host.proc_dir.join("net").join(f));
+        }
+    }
     for ns in namespaces {
         for f in FILES {
             let _ = std::fs::read(ns.proc_dir.join("net").join(f));

@@ -421,7 +421,8 @@ fn emit(reading: NamespaceReading, devices: &Regex, out: &mut PointWriter) -> Ve
     match reading.qdiscs {
         Some(Ok(qdiscs)) => {
             let mut totals = [0u64; 7];
-            for q in &qdiscs {
+            // `noqueue` (loopback, veths) never queues and always reports zeros.
+            for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
                 let selected = devices.is_match(&q.device);
                 for (i, (device_def, _, v)) in qdisc_values(q).into_iter().enumerate() {
                     let attrs = vec![kv_str(keys::NETWORK_INTERFACE_NAME, q.device.clone()), kv_str("podnet.qdisc.kind", q.kind.clone())];
