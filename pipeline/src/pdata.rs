@@ -255,6 +255,17 @@ pub struct MetricDef {
 }
 
 impl MetricDef {
+    pub const fn counter(name: &'static str, description: &'static str, unit: &'static str) -> Self {
+        MetricDef { name, description, unit, kind: MetricKind::Counter, kubeskoop: None }
+    }
+    pub const fn gauge(name: &'static str, description: &'static str, unit: &'static str) -> Self {
+        MetricDef { name, description, unit, kind: MetricKind::Gauge, kubeskoop: None }
+    }
+    /// The metric's KubeSkoop name, when it maps 1:1.
+    pub const fn kubeskoop(self, name: &'static str) -> Self {
+        MetricDef { kubeskoop: Some(KubeskoopName::Same(name)), ..self }
+    }
+
     fn empty_metric(&self) -> Metric {
         let mut metadata = Vec::new();
         match self.kubeskoop {

@@ -174,97 +174,67 @@ pub const QUEUE: MetricDef = MetricDef {
         names: &[("receive", "kubeskoop_tcpsummary_tcprxqueue"), ("transmit", "kubeskoop_tcpsummary_tcptxqueue")],
     }),
 };
-const fn gauge(name: &'static str, description: &'static str, unit: &'static str, kubeskoop: Option<&'static str>) -> MetricDef {
-    MetricDef {
-        name,
-        description,
-        unit,
-        kind: MetricKind::Gauge,
-        kubeskoop: match kubeskoop {
-            Some(k) => Some(KubeskoopName::Same(k)),
-            None => None,
-        },
-    }
-}
-const fn counter(name: &'static str, description: &'static str, unit: &'static str, kubeskoop: Option<&'static str>) -> MetricDef {
-    MetricDef { kind: MetricKind::Counter, ..gauge(name, description, unit, kubeskoop) }
-}
-pub const LISTEN_PENDING: MetricDef =
-    gauge("podnet.tcp.listen.pending", "Connections waiting to be accepted, over the namespace's listening sockets.", "{connection}", None);
+pub const LISTEN_PENDING: MetricDef = MetricDef::gauge(
+    "podnet.tcp.listen.pending",
+    "Connections waiting to be accepted, over the namespace's listening sockets.",
+    "{connection}",
+);
 pub const LISTEN_LIMIT: MetricDef =
-    gauge("podnet.tcp.listen.limit", "Backlog limits of the namespace's listening sockets, summed.", "{connection}", None);
+    MetricDef::gauge("podnet.tcp.listen.limit", "Backlog limits of the namespace's listening sockets, summed.", "{connection}");
 pub const LISTEN_MAX_FILL: MetricDef =
-    gauge("podnet.tcp.listen.max_fill", "Fill ratio of the fullest listening socket's accept queue (pending / backlog).", "1", None);
+    MetricDef::gauge("podnet.tcp.listen.max_fill", "Fill ratio of the fullest listening socket's accept queue (pending / backlog).", "1");
 
 pub const CONNTRACK_COUNTERS: &[(&str, MetricDef)] = &[
-    ("found", counter("podnet.conntrack.found", "Conntrack lookups that found an entry.", "{event}", Some("kubeskoop_conntrack_found"))),
+    (
+        "found",
+        MetricDef::counter("podnet.conntrack.found", "Conntrack lookups that found an entry.", "{event}")
+            .kubeskoop("kubeskoop_conntrack_found"),
+    ),
     (
         "invalid",
-        counter(
-            "podnet.conntrack.invalid",
-            "Packets conntrack could not track (invalid).",
-            "{packet}",
-            Some("kubeskoop_conntrack_invalid"),
-        ),
+        MetricDef::counter("podnet.conntrack.invalid", "Packets conntrack could not track (invalid).", "{packet}")
+            .kubeskoop("kubeskoop_conntrack_invalid"),
     ),
     (
         "ignore",
-        counter(
-            "podnet.conntrack.ignore",
-            "Packets conntrack ignored (already tracked or untracked).",
-            "{packet}",
-            Some("kubeskoop_conntrack_ignore"),
-        ),
+        MetricDef::counter("podnet.conntrack.ignore", "Packets conntrack ignored (already tracked or untracked).", "{packet}")
+            .kubeskoop("kubeskoop_conntrack_ignore"),
     ),
-    ("insert", counter("podnet.conntrack.insert", "Entries inserted.", "{entry}", Some("kubeskoop_conntrack_insert"))),
+    ("insert", MetricDef::counter("podnet.conntrack.insert", "Entries inserted.", "{entry}").kubeskoop("kubeskoop_conntrack_insert")),
     (
         "insert_failed",
-        counter(
-            "podnet.conntrack.insert_failed",
-            "Entries that could not be inserted (a race or a full table).",
-            "{entry}",
-            Some("kubeskoop_conntrack_insertfailed"),
-        ),
+        MetricDef::counter("podnet.conntrack.insert_failed", "Entries that could not be inserted (a race or a full table).", "{entry}")
+            .kubeskoop("kubeskoop_conntrack_insertfailed"),
     ),
-    ("drop", counter("podnet.conntrack.drop", "Packets dropped because conntrack failed.", "{packet}", Some("kubeskoop_conntrack_drop"))),
+    (
+        "drop",
+        MetricDef::counter("podnet.conntrack.drop", "Packets dropped because conntrack failed.", "{packet}")
+            .kubeskoop("kubeskoop_conntrack_drop"),
+    ),
     (
         "early_drop",
-        counter(
-            "podnet.conntrack.early_drop",
-            "Entries dropped early to make room in a full table.",
-            "{entry}",
-            Some("kubeskoop_conntrack_earlydrop"),
-        ),
+        MetricDef::counter("podnet.conntrack.early_drop", "Entries dropped early to make room in a full table.", "{entry}")
+            .kubeskoop("kubeskoop_conntrack_earlydrop"),
     ),
     (
         "error",
-        counter(
-            "podnet.conntrack.error",
-            "Packets with conntrack errors (ICMP errors that matched nothing).",
-            "{packet}",
-            Some("kubeskoop_conntrack_error"),
-        ),
+        MetricDef::counter("podnet.conntrack.error", "Packets with conntrack errors (ICMP errors that matched nothing).", "{packet}")
+            .kubeskoop("kubeskoop_conntrack_error"),
     ),
     (
         "search_restart",
-        counter(
-            "podnet.conntrack.search_restart",
-            "Lookups restarted because a table resize raced them.",
-            "{event}",
-            Some("kubeskoop_conntrack_searchrestart"),
-        ),
+        MetricDef::counter("podnet.conntrack.search_restart", "Lookups restarted because a table resize raced them.", "{event}")
+            .kubeskoop("kubeskoop_conntrack_searchrestart"),
     ),
-    ("clash_resolve", counter("podnet.conntrack.clash_resolve", "Insert clashes that were resolved.", "{event}", None)),
-    ("chain_toolong", counter("podnet.conntrack.chain_toolong", "Inserts that met a too-long hash chain.", "{event}", None)),
+    ("clash_resolve", MetricDef::counter("podnet.conntrack.clash_resolve", "Insert clashes that were resolved.", "{event}")),
+    ("chain_toolong", MetricDef::counter("podnet.conntrack.chain_toolong", "Inserts that met a too-long hash chain.", "{event}")),
 ];
 pub const CONNTRACK_ENTRIES: MetricDef =
-    gauge("podnet.conntrack.entries", "Conntrack entries in the namespace's table.", "{entry}", Some("kubeskoop_conntrack_entries"));
-pub const CONNTRACK_MAX: MetricDef = gauge(
-    "podnet.conntrack.max_entries",
-    "The conntrack table limit (nf_conntrack_max).",
-    "{entry}",
-    Some("kubeskoop_conntrack_maxentries"),
-);
+    MetricDef::gauge("podnet.conntrack.entries", "Conntrack entries in the namespace's table.", "{entry}")
+        .kubeskoop("kubeskoop_conntrack_entries");
+pub const CONNTRACK_MAX: MetricDef =
+    MetricDef::gauge("podnet.conntrack.max_entries", "The conntrack table limit (nf_conntrack_max).", "{entry}")
+        .kubeskoop("kubeskoop_conntrack_maxentries");
 
 /// (per-device metric, namespace-total metric, value) of a qdisc.
 fn qdisc_values(q: &qdisc::QdiscStats) -> [(&'static MetricDef, &'static MetricDef, u64); 7] {
@@ -279,32 +249,28 @@ fn qdisc_values(q: &qdisc::QdiscStats) -> [(&'static MetricDef, &'static MetricD
     ]
 }
 pub const QDISC_TOTAL: [MetricDef; 7] = [
-    counter("podnet.qdisc.bytes", "Bytes sent through the root qdiscs of the selected devices.", "By", Some("kubeskoop_qdisc_bytes")),
-    counter(
-        "podnet.qdisc.packets",
-        "Packets sent through the root qdiscs of the selected devices.",
-        "{packet}",
-        Some("kubeskoop_qdisc_packets"),
-    ),
-    counter("podnet.qdisc.drops", "Packets the root qdiscs of the selected devices dropped.", "{packet}", Some("kubeskoop_qdisc_drops")),
-    counter(
-        "podnet.qdisc.overlimits",
-        "Times the root qdiscs of the selected devices were over their limit.",
-        "{event}",
-        Some("kubeskoop_qdisc_overlimits"),
-    ),
-    counter("podnet.qdisc.requeues", "Packets requeued by the root qdiscs of the selected devices.", "{packet}", None),
-    gauge("podnet.qdisc.qlen", "Packets queued in the root qdiscs of the selected devices.", "{packet}", Some("kubeskoop_qdisc_qlen")),
-    gauge("podnet.qdisc.backlog", "Bytes queued in the root qdiscs of the selected devices.", "By", Some("kubeskoop_qdisc_backlog")),
+    MetricDef::counter("podnet.qdisc.bytes", "Bytes sent through the root qdiscs of the selected devices.", "By")
+        .kubeskoop("kubeskoop_qdisc_bytes"),
+    MetricDef::counter("podnet.qdisc.packets", "Packets sent through the root qdiscs of the selected devices.", "{packet}")
+        .kubeskoop("kubeskoop_qdisc_packets"),
+    MetricDef::counter("podnet.qdisc.drops", "Packets the root qdiscs of the selected devices dropped.", "{packet}")
+        .kubeskoop("kubeskoop_qdisc_drops"),
+    MetricDef::counter("podnet.qdisc.overlimits", "Times the root qdiscs of the selected devices were over their limit.", "{event}")
+        .kubeskoop("kubeskoop_qdisc_overlimits"),
+    MetricDef::counter("podnet.qdisc.requeues", "Packets requeued by the root qdiscs of the selected devices.", "{packet}"),
+    MetricDef::gauge("podnet.qdisc.qlen", "Packets queued in the root qdiscs of the selected devices.", "{packet}")
+        .kubeskoop("kubeskoop_qdisc_qlen"),
+    MetricDef::gauge("podnet.qdisc.backlog", "Bytes queued in the root qdiscs of the selected devices.", "By")
+        .kubeskoop("kubeskoop_qdisc_backlog"),
 ];
 pub const QDISC_DEVICE: [MetricDef; 7] = [
-    counter("podnet.qdisc.device.bytes", "Bytes sent through a device's root qdisc.", "By", None),
-    counter("podnet.qdisc.device.packets", "Packets sent through a device's root qdisc.", "{packet}", None),
-    counter("podnet.qdisc.device.drops", "Packets a device's root qdisc dropped.", "{packet}", None),
-    counter("podnet.qdisc.device.overlimits", "Times a device's root qdisc was over its limit.", "{event}", None),
-    counter("podnet.qdisc.device.requeues", "Packets a device's root qdisc requeued.", "{packet}", None),
-    gauge("podnet.qdisc.device.qlen", "Packets queued in a device's root qdisc.", "{packet}", None),
-    gauge("podnet.qdisc.device.backlog", "Bytes queued in a device's root qdisc.", "By", None),
+    MetricDef::counter("podnet.qdisc.device.bytes", "Bytes sent through a device's root qdisc.", "By"),
+    MetricDef::counter("podnet.qdisc.device.packets", "Packets sent through a device's root qdisc.", "{packet}"),
+    MetricDef::counter("podnet.qdisc.device.drops", "Packets a device's root qdisc dropped.", "{packet}"),
+    MetricDef::counter("podnet.qdisc.device.overlimits", "Times a device's root qdisc was over its limit.", "{event}"),
+    MetricDef::counter("podnet.qdisc.device.requeues", "Packets a device's root qdisc requeued.", "{packet}"),
+    MetricDef::gauge("podnet.qdisc.device.qlen", "Packets queued in a device's root qdisc.", "{packet}"),
+    MetricDef::gauge("podnet.qdisc.device.backlog", "Bytes queued in a device's root qdisc.", "By"),
 ];
 
 // --- collection ------------------------------------------------------------------------------

@@ -155,17 +155,15 @@ pub fn points(c: &DeviceCounters) -> [(&'static MetricDef, u64, u64); 4] {
     ]
 }
 
-const fn device(name: &'static str, description: &'static str, unit: &'static str) -> MetricDef {
-    MetricDef { name, description, unit, kind: MetricKind::Counter, kubeskoop: None }
-}
-
 // Per-device series are separate metrics, so summing a namespace metric never counts a
 // device twice.
-pub const DEVICE_IO: MetricDef = device("podnet.netdev.device.io", "Bytes received and transmitted per network device.", "By");
+pub const DEVICE_IO: MetricDef = MetricDef::counter("podnet.netdev.device.io", "Bytes received and transmitted per network device.", "By");
 pub const DEVICE_PACKETS: MetricDef =
-    device("podnet.netdev.device.packet.count", "Packets received and transmitted per network device.", "{packet}");
-pub const DEVICE_ERRORS: MetricDef = device("podnet.netdev.device.errors", "Receive and transmit errors per network device.", "{error}");
-pub const DEVICE_DROPPED: MetricDef = device("podnet.netdev.device.packet.dropped", "Packets dropped per network device.", "{packet}");
+    MetricDef::counter("podnet.netdev.device.packet.count", "Packets received and transmitted per network device.", "{packet}");
+pub const DEVICE_ERRORS: MetricDef =
+    MetricDef::counter("podnet.netdev.device.errors", "Receive and transmit errors per network device.", "{error}");
+pub const DEVICE_DROPPED: MetricDef =
+    MetricDef::counter("podnet.netdev.device.packet.dropped", "Packets dropped per network device.", "{packet}");
 
 /// Each per-device metric with its receive and transmit value.
 pub fn device_points(c: &DeviceCounters) -> [(&'static MetricDef, u64, u64); 4] {

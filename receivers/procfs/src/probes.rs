@@ -153,53 +153,28 @@ pub fn tcpext(files: &NsFiles, out: &mut Emit, defs: &mut Defs, all_fields: bool
     Ok(())
 }
 
-const fn sock_gauge(name: &'static str, description: &'static str, unit: &'static str, kubeskoop: Option<&'static str>) -> MetricDef {
-    MetricDef {
-        name,
-        description,
-        unit,
-        kind: MetricKind::Gauge,
-        kubeskoop: match kubeskoop {
-            Some(k) => Some(KubeskoopName::Same(k)),
-            None => None,
-        },
-    }
-}
-
 pub const SOCK_USED: MetricDef =
-    sock_gauge("podnet.sock.sockets.used", "Sockets in use in the namespace (sockstat \"sockets: used\").", "{socket}", None);
-pub const SOCK_TCP_INUSE: MetricDef = sock_gauge(
-    "podnet.sock.tcp.inuse",
-    "TCP sockets in use, IPv4 and IPv6 (sockstat TCP + TCP6 inuse).",
-    "{socket}",
-    Some("kubeskoop_sock_inuse"),
-);
+    MetricDef::gauge("podnet.sock.sockets.used", "Sockets in use in the namespace (sockstat \"sockets: used\").", "{socket}");
+pub const SOCK_TCP_INUSE: MetricDef =
+    MetricDef::gauge("podnet.sock.tcp.inuse", "TCP sockets in use, IPv4 and IPv6 (sockstat TCP + TCP6 inuse).", "{socket}")
+        .kubeskoop("kubeskoop_sock_inuse");
 pub const SOCK_TCP_TW: MetricDef =
-    sock_gauge("podnet.sock.tcp.time_wait", "TCP sockets in TIME-WAIT (sockstat TCP tw).", "{socket}", Some("kubeskoop_sock_tw"));
-pub const SOCK_UDP_INUSE: MetricDef = sock_gauge("podnet.sock.udp.inuse", "UDP sockets in use, IPv4 and IPv6.", "{socket}", None);
-pub const SOCK_RAW_INUSE: MetricDef = sock_gauge("podnet.sock.raw.inuse", "Raw sockets in use, IPv4 and IPv6.", "{socket}", None);
-pub const SOCK_FRAG_INUSE: MetricDef = sock_gauge("podnet.sock.frag.inuse", "IP fragment queues in use, IPv4 and IPv6.", "{queue}", None);
-pub const SOCK_FRAG_MEMORY: MetricDef = sock_gauge("podnet.sock.frag.memory", "Memory of IP fragment queues, IPv4 and IPv6.", "By", None);
-pub const SOCK_TCP_ORPHAN: MetricDef = sock_gauge(
-    "podnet.sock.tcp.orphan",
-    "Orphaned TCP sockets on the node (global in the kernel).",
-    "{socket}",
-    Some("kubeskoop_sock_orphan"),
-);
-pub const SOCK_TCP_ALLOC: MetricDef = sock_gauge(
-    "podnet.sock.tcp.allocated",
-    "TCP sockets allocated on the node (global in the kernel).",
-    "{socket}",
-    Some("kubeskoop_sock_alloc"),
-);
-pub const SOCK_TCP_MEM: MetricDef = sock_gauge(
-    "podnet.sock.tcp.memory",
-    "Memory pages used by TCP on the node (global in the kernel).",
-    "{page}",
-    Some("kubeskoop_sock_mem"),
-);
+    MetricDef::gauge("podnet.sock.tcp.time_wait", "TCP sockets in TIME-WAIT (sockstat TCP tw).", "{socket}").kubeskoop("kubeskoop_sock_tw");
+pub const SOCK_UDP_INUSE: MetricDef = MetricDef::gauge("podnet.sock.udp.inuse", "UDP sockets in use, IPv4 and IPv6.", "{socket}");
+pub const SOCK_RAW_INUSE: MetricDef = MetricDef::gauge("podnet.sock.raw.inuse", "Raw sockets in use, IPv4 and IPv6.", "{socket}");
+pub const SOCK_FRAG_INUSE: MetricDef = MetricDef::gauge("podnet.sock.frag.inuse", "IP fragment queues in use, IPv4 and IPv6.", "{queue}");
+pub const SOCK_FRAG_MEMORY: MetricDef = MetricDef::gauge("podnet.sock.frag.memory", "Memory of IP fragment queues, IPv4 and IPv6.", "By");
+pub const SOCK_TCP_ORPHAN: MetricDef =
+    MetricDef::gauge("podnet.sock.tcp.orphan", "Orphaned TCP sockets on the node (global in the kernel).", "{socket}")
+        .kubeskoop("kubeskoop_sock_orphan");
+pub const SOCK_TCP_ALLOC: MetricDef =
+    MetricDef::gauge("podnet.sock.tcp.allocated", "TCP sockets allocated on the node (global in the kernel).", "{socket}")
+        .kubeskoop("kubeskoop_sock_alloc");
+pub const SOCK_TCP_MEM: MetricDef =
+    MetricDef::gauge("podnet.sock.tcp.memory", "Memory pages used by TCP on the node (global in the kernel).", "{page}")
+        .kubeskoop("kubeskoop_sock_mem");
 pub const SOCK_UDP_MEM: MetricDef =
-    sock_gauge("podnet.sock.udp.memory", "Memory pages used by UDP on the node (global in the kernel).", "{page}", None);
+    MetricDef::gauge("podnet.sock.udp.memory", "Memory pages used by UDP on the node (global in the kernel).", "{page}");
 
 fn sockstat_entries(files: &NsFiles) -> Result<Vec<(String, String, u64)>, ProbeError> {
     let mut entries = sockstat::parse(&files.read("sockstat")?).map_err(|e| files.parse_error("sockstat", e))?;
@@ -268,14 +243,12 @@ pub const SOFTNET_TIME_SQUEEZE: MetricDef = MetricDef {
     kubeskoop: None,
 };
 
-const fn per_cpu(name: &'static str, description: &'static str) -> MetricDef {
-    MetricDef { name, description, unit: "{packet}", kind: MetricKind::Counter, kubeskoop: None }
-}
-// Per-CPU series are separate metrics, so the node sums above are never counted twice.
-pub const SOFTNET_CPU_PROCESSED: MetricDef = per_cpu("podnet.softnet.cpu.processed", "Packets processed by the receive softirq, per CPU.");
-pub const SOFTNET_CPU_DROPPED: MetricDef = per_cpu("podnet.softnet.cpu.dropped", "Packets dropped for a full backlog queue, per CPU.");
+pub const SOFTNET_CPU_PROCESSED: MetricDef =
+    MetricDef::counter("podnet.softnet.cpu.processed", "Packets processed by the receive softirq, per CPU.", "{packet}");
+pub const SOFTNET_CPU_DROPPED: MetricDef =
+    MetricDef::counter("podnet.softnet.cpu.dropped", "Packets dropped for a full backlog queue, per CPU.", "{packet}");
 pub const SOFTNET_CPU_TIME_SQUEEZE: MetricDef =
-    per_cpu("podnet.softnet.cpu.time_squeeze", "Receive softirq budget or time exhaustions, per CPU.");
+    MetricDef::counter("podnet.softnet.cpu.time_squeeze", "Receive softirq budget or time exhaustions, per CPU.", "{packet}");
 
 pub fn softnet(files: &NsFiles, out: &mut Emit, per_cpu: bool) -> Result<(), ProbeError> {
     let cpus = softnet::parse(&files.read("softnet_stat")?).map_err(|e| files.parse_error("softnet_stat", e))?;
@@ -294,57 +267,34 @@ pub fn softnet(files: &NsFiles, out: &mut Emit, per_cpu: bool) -> Result<(), Pro
     Ok(())
 }
 
-const fn process_metric(
-    name: &'static str,
-    description: &'static str,
-    unit: &'static str,
-    kind: MetricKind,
-    kubeskoop: &'static str,
-) -> MetricDef {
-    MetricDef { name, description, unit, kind, kubeskoop: Some(KubeskoopName::Same(kubeskoop)) }
-}
-pub const IO_READ_SYSCALLS: MetricDef = process_metric(
+pub const IO_READ_SYSCALLS: MetricDef = MetricDef::counter(
     "podnet.io.read_syscalls",
     "Read system calls of the namespace's processes (/proc/<pid>/io syscr, summed).",
     "{syscall}",
-    MetricKind::Counter,
-    "kubeskoop_io_readsyscall",
-);
-pub const IO_WRITE_SYSCALLS: MetricDef = process_metric(
+)
+.kubeskoop("kubeskoop_io_readsyscall");
+pub const IO_WRITE_SYSCALLS: MetricDef = MetricDef::counter(
     "podnet.io.write_syscalls",
     "Write system calls of the namespace's processes (/proc/<pid>/io syscw, summed).",
     "{syscall}",
-    MetricKind::Counter,
-    "kubeskoop_io_writesyscall",
-);
-pub const IO_READ_BYTES: MetricDef = process_metric(
+)
+.kubeskoop("kubeskoop_io_writesyscall");
+pub const IO_READ_BYTES: MetricDef = MetricDef::counter(
     "podnet.io.read_bytes",
     "Bytes the namespace's processes read from storage (/proc/<pid>/io read_bytes, summed).",
     "By",
-    MetricKind::Counter,
-    "kubeskoop_io_readbytes",
-);
-pub const IO_WRITE_BYTES: MetricDef = process_metric(
+)
+.kubeskoop("kubeskoop_io_readbytes");
+pub const IO_WRITE_BYTES: MetricDef = MetricDef::counter(
     "podnet.io.write_bytes",
     "Bytes the namespace's processes wrote to storage (/proc/<pid>/io write_bytes, summed).",
     "By",
-    MetricKind::Counter,
-    "kubeskoop_io_writebytes",
-);
-pub const FD_OPEN: MetricDef = process_metric(
-    "podnet.fd.open",
-    "Open file descriptors of the namespace's processes.",
-    "{file}",
-    MetricKind::Gauge,
-    "kubeskoop_fd_openfd",
-);
-pub const FD_SOCKETS: MetricDef = process_metric(
-    "podnet.fd.sockets",
-    "Open sockets of the namespace's processes.",
-    "{socket}",
-    MetricKind::Gauge,
-    "kubeskoop_fd_opensocket",
-);
+)
+.kubeskoop("kubeskoop_io_writebytes");
+pub const FD_OPEN: MetricDef =
+    MetricDef::gauge("podnet.fd.open", "Open file descriptors of the namespace's processes.", "{file}").kubeskoop("kubeskoop_fd_openfd");
+pub const FD_SOCKETS: MetricDef =
+    MetricDef::gauge("podnet.fd.sockets", "Open sockets of the namespace's processes.", "{socket}").kubeskoop("kubeskoop_fd_opensocket");
 
 fn root_of(ns: &Namespace) -> &std::path::Path {
     ns.proc_dir.parent().unwrap_or(&ns.proc_dir)
@@ -422,23 +372,11 @@ pub fn fd(ns: &Namespace, out: &mut Emit) -> Result<(), ProbeError> {
 }
 
 pub const IPVS: [MetricDef; 5] = [
-    process_metric(
-        "podnet.ipvs.connections",
-        "Connections scheduled by IPVS.",
-        "{connection}",
-        MetricKind::Counter,
-        "kubeskoop_ipvs_connections",
-    ),
-    process_metric(
-        "podnet.ipvs.incoming_packets",
-        "Packets IPVS received.",
-        "{packet}",
-        MetricKind::Counter,
-        "kubeskoop_ipvs_incomingpackets",
-    ),
-    process_metric("podnet.ipvs.outgoing_packets", "Packets IPVS sent.", "{packet}", MetricKind::Counter, "kubeskoop_ipvs_outgoingpackets"),
-    process_metric("podnet.ipvs.incoming_bytes", "Bytes IPVS received.", "By", MetricKind::Counter, "kubeskoop_ipvs_incomingbytes"),
-    process_metric("podnet.ipvs.outgoing_bytes", "Bytes IPVS sent.", "By", MetricKind::Counter, "kubeskoop_ipvs_outgoingbytes"),
+    MetricDef::counter("podnet.ipvs.connections", "Connections scheduled by IPVS.", "{connection}").kubeskoop("kubeskoop_ipvs_connections"),
+    MetricDef::counter("podnet.ipvs.incoming_packets", "Packets IPVS received.", "{packet}").kubeskoop("kubeskoop_ipvs_incomingpackets"),
+    MetricDef::counter("podnet.ipvs.outgoing_packets", "Packets IPVS sent.", "{packet}").kubeskoop("kubeskoop_ipvs_outgoingpackets"),
+    MetricDef::counter("podnet.ipvs.incoming_bytes", "Bytes IPVS received.", "By").kubeskoop("kubeskoop_ipvs_incomingbytes"),
+    MetricDef::counter("podnet.ipvs.outgoing_bytes", "Bytes IPVS sent.", "By").kubeskoop("kubeskoop_ipvs_outgoingbytes"),
 ];
 
 /// The five totals of `/proc/net/ip_vs_stats` (hexadecimal): conns, in packets, out
