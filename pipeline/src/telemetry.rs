@@ -54,6 +54,7 @@ struct Instruments {
     collection_duration: Histogram<f64>,
     collection_errors: Counter<u64>,
     reloads: Counter<u64>,
+    retries: Counter<u64>,
 }
 
 /// The service's telemetry: one per process, it outlives reloads.
@@ -123,6 +124,11 @@ impl Telemetry {
                 .u64_counter("podnet.receiver.collection.errors")
                 .with_description("Collection errors (a namespace or file that could not be read), by receiver.")
                 .with_unit("{error}")
+                .build(),
+            retries: meter
+                .u64_counter("podnet.exporter.retries")
+                .with_description("Send attempts an exporter retried after a retryable failure.")
+                .with_unit("{retry}")
                 .build(),
             reloads: meter
                 .u64_counter("podnet.config.reloads")
@@ -224,6 +230,9 @@ impl ComponentTelemetry {
     }
     pub fn export_failed(&self, signal: Signal, items: usize) {
         self.instruments.export_failed.add(items as u64, &self.with(&[Self::signal_attr(signal)]));
+    }
+    pub fn retried(&self, signal: Signal) {
+        self.instruments.retries.add(1, &self.with(&[Self::signal_attr(signal)]));
     }
     pub fn collection_duration(&self, seconds: f64) {
         self.instruments.collection_duration.record(seconds, &self.attrs);

@@ -19,6 +19,7 @@ pub fn registry() -> Registry {
         .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
+        .exporter(podnet_exporter_prometheus_remote_write::RemoteWriteExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)
         .exporter(podnet_exporter_debug::FileExporterFactory)
 }

@@ -263,7 +263,7 @@ fn yaml_syntax_error_has_a_position() {
 fn deprecated_logging_exporter_is_an_unknown_type() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
-        ["exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, prometheus)"]
+        ["exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, prometheus, prometheus_remote_write)"]
     );
 }
 
@@ -291,4 +291,29 @@ fn env_expansion_with_defaults() {
     let yaml = c.to_yaml();
     assert!(yaml.contains("endpoint: 127.0.0.1:9999"), "{yaml}");
     assert!(yaml.contains("path: /m"), "{yaml}");
+}
+
+#[test]
+fn remote_write_needs_an_endpoint_and_keeps_its_headers() {
+    let yaml = "
+receivers:
+  procfs:
+exporters:
+  prometheusremotewrite:
+    headers: { Content-Type: text/plain }
+    endpoint: http://x/api/v1/write
+  prometheus_remote_write/b:
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheusremotewrite, prometheus_remote_write/b]
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "exporters::prometheus_remote_write/b: requires a non-empty \"endpoint\" (http(s)://host:port/api/v1/write)",
+            "exporters::prometheusremotewrite: headers: \"Content-Type\" is set by the exporter and cannot be overridden",
+        ]
+    );
 }

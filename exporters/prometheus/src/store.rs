@@ -165,6 +165,7 @@ mod tests {
             suffix: "",
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             value,
+            time_unix_nano: 0,
         }
     }
 
@@ -206,6 +207,7 @@ mod tests {
             suffix,
             labels: le.map(|l| vec![("le".to_string(), l.to_string())]).unwrap_or_default(),
             value: v,
+            time_unix_nano: 0,
         };
         s.update(
             vec![

@@ -8,8 +8,8 @@
 //! and its labels `k8s_node`, `k8s_namespace`, `k8s_pod` (empty for the host namespace).
 
 use podnet_pipeline::pdata::{
-    AggregationTemporality, KeyValue, Metric, ResourceMetrics, any_value_to_string, attr_string, keys, kubeskoop_meta, metric,
-    number_value_f64,
+    AggregationTemporality, KeyValue, Metric, NumberDataPoint, ResourceMetrics, any_value_to_string, attr_string, keys, kubeskoop_meta,
+    metric, number_value_f64,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,8 @@ pub struct Sample {
     pub suffix: &'static str,
     pub labels: Labels,
     pub value: f64,
+    /// The data point's time (remote write sends it; the scrape endpoint does not).
+    pub time_unix_nano: u64,
 }
 
 pub struct Translator<'a> {
@@ -138,12 +140,12 @@ impl Translator<'_> {
                 }
                 let kind = if sum.is_monotonic { FamilyType::Counter } else { FamilyType::Gauge };
                 for dp in &sum.data_points {
-                    self.number_point(m, kind, &help, base, &dp.attributes, number_value_f64(dp), out);
+                    self.number_point(m, kind, &help, base, dp, out);
                 }
             }
             Some(metric::Data::Gauge(g)) => {
                 for dp in &g.data_points {
-                    self.number_point(m, FamilyType::Gauge, &help, base, &dp.attributes, number_value_f64(dp), out);
+                    self.number_point(m, FamilyType::Gauge, &help, base, dp, out);
                 }
             }
             Some(metric::Data::Histogram(h)) => {
@@ -170,6 +172,7 @@ impl Translator<'_> {
                             suffix: "_bucket",
                             labels: l,
                             value: cumulative as f64,
+                            time_unix_nano: dp.time_unix_nano,
                         });
                     }
                     out.push(Sample {
@@ -179,6 +182,7 @@ impl Translator<'_> {
                         suffix: "_sum",
                         labels: labels.clone(),
                         value: dp.sum.unwrap_or(0.0),
+                        time_unix_nano: dp.time_unix_nano,
                     });
                     out.push(Sample {
                         family,
@@ -187,6 +191,7 @@ impl Translator<'_> {
                         suffix: "_count",
                         labels,
                         value: dp.count as f64,
+                        time_unix_nano: dp.time_unix_nano,
                     });
                 }
             }
@@ -196,15 +201,16 @@ impl Translator<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn number_point(&self, m: &Metric, kind: FamilyType, help: &str, base: &Labels, attrs: &[KeyValue], value: f64, out: &mut Vec<Sample>) {
-        let Some((family, consumed)) = self.family_name(m, kind, attrs) else { return };
-        let mut labels = merge(base, attrs, consumed);
+    fn number_point(&self, m: &Metric, kind: FamilyType, help: &str, base: &Labels, dp: &NumberDataPoint, out: &mut Vec<Sample>) {
+        let Some((family, consumed)) = self.family_name(m, kind, &dp.attributes) else { return };
+        let mut labels = merge(base, &dp.attributes, consumed);
         if self.naming == Naming::Otel {
             // Attribute order is not meaningful in OTLP; sorted labels give stable output.
             // KubeSkoop mode keeps KubeSkoop's order (k8s_node, k8s_namespace, k8s_pod, …).
             labels.sort();
         }
-        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value });
+        let value = number_value_f64(dp);
+        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value, time_unix_nano: dp.time_unix_nano });
     }
 }
 

@@ -1,0 +1,257 @@
+//! What every push exporter needs between the pipeline and the network, in the manner of
+//! the Collector's exporterhelper: a bounded queue that never blocks the receivers (a full
+//! queue drops, counted, with its reason), consumers that send in order, and retries with
+//! exponential backoff and jitter for retryable failures (5xx, 429 with Retry-After,
+//! connection refused) but none for permanent ones (4xx).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use podnet_pipeline::component::ComponentContext;
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::pdata::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub enabled: bool,
+    /// Requests (batches) the queue holds before it drops new ones.
+    pub queue_size: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { enabled: true, queue_size: 1000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub initial_interval: ConfigDuration,
+    pub max_interval: ConfigDuration,
+    /// Give up on a request after this long (0: never).
+    pub max_elapsed_time: ConfigDuration,
+    pub multiplier: f64,
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            initial_interval: ConfigDuration::from_secs(5),
+            max_interval: ConfigDuration::from_secs(30),
+            max_elapsed_time: ConfigDuration::from_secs(300),
+            multiplier: 1.5,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+impl RetryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.multiplier < 1.0 {
+            return Err("retry_on_failure::multiplier must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.randomization_factor) {
+            return Err("retry_on_failure::randomization_factor must be between 0 and 1".into());
+        }
+        if self.initial_interval.0.is_zero() || self.max_interval.0 < self.initial_interval.0 {
+            return Err("retry_on_failure: initial_interval must be > 0 and max_interval ≥ initial_interval".into());
+        }
+        Ok(())
+    }
+
+    /// The wait before attempt `n + 1` (n ≥ 1), with jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.initial_interval.0.as_secs_f64() * self.multiplier.powi(attempt.saturating_sub(1) as i32);
+        let capped = base.min(self.max_interval.0.as_secs_f64());
+        let jitter = 1.0 + self.randomization_factor * (2.0 * fastrand::f64() - 1.0);
+        Duration::from_secs_f64((capped * jitter).max(0.0))
+    }
+}
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    #[error("{reason}")]
+    Retryable { reason: String, retry_after: Option<Duration> },
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub type SendFuture = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send>>;
+
+/// A request ready to send: encoded once, sent as often as retries need.
+pub struct Request<R> {
+    pub body: Arc<R>,
+    pub signal: Signal,
+    pub items: usize,
+}
+
+/// Sends one request over the wire (one attempt).
+pub trait Transport<R>: Send + Sync + 'static {
+    fn send(&self, request: Arc<R>) -> SendFuture;
+}
+
+impl<R, F> Transport<R> for F
+where
+    F: Fn(Arc<R>) -> SendFuture + Send + Sync + 'static,
+{
+    fn send(&self, request: Arc<R>) -> SendFuture {
+        self(request)
+    }
+}
+
+/// The producer side: enqueue without ever waiting.
+pub struct Queue<R> {
+    tx: mpsc::Sender<Request<R>>,
+    ctx: ComponentContext,
+}
+
+impl<R: Send + Sync + 'static> Queue<R> {
+    /// Starts the consumer; returns the queue and the consumer's task (it ends when the
+    /// queue is closed and drained, or at `drain_deadline` after shutdown).
+    pub fn start(
+        queue: &QueueConfig,
+        retry: &RetryConfig,
+        ctx: ComponentContext,
+        sender: impl Transport<R>,
+    ) -> (Queue<R>, tokio::task::JoinHandle<()>) {
+        let capacity = if queue.enabled { queue.queue_size.max(1) } else { 1 };
+        let (tx, rx) = mpsc::channel(capacity);
+        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), Arc::new(sender)));
+        (Queue { tx, ctx }, consumer)
+    }
+
+    /// Queues `request`; when the queue is full the request is dropped and counted.
+    pub fn push(&self, request: Request<R>) {
+        let (signal, items) = (request.signal, request.items);
+        match self.tx.try_send(request) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.ctx.telemetry.dropped(signal, items, "queue_full");
+                tracing::warn!(component = %self.ctx.id, items, "sending queue is full; dropping a batch (raise sending_queue::queue_size or check the backend)");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
+        }
+    }
+
+    /// Batches waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn consume<R: Send + Sync + 'static>(
+    mut rx: mpsc::Receiver<Request<R>>,
+    retry: RetryConfig,
+    ctx: ComponentContext,
+    sender: Arc<dyn Transport<R>>,
+) {
+    while let Some(request) = rx.recv().await {
+        send_with_retry(&request, &retry, &ctx, sender.as_ref()).await;
+    }
+}
+
+/// Sends until success, a permanent error, the retry budget, or shutdown (then one last try).
+pub async fn send_with_retry<R: Send + Sync + 'static>(
+    request: &Request<R>,
+    retry: &RetryConfig,
+    ctx: &ComponentContext,
+    sender: &dyn Transport<R>,
+) -> bool {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match sender.send(request.body.clone()).await {
+            Ok(()) => {
+                ctx.telemetry.sent(request.signal, request.items);
+                if matches!(ctx.status.state(), Some(podnet_pipeline::status::State::Failed(_))) {
+                    ctx.status.running();
+                }
+                return true;
+            }
+            Err(SendError::Permanent(reason)) => {
+                ctx.telemetry.export_failed(request.signal, request.items);
+                ctx.telemetry.dropped(request.signal, request.items, "permanent_error");
+                tracing::error!(component = %ctx.id, items = request.items, "dropping data the backend rejected (not retried): {reason}");
+                return false;
+            }
+            Err(SendError::Retryable { reason, retry_after }) => {
+                let wait = retry_after.unwrap_or_else(|| retry.backoff(attempt));
+                let budget = retry.max_elapsed_time.0;
+                let out_of_budget = !retry.enabled || (!budget.is_zero() && started.elapsed() + wait > budget);
+                if out_of_budget || ctx.shutdown.is_cancelled() {
+                    ctx.telemetry.export_failed(request.signal, request.items);
+                    ctx.telemetry.dropped(request.signal, request.items, "retries_exhausted");
+                    tracing::error!(component = %ctx.id, attempts = attempt, "giving up on a batch: {reason}");
+                    return false;
+                }
+                ctx.telemetry.retried(request.signal);
+                ctx.status.failed(format!("backend failing, retrying: {reason}"));
+                tracing::warn!(component = %ctx.id, attempt, wait_ms = wait.as_millis() as u64, "send failed, retrying: {reason}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Classifies an HTTP status: 2xx ok, 429/502/503/504 retryable (honouring Retry-After),
+/// any other 5xx retryable, other 4xx permanent.
+pub fn classify_http(status: u16, retry_after: Option<&str>, body: &str) -> Result<(), SendError> {
+    let retry_after = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    let reason = format!("HTTP {status}: {}", body.chars().take(300).collect::<String>().trim());
+    match status {
+        200..=299 => Ok(()),
+        429 | 500..=599 => Err(SendError::Retryable { reason, retry_after }),
+        _ => Err(SendError::Permanent(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_classes() {
+        assert_eq!(classify_http(204, None, ""), Ok(()));
+        assert!(matches!(classify_http(400, None, "bad"), Err(SendError::Permanent(r)) if r == "HTTP 400: bad"));
+        assert!(
+            matches!(classify_http(503, Some("7"), ""), Err(SendError::Retryable { retry_after: Some(d), .. }) if d == Duration::from_secs(7))
+        );
+        assert!(matches!(classify_http(429, None, ""), Err(SendError::Retryable { retry_after: None, .. })));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        let r = RetryConfig {
+            initial_interval: ConfigDuration::from_secs(1),
+            max_interval: ConfigDuration::from_secs(4),
+            randomization_factor: 0.0,
+            multiplier: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(r.backoff(1), Duration::from_secs(1));
+        assert_eq!(r.backoff(2), Duration::from_secs(2));
+        assert_eq!(r.backoff(5), Duration::from_secs(4));
+        let j = RetryConfig { randomization_factor: 0.5, ..r };
+        for _ in 0..100 {
+            let d = j.backoff(1).as_secs_f64();
+            assert!((0.5..=1.5).contains(&d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Exporter `prometheus_remote_write` (alias `prometheusremotewrite`): Prometheus remote
+//! write 1.0: a snappy block-compressed protobuf `WriteRequest` with the three standard
+//! headers, OTel or KubeSkoop naming (the scrape exporter's translation), external labels,
+//! basic or bearer auth, custom headers, TLS; queued and retried by the exporter helper.
+
+pub mod proto;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, classify_http};
+use podnet_exporter_prometheus::translate::{Naming, Sample, Translator};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
+};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::fanout::Input;
+use podnet_pipeline::pdata::{PData, Signal, keys};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{Label, Sample as RwSample, TimeSeries, WriteRequest};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Accept any server certificate (tests only).
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    /// `http(s)://host:port/api/v1/write`
+    pub endpoint: String,
+    pub naming: Naming,
+    pub namespace: String,
+    pub external_labels: BTreeMap<String, String>,
+    pub resource_attributes_as_labels: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<String>,
+    pub tls: TlsConfig,
+    /// Per attempt.
+    pub timeout: ConfigDuration,
+    /// Larger requests are split.
+    pub max_batch_size_bytes: usize,
+    pub sending_queue: QueueConfig,
+    pub retry_on_failure: RetryConfig,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            endpoint: String::new(),
+            naming: Naming::Otel,
+            namespace: String::new(),
+            external_labels: BTreeMap::new(),
+            resource_attributes_as_labels: vec![
+                keys::K8S_NODE_NAME.into(),
+                keys::K8S_NAMESPACE_NAME.into(),
+                keys::K8S_POD_NAME.into(),
+                keys::NETNS_INODE.into(),
+            ],
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            bearer_token: None,
+            tls: TlsConfig::default(),
+            timeout: ConfigDuration::from_secs(5),
+            max_batch_size_bytes: 3_000_000,
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig { initial_interval: ConfigDuration::from_millis(50), ..RetryConfig::default() },
+        }
+    }
+}
+
+const RESERVED_HEADERS: [&str; 4] = ["content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent"];
+
+pub struct RemoteWriteExporterFactory;
+
+impl Factory for RemoteWriteExporterFactory {
+    type Config = RemoteWriteConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "prometheus_remote_write",
+            aliases: &["prometheusremotewrite"],
+            kind: Kind::Exporter,
+            signals: &[Signal::Metrics],
+            stability: Stability::Alpha,
+            description: "Prometheus remote write 1.0 (snappy protobuf) with a queue and retries",
+            probes: &[],
+        }
+    }
+    fn validate(&self, c: &RemoteWriteConfig) -> Result<(), String> {
+        if c.endpoint.is_empty() {
+            return Err("requires a non-empty \"endpoint\" (http(s)://host:port/api/v1/write)".into());
+        }
+        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+            return Err(format!("endpoint \"{}\" must start with http:// or https://", c.endpoint));
+        }
+        if let Some(h) = c.headers.keys().find(|h| RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())) {
+            return Err(format!("headers: \"{h}\" is set by the exporter and cannot be overridden"));
+        }
+        if c.basic_auth.is_some() && c.bearer_token.is_some() {
+            return Err("set basic_auth or bearer_token, not both".into());
+        }
+        if c.max_batch_size_bytes < 1024 {
+            return Err("max_batch_size_bytes must be at least 1024".into());
+        }
+        c.retry_on_failure.validate()
+    }
+}
+
+impl ExporterFactory for RemoteWriteExporterFactory {
+    fn create(&self, config: &RemoteWriteConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
+        // One process-wide crypto provider for rustls (ring); a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout.0)
+            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(config.tls.insecure_skip_verify)
+            .build()
+            .map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Box::new(RemoteWriteExporter { config: config.clone(), client, ctx }))
+    }
+}
+
+struct RemoteWriteExporter {
+    config: RemoteWriteConfig,
+    client: reqwest::Client,
+    ctx: ComponentContext,
+}
+
+/// Series of one batch, in remote-write form: `__name__` first, labels sorted, empty values
+/// dropped, one sample each.
+pub fn to_timeseries(samples: Vec<Sample>, external: &BTreeMap<String, String>) -> Vec<TimeSeries> {
+    samples
+        .into_iter()
+        .map(|s| {
+            let mut labels: BTreeMap<String, String> = external.clone();
+            for (k, v) in s.labels {
+                labels.insert(k, v);
+            }
+            labels.insert("__name__".into(), format!("{}{}", s.family, s.suffix));
+            TimeSeries {
+                labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).map(|(name, value)| Label { name, value }).collect(),
+                samples: vec![RwSample { value: s.value, timestamp: (s.time_unix_nano / 1_000_000) as i64 }],
+            }
+        })
+        .collect()
+}
+
+/// Splits series into requests of at most `max_bytes` encoded, then snappy-compresses each.
+pub fn encode(series: Vec<TimeSeries>, max_bytes: usize) -> Vec<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let mut current = WriteRequest::default();
+    let mut size = 0;
+    for ts in series {
+        let len = ts.encoded_len() + 8;
+        if size + len > max_bytes && !current.timeseries.is_empty() {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += len;
+        current.timeseries.push(ts);
+    }
+    if !current.timeseries.is_empty() {
+        out.push(current);
+    }
+    out.into_iter()
+        .map(|req| {
+            let n = req.timeseries.len();
+            let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap_or_default();
+            (body, n)
+        })
+        .collect()
+}
+
+fn transport(config: &RemoteWriteConfig, client: reqwest::Client) -> impl Fn(Arc<Vec<u8>>) -> SendFuture + Send + Sync + 'static {
+    let endpoint = config.endpoint.clone();
+    let headers = config.headers.clone();
+    let basic = config.basic_auth.clone();
+    let bearer = config.bearer_token.clone();
+    move |body: Arc<Vec<u8>>| {
+        let mut req = client
+            .post(&endpoint)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &basic {
+            req = req.basic_auth(&b.username, Some(&b.password));
+        }
+        if let Some(t) = &bearer {
+            req = req.bearer_auth(t);
+        }
+        let req = req.body(body.as_ref().clone());
+        Box::pin(async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| SendError::Retryable { reason: format!("cannot reach the backend: {e}"), retry_after: None })?;
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
+            classify_http(status, retry_after.as_deref(), &text)
+        })
+    }
+}
+
+impl Exporter for RemoteWriteExporter {
+    fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
+        Box::pin(async move {
+            let RemoteWriteExporter { config, client, ctx } = *self;
+            let (queue, consumer) = podnet_exporter_helper::Queue::start(
+                &config.sending_queue,
+                &config.retry_on_failure,
+                ctx.clone(),
+                transport(&config, client),
+            );
+            let translator = Translator {
+                naming: config.naming,
+                namespace: &config.namespace,
+                resource_labels: &config.resource_attributes_as_labels,
+                const_labels: &[],
+            };
+            let handle = |data: PData| {
+                let PData::Metrics(m) = data else {
+                    ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
+                    return;
+                };
+                let mut samples = Vec::new();
+                let skipped = translator.translate(m.resources(), &mut samples);
+                if skipped.delta > 0 {
+                    ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
+                    tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only");
+                }
+                for (body, items) in encode(to_timeseries(samples, &config.external_labels), config.max_batch_size_bytes) {
+                    queue.push(Request { body: Arc::new(body), signal: Signal::Metrics, items });
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    d = input.recv() => match d { Some(d) => handle(d), None => break },
+                }
+            }
+            while let Some(d) = input.try_recv() {
+                handle(d);
+            }
+            // Closing the queue lets the consumer send what is queued (one attempt each, as
+            // shutdown has begun), within the stop timeout.
+            drop(queue);
+            if tokio::time::timeout(Duration::from_secs(8), consumer).await.is_err() {
+                tracing::warn!(component = %ctx.id, "queued data not sent before shutdown");
+            }
+        })
+    }
+}
