@@ -34,7 +34,11 @@ pub struct Agent {
 impl Agent {
     /// Starts `podnet run` with `args`, listening on a free port passed as PODNET_LISTEN.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let port = free_port();
+        Self::start_with_port(args, env, free_port())
+    }
+
+    /// As [`Agent::start`], with the port chosen by the caller.
+    pub fn start_with_port(args: &[&str], env: &[(&str, &str)], port: u16) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("podnet.log");
         let log_file = std::fs::File::create(&log).expect("log file");

@@ -1,0 +1,113 @@
+//! A real Prometheus (Debian's `prometheus`, installed by scripts/test.sh) scrapes podnet's
+//! endpoint and receives its remote write; its HTTP API must then hold the series with
+//! KubeSkoop's names and labels, from both paths.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_integration::{Agent, free_port, http_get};
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_prometheus(scrape_port: u16) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: podnet\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"),
+    )
+    .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is not installed: apt-get install prometheus (scripts/test.sh does)");
+    let p = Prometheus { child, port, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200) {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("prometheus did not become ready");
+}
+
+/// `query`'s result vector from Prometheus's HTTP API.
+fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
+    let encoded: String =
+        q.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={encoded}")) else { return Vec::new() };
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn prometheus_scrapes_and_receives_remote_write() {
+    let podnet_port = free_port();
+    let prom = start_prometheus(podnet_port);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podnet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 500ms
+    namespaces: host
+    probes: [netdev, tcp]
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{podnet_port}
+    naming: kubeskoop
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{}/api/v1/write
+    naming: kubeskoop
+    external_labels: {{ source: rw }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+",
+            prom.port
+        ),
+    )
+    .unwrap();
+    // The agent's own PODNET_LISTEN is unused here: the config names the port Prometheus scrapes.
+    let agent = Agent::start_with_port(&["-c", path.to_str().unwrap()], &[("PODNET_NODE_NAME", "prom-node")], podnet_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut scraped, mut written) = (Vec::new(), Vec::new());
+    while Instant::now() < deadline && (scraped.is_empty() || written.is_empty()) {
+        scraped = query(prom.port, "kubeskoop_netdev_rxbytes{job=\"podnet\"}");
+        written = query(prom.port, "kubeskoop_netdev_rxbytes{source=\"rw\"}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(scraped.len(), 1, "scraped series: {scraped:?}\nlog:\n{}", agent.log_text());
+    assert_eq!(written.len(), 1, "remote-written series: {written:?}\nlog:\n{}", agent.log_text());
+    for s in [&scraped[0], &written[0]] {
+        assert_eq!(s["metric"]["k8s_node"], "prom-node", "{s}");
+        assert!(s["metric"].get("k8s_pod").is_none(), "empty labels are absent in Prometheus: {s}");
+        let v: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(v > 0.0, "{s}");
+    }
+    // Counters keep KubeSkoop's names through remote write, and rate() works on them.
+    assert!(!query(prom.port, "kubeskoop_tcp_activeopens{source=\"rw\"}").is_empty());
+    assert!(!query(prom.port, "podnet_component_up{job=\"podnet\"}").is_empty(), "self-metrics are scraped too");
+}
