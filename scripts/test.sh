@@ -15,13 +15,14 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v victoria-metrics >/dev/null 2>&1 || need_pkgs+=(victoria-metrics)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
     # Packages that start a system service (prometheus) must not hold the test ports.
-    $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
+    $SUDO systemctl stop prometheus victoria-metrics >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

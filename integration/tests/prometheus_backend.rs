@@ -1,6 +1,6 @@
-//! A real Prometheus (Debian's `prometheus`, installed by scripts/test.sh) scrapes podnet's
-//! endpoint and receives its remote write; its HTTP API must then hold the series with
-//! KubeSkoop's names and labels, from both paths.
+//! Real backends, installed from Debian by scripts/test.sh: Prometheus scrapes podnet's
+//! endpoint and receives its remote write, VictoriaMetrics receives remote write too; their
+//! query APIs must then hold the series with KubeSkoop's names and labels.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,4 +110,75 @@ service:
     // Counters keep KubeSkoop's names through remote write, and rate() works on them.
     assert!(!query(prom.port, "kubeskoop_tcp_activeopens{source=\"rw\"}").is_empty());
     assert!(!query(prom.port, "podnet_component_up{job=\"podnet\"}").is_empty(), "self-metrics are scraped too");
+}
+
+struct Victoria {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Victoria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn victoria_metrics_receives_remote_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        // Make fresh samples queryable at once (the default hides the last 30 s).
+        .arg("-search.latencyOffset=0s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("victoria-metrics is not installed: apt-get install victoria-metrics (scripts/test.sh does)");
+    let vm = Victoria { child, port, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(vm.port, "/health").is_some_and(|(s, _)| s == 200) {
+        assert!(Instant::now() < deadline, "victoria-metrics did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let path = cfg_dir.path().join("podnet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 500ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{}/api/v1/write
+    naming: otel
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+",
+            vm.port
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["-c", path.to_str().unwrap()], &[("PODNET_NODE_NAME", "vm-node")]);
+    // New series become searchable after VictoriaMetrics' next index flush.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut found = Vec::new();
+    while Instant::now() < deadline && found.is_empty() {
+        found = query(vm.port, "system_network_io_bytes_total{network_io_direction=\"receive\"}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(found.len(), 1, "{found:?}\nlog:\n{}", agent.log_text());
+    assert_eq!(found[0]["metric"]["k8s_node_name"], "vm-node", "{}", found[0]);
+    assert!(found[0]["metric"]["podnet_netns_inode"].as_str().is_some_and(|s| !s.is_empty()));
 }
