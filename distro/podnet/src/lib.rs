@@ -17,9 +17,12 @@ pub fn registry() -> Registry {
         .extension(podnet_netns::NetnsExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
         .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
+        .receiver(podnet_receiver_otlp::OtlpReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
         .exporter(podnet_exporter_prometheus_remote_write::RemoteWriteExporterFactory)
+        .exporter(podnet_exporter_otlp::OtlpGrpcExporterFactory)
+        .exporter(podnet_exporter_otlp::OtlpHttpExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)
         .exporter(podnet_exporter_debug::FileExporterFactory)
 }

@@ -86,7 +86,7 @@ fn unknown_top_level_section() {
 fn unknown_component_type_lists_the_choices() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n  hostmetrics:\nexporters:\n  prometheus:\n")),
-        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: netlink, procfs)"]
+        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: netlink, otlp, procfs)"]
     );
 }
 
@@ -263,7 +263,9 @@ fn yaml_syntax_error_has_a_position() {
 fn deprecated_logging_exporter_is_an_unknown_type() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
-        ["exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, prometheus, prometheus_remote_write)"]
+        [
+            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, otlp_grpc, otlp_http, prometheus, prometheus_remote_write)"
+        ]
     );
 }
 
