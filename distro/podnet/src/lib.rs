@@ -23,6 +23,7 @@ pub fn registry() -> Registry {
         .exporter(podnet_exporter_prometheus_remote_write::RemoteWriteExporterFactory)
         .exporter(podnet_exporter_otlp::OtlpGrpcExporterFactory)
         .exporter(podnet_exporter_otlp::OtlpHttpExporterFactory)
+        .exporter(podnet_exporter_loki::LokiExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)
         .exporter(podnet_exporter_debug::FileExporterFactory)
 }

@@ -264,7 +264,7 @@ fn deprecated_logging_exporter_is_an_unknown_type() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
         [
-            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, otlp_grpc, otlp_http, prometheus, prometheus_remote_write)"
+            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, loki, otlp_grpc, otlp_http, prometheus, prometheus_remote_write)"
         ]
     );
 }
@@ -318,4 +318,17 @@ service:
             "exporters::prometheusremotewrite: headers: \"Content-Type\" is set by the exporter and cannot be overridden",
         ]
     );
+}
+
+#[test]
+fn otlp_protocols_listed_are_on_and_others_off() {
+    let c = load_str(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\nexporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n",
+        "t",
+        &podnet::registry(),
+        |_| None,
+    )
+    .unwrap();
+    let yaml = c.to_yaml();
+    assert!(yaml.contains("grpc:\n        endpoint: ''") && yaml.contains("http: null"), "{yaml}");
 }

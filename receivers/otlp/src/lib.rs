@@ -21,31 +21,44 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::codec::CompressionEncoding;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ProtocolConfig {
+    /// `ip:port`; empty: the protocol's standard port on all addresses.
     pub endpoint: String,
 }
 
+impl ProtocolConfig {
+    fn address(&self, default: &str) -> String {
+        if self.endpoint.is_empty() { default.to_string() } else { self.endpoint.clone() }
+    }
+}
+
+/// As in the Collector: a protocol listed (even as `grpc:` with nothing under it) is on,
+/// one not listed is off; no `protocols` at all turns both on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct Protocols {
+    #[serde(default, deserialize_with = "listed")]
     pub grpc: Option<ProtocolConfig>,
+    #[serde(default, deserialize_with = "listed")]
     pub http: Option<ProtocolConfig>,
+}
+
+fn listed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProtocolConfig>, D::Error> {
+    Ok(Some(Option::<ProtocolConfig>::deserialize(d)?.unwrap_or_default()))
 }
 
 impl Default for Protocols {
     fn default() -> Self {
-        Protocols {
-            grpc: Some(ProtocolConfig { endpoint: "0.0.0.0:4317".into() }),
-            http: Some(ProtocolConfig { endpoint: "0.0.0.0:4318".into() }),
-        }
+        Protocols { grpc: Some(ProtocolConfig::default()), http: Some(ProtocolConfig::default()) }
     }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpReceiverConfig {
+    /// Which protocols to serve, and where.
     pub protocols: Protocols,
 }
 
@@ -68,7 +81,7 @@ impl Factory for OtlpReceiverFactory {
         if c.protocols.grpc.is_none() && c.protocols.http.is_none() {
             return Err("must have at least one protocol (protocols::grpc or protocols::http)".into());
         }
-        for p in [&c.protocols.grpc, &c.protocols.http].into_iter().flatten() {
+        for p in [&c.protocols.grpc, &c.protocols.http].into_iter().flatten().filter(|p| !p.endpoint.is_empty()) {
             if p.endpoint.parse::<std::net::SocketAddr>().is_err() {
                 return Err(format!("endpoint \"{}\" must be ip:port, like \"0.0.0.0:4317\"", p.endpoint));
             }
@@ -79,17 +92,21 @@ impl Factory for OtlpReceiverFactory {
 
 impl ReceiverFactory for OtlpReceiverFactory {
     fn create(&self, config: &OtlpReceiverConfig, ctx: ComponentContext) -> Result<Box<dyn Receiver>, BuildError> {
-        let bind = |p: &Option<ProtocolConfig>| -> Result<Option<std::net::TcpListener>, BuildError> {
+        let bind = |p: &Option<ProtocolConfig>, default: &str| -> Result<Option<std::net::TcpListener>, BuildError> {
             p.as_ref()
                 .map(|p| {
-                    let l = std::net::TcpListener::bind(&p.endpoint)
-                        .map_err(|e| BuildError::new(format!("cannot listen on {}: {e}", p.endpoint)))?;
+                    let addr = p.address(default);
+                    let l = std::net::TcpListener::bind(&addr).map_err(|e| BuildError::new(format!("cannot listen on {addr}: {e}")))?;
                     l.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
                     Ok(l)
                 })
                 .transpose()
         };
-        Ok(Box::new(OtlpReceiver { grpc: bind(&config.protocols.grpc)?, http: bind(&config.protocols.http)?, ctx }))
+        Ok(Box::new(OtlpReceiver {
+            grpc: bind(&config.protocols.grpc, "0.0.0.0:4317")?,
+            http: bind(&config.protocols.http, "0.0.0.0:4318")?,
+            ctx,
+        }))
     }
 }
 

@@ -1,0 +1,329 @@
+//! Exporter `loki`: events (log records) to Loki's push API, `/loki/api/v1/push`, as
+//! snappy-compressed protobuf or JSON. Stream labels come from a small, configured set of
+//! resource and record attributes (node, namespace, pod, event type by default: never a
+//! per-event value); the rest travel as structured metadata. The kernel's timestamp is the
+//! entry's time; entries are time-ordered within each stream. Loki's native OTLP endpoint
+//! is the other route: `otlp_http` with `logs_endpoint: http://loki:3100/otlp/v1/logs`.
+
+pub mod proto;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, classify_http};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
+};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::fanout::Input;
+use podnet_pipeline::pdata::{KeyValue, LogRecord, PData, ResourceLogs, Signal, any_value, any_value_to_string, attr_string};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+
+/// The record's event name (`PacketLoss`, `TCPRESET_NOSOCK`), usable as a label source.
+pub const EVENT_NAME: &str = "event.name";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LokiConfig {
+    /// `http(s)://loki:3100/loki/api/v1/push`
+    pub endpoint: String,
+    pub format: Format,
+    /// Sent as `X-Scope-OrgID`.
+    pub tenant_id: Option<String>,
+    /// Stream label → the resource or record attribute it comes from (`event.name` is the
+    /// record's event name).
+    pub labels: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<String>,
+    pub timeout: ConfigDuration,
+    pub sending_queue: QueueConfig,
+    pub retry_on_failure: RetryConfig,
+}
+
+impl Default for LokiConfig {
+    fn default() -> Self {
+        let labels =
+            [("k8s_node", "k8s.node.name"), ("k8s_namespace", "k8s.namespace.name"), ("k8s_pod", "k8s.pod.name"), ("type", EVENT_NAME)]
+                .into_iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+        LokiConfig {
+            endpoint: String::new(),
+            format: Format::Protobuf,
+            tenant_id: None,
+            labels,
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            bearer_token: None,
+            timeout: ConfigDuration::from_secs(5),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+        }
+    }
+}
+
+pub struct LokiExporterFactory;
+
+impl Factory for LokiExporterFactory {
+    type Config = LokiConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "loki",
+            aliases: &[],
+            kind: Kind::Exporter,
+            signals: &[Signal::Logs],
+            stability: Stability::Alpha,
+            description: "Events to Loki's push API (protobuf + snappy, or JSON), with a queue and retries",
+            probes: &[],
+        }
+    }
+    fn validate(&self, c: &LokiConfig) -> Result<(), String> {
+        if c.endpoint.is_empty() {
+            return Err("requires a non-empty \"endpoint\" (http(s)://loki:3100/loki/api/v1/push)".into());
+        }
+        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+            return Err(format!("endpoint \"{}\" must start with http:// or https://", c.endpoint));
+        }
+        if c.labels.is_empty() {
+            return Err("labels must name at least one stream label (Loki needs one)".into());
+        }
+        for l in c.labels.keys() {
+            let ok = l.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(format!("labels: \"{l}\" is not a valid Loki label name"));
+            }
+        }
+        c.retry_on_failure.validate()
+    }
+}
+
+impl ExporterFactory for LokiExporterFactory {
+    fn create(&self, config: &LokiConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout.0)
+            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Box::new(LokiExporter { config: config.clone(), client, ctx }))
+    }
+}
+
+struct LokiExporter {
+    config: LokiConfig,
+    client: reqwest::Client,
+    ctx: ComponentContext,
+}
+
+/// One entry before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub time_unix_nano: u64,
+    pub line: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Streams (sorted label set → time-ordered entries) from a batch of log records.
+pub fn to_streams(resources: &[ResourceLogs], labels: &BTreeMap<String, String>) -> BTreeMap<Vec<(String, String)>, Vec<Entry>> {
+    let mut streams: BTreeMap<Vec<(String, String)>, Vec<Entry>> = BTreeMap::new();
+    for rl in resources {
+        let res_attrs: &[KeyValue] = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        for rec in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+            let mut stream = Vec::new();
+            let mut used = Vec::new();
+            for (label, source) in labels {
+                let value = if source == EVENT_NAME {
+                    (!rec.event_name.is_empty()).then(|| rec.event_name.clone())
+                } else {
+                    attr_string(&rec.attributes, source).or_else(|| attr_string(res_attrs, source))
+                };
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    stream.push((label.clone(), v));
+                    used.push(source.as_str());
+                }
+            }
+            let metadata = rec
+                .attributes
+                .iter()
+                .filter(|kv| !used.contains(&kv.key.as_str()))
+                .map(|kv| (kv.key.replace('.', "_"), kv.value.as_ref().map(any_value_to_string).unwrap_or_default()))
+                .collect();
+            streams.entry(stream).or_default().push(Entry { time_unix_nano: entry_time(rec), line: line(rec), metadata });
+        }
+    }
+    for entries in streams.values_mut() {
+        entries.sort_by_key(|e| e.time_unix_nano);
+    }
+    streams
+}
+
+fn entry_time(rec: &LogRecord) -> u64 {
+    if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano }
+}
+
+/// The log line: a string body as it is; otherwise the body and attributes as JSON.
+fn line(rec: &LogRecord) -> String {
+    match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        _ => {
+            let attrs: serde_json::Map<String, serde_json::Value> = rec
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.clone(), serde_json::Value::String(kv.value.as_ref().map(any_value_to_string).unwrap_or_default())))
+                .collect();
+            let mut obj = serde_json::Map::new();
+            obj.insert("type".into(), rec.event_name.clone().into());
+            if let Some(b) = &rec.body {
+                obj.insert("body".into(), any_value_to_string(b).into());
+            }
+            obj.insert("attributes".into(), serde_json::Value::Object(attrs));
+            serde_json::Value::Object(obj).to_string()
+        }
+    }
+}
+
+fn label_string(labels: &[(String, String)]) -> String {
+    let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// The request body and its content type.
+pub fn encode(streams: BTreeMap<Vec<(String, String)>, Vec<Entry>>, format: Format) -> (Vec<u8>, &'static str) {
+    match format {
+        Format::Protobuf => {
+            let req = PushRequest {
+                streams: streams
+                    .into_iter()
+                    .map(|(labels, entries)| StreamAdapter {
+                        labels: label_string(&labels),
+                        entries: entries
+                            .into_iter()
+                            .map(|e| EntryAdapter {
+                                timestamp: Some(Timestamp {
+                                    seconds: (e.time_unix_nano / 1_000_000_000) as i64,
+                                    nanos: (e.time_unix_nano % 1_000_000_000) as i32,
+                                }),
+                                line: e.line,
+                                structured_metadata: e.metadata.into_iter().map(|(name, value)| LabelPairAdapter { name, value }).collect(),
+                            })
+                            .collect(),
+                        hash: 0,
+                    })
+                    .collect(),
+            };
+            (snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap_or_default(), "application/x-protobuf")
+        }
+        Format::Json => {
+            let streams: Vec<serde_json::Value> = streams
+                .into_iter()
+                .map(|(labels, entries)| {
+                    let stream: serde_json::Map<String, serde_json::Value> = labels.into_iter().map(|(k, v)| (k, v.into())).collect();
+                    let values: Vec<serde_json::Value> = entries
+                        .into_iter()
+                        .map(|e| {
+                            let md: serde_json::Map<String, serde_json::Value> =
+                                e.metadata.into_iter().map(|(k, v)| (k, v.into())).collect();
+                            serde_json::json!([e.time_unix_nano.to_string(), e.line, md])
+                        })
+                        .collect();
+                    serde_json::json!({ "stream": stream, "values": values })
+                })
+                .collect();
+            (serde_json::json!({ "streams": streams }).to_string().into_bytes(), "application/json")
+        }
+    }
+}
+
+struct Body {
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
+impl Exporter for LokiExporter {
+    fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
+        Box::pin(async move {
+            let LokiExporter { config, client, ctx } = *self;
+            let (endpoint, tenant, headers, basic, bearer) = (
+                config.endpoint.clone(),
+                config.tenant_id.clone(),
+                config.headers.clone(),
+                config.basic_auth.clone(),
+                config.bearer_token.clone(),
+            );
+            let transport = move |body: Arc<Body>| -> SendFuture {
+                let mut req = client.post(&endpoint).header("Content-Type", body.content_type);
+                if let Some(t) = &tenant {
+                    req = req.header("X-Scope-OrgID", t);
+                }
+                for (k, v) in &headers {
+                    req = req.header(k, v);
+                }
+                if let Some(b) = &basic {
+                    req = req.basic_auth(&b.username, Some(&b.password));
+                }
+                if let Some(t) = &bearer {
+                    req = req.bearer_auth(t);
+                }
+                let req = req.body(body.bytes.clone());
+                Box::pin(async move {
+                    let resp = req
+                        .send()
+                        .await
+                        .map_err(|e| SendError::Retryable { reason: format!("cannot reach Loki: {e}"), retry_after: None })?;
+                    let status = resp.status().as_u16();
+                    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
+                    classify_http(status, retry_after.as_deref(), &text)
+                })
+            };
+            let (queue, consumer) =
+                podnet_exporter_helper::Queue::start(&config.sending_queue, &config.retry_on_failure, ctx.clone(), transport);
+            let push = |d: PData| {
+                let PData::Logs(logs) = d else {
+                    ctx.telemetry.dropped(Signal::Metrics, d.item_count(), "unsupported_signal");
+                    return;
+                };
+                let items = logs.record_count();
+                if items == 0 {
+                    return;
+                }
+                let (bytes, content_type) = encode(to_streams(logs.resources(), &config.labels), config.format);
+                queue.push(Request { body: Arc::new(Body { bytes, content_type }), signal: Signal::Logs, items });
+            };
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    d = input.recv() => match d { Some(d) => push(d), None => break },
+                }
+            }
+            while let Some(d) = input.try_recv() {
+                push(d);
+            }
+            drop(queue);
+            if tokio::time::timeout(Duration::from_secs(8), consumer).await.is_err() {
+                tracing::warn!(component = %ctx.id, "queued events not sent before shutdown");
+            }
+        })
+    }
+}
