@@ -1,0 +1,149 @@
+//! Faults between podnet and its backends: a Prometheus that goes away for 60 s loses
+//! nothing (the in-memory queue holds and retries), and a backend that hangs fills the queue,
+//! which then drops with a counted reason while collection goes on.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_integration::{Agent, free_port, http_get};
+
+fn prometheus(dir: &std::path::Path, port: u16) -> Child {
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is not installed: apt-get install prometheus (scripts/test.sh does)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(port, "/-/ready").is_none_or(|(s, _)| s != 200) {
+        assert!(Instant::now() < deadline, "prometheus did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child
+}
+
+fn counter(metrics: &str, prefix: &str) -> f64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// Samples of the 8 netdev series stored in Prometheus (count_over_time per series: across
+/// series it would merge label sets once the names are dropped).
+fn stored_samples(port: u16) -> f64 {
+    let mut total = 0.0;
+    for dir in ["rx", "tx"] {
+        for what in ["bytes", "packets", "errors", "dropped"] {
+            let q = format!("count_over_time(kubeskoop_netdev_{dir}{what}%7Bsource%3D%22rw%22%7D%5B30m%5D)");
+            let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={q}")) else { return 0.0 };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            total += v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+#[test]
+fn a_backend_down_for_60s_loses_no_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = free_port();
+    let mut prom = prometheus(dir.path(), port);
+    let cfg = dir.path().join("podnet.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 1s
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{port}/api/v1/write
+    naming: kubeskoop
+    external_labels: {{ source: rw }}
+    retry_on_failure: {{ initial_interval: 200ms, max_interval: 2s, max_elapsed_time: 10m }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    agent.wait_until(Duration::from_secs(20), "first samples stored", || stored_samples(port) > 0.0);
+
+    // The backend goes away for 60 s while podnet keeps collecting.
+    let _ = prom.kill();
+    let _ = prom.wait();
+    std::thread::sleep(Duration::from_secs(60));
+    assert!(agent.log_text().contains("send failed, retrying"), "{}", agent.log_text());
+    let mut prom = prometheus(dir.path(), port);
+
+    // Once the queue has drained, every collection (8 series each) is in Prometheus, but
+    // for the last few still on their way, and nothing was dropped.
+    let collections = |m: &str| counter(m, "podnet_receiver_collection_duration_seconds_count");
+    agent.wait_until(Duration::from_secs(90), "the queue to drain into Prometheus", || {
+        let c = collections(&agent.metrics());
+        stored_samples(port) >= 8.0 * (c - 3.0)
+    });
+    let m = agent.metrics();
+    assert!(!m.contains("podnet_component_dropped_total{component_id=\"prometheus_remote_write\""), "nothing dropped:\n{m}");
+    // Over 60 s of outage at 1 collection/s and 8 series, at least 400 samples were held.
+    assert!(stored_samples(port) >= 8.0 * 60.0, "{}", stored_samples(port));
+    let _ = prom.kill();
+    let _ = prom.wait();
+}
+
+#[test]
+fn a_hanging_backend_fills_the_queue_which_drops_and_never_blocks_collection() {
+    // A backend that accepts connections and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("podnet.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 100ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{port}/api/v1/write
+    timeout: 30s
+    sending_queue: {{ queue_size: 2 }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    let collections = |m: &str| counter(m, "podnet_receiver_collection_duration_seconds_count");
+    agent.wait_until(Duration::from_secs(20), "drops for a full queue", || agent.metrics().contains("reason=\"queue_full\""));
+    let before = collections(&agent.metrics());
+    std::thread::sleep(Duration::from_secs(1));
+    let after = collections(&agent.metrics());
+    assert!(after >= before + 5.0, "collection goes on while the backend hangs: {before} → {after}");
+    assert!(agent.log_text().contains("sending queue is full"), "{}", agent.log_text());
+}
