@@ -182,3 +182,71 @@ service:
     assert_eq!(found[0]["metric"]["k8s_node_name"], "vm-node", "{}", found[0]);
     assert!(found[0]["metric"]["podnet_netns_inode"].as_str().is_some_and(|s| !s.is_empty()));
 }
+
+#[test]
+fn node_to_gateway_to_remote_write_to_prometheus() {
+    let prom = start_prometheus(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let gw = dir.path().join("gw.yaml");
+    std::fs::write(
+        &gw,
+        format!(
+            "receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+      http: {{ endpoint: 127.0.0.1:{http} }}
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{}/api/v1/write
+    naming: kubeskoop
+    external_labels: {{ via: gateway }}
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheus, prometheus_remote_write]
+",
+            prom.port
+        ),
+    )
+    .unwrap();
+    let _gateway = Agent::start(&["-c", gw.to_str().unwrap()], &[("PODNET_NODE_NAME", "gateway")]);
+    let node_cfg = |exporter: &str, endpoint: String| {
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 300ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  {exporter}:
+    endpoint: {endpoint}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, {exporter}]
+"
+        )
+    };
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, node_cfg("otlp_grpc", format!("http://127.0.0.1:{grpc}"))).unwrap();
+    std::fs::write(&b, node_cfg("otlp_http", format!("http://127.0.0.1:{http}"))).unwrap();
+    let _node_a = Agent::start(&["-c", a.to_str().unwrap()], &[("PODNET_NODE_NAME", "chain-a")]);
+    let _node_b = Agent::start(&["-c", b.to_str().unwrap()], &[("PODNET_NODE_NAME", "chain-b")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = Vec::new();
+    while Instant::now() < deadline && found.len() < 2 {
+        found = query(prom.port, "kubeskoop_netdev_txbytes{via=\"gateway\"}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut nodes: Vec<&str> = found.iter().filter_map(|s| s["metric"]["k8s_node"].as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["chain-a", "chain-b"], "{found:?}");
+}
