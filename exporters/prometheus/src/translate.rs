@@ -83,6 +83,34 @@ impl Translator<'_> {
         skipped
     }
 
+    /// One `target_info` gauge (value 1) per resource, labelled with every resource
+    /// attribute: the Collector's way to keep the resource in Prometheus (otel naming).
+    pub fn target_info(&self, resources: &[ResourceMetrics], time_unix_nano: u64) -> Vec<Sample> {
+        resources
+            .iter()
+            .filter_map(|rm| rm.resource.as_ref())
+            .map(|r| {
+                let mut labels = self.resource_labels(&r.attributes);
+                for kv in &r.attributes {
+                    let name = sanitize_label(&kv.key);
+                    if !labels.iter().any(|(n, _)| *n == name) {
+                        labels.push((name, kv.value.as_ref().map(any_value_to_string).unwrap_or_default()));
+                    }
+                }
+                labels.sort();
+                Sample {
+                    family: "target_info".into(),
+                    help: "Target metadata".into(),
+                    kind: FamilyType::Gauge,
+                    suffix: "",
+                    labels,
+                    value: 1.0,
+                    time_unix_nano,
+                }
+            })
+            .collect()
+    }
+
     fn resource_labels(&self, attrs: &[KeyValue]) -> Labels {
         let mut labels = Labels::new();
         match self.naming {

@@ -38,6 +38,18 @@ pub struct TlsConfig {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct TargetInfo {
+    pub enabled: bool,
+}
+
+impl Default for TargetInfo {
+    fn default() -> Self {
+        TargetInfo { enabled: true }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RemoteWriteConfig {
     /// `http(s)://host:port/api/v1/write`
     pub endpoint: String,
@@ -53,6 +65,8 @@ pub struct RemoteWriteConfig {
     pub timeout: ConfigDuration,
     /// Larger requests are split.
     pub max_batch_size_bytes: usize,
+    /// One `target_info` series per resource with all its attributes (otel naming only).
+    pub target_info: TargetInfo,
     pub sending_queue: QueueConfig,
     pub retry_on_failure: RetryConfig,
 }
@@ -76,6 +90,7 @@ impl Default for RemoteWriteConfig {
             tls: TlsConfig::default(),
             timeout: ConfigDuration::from_secs(5),
             max_batch_size_bytes: 3_000_000,
+            target_info: TargetInfo::default(),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig { initial_interval: ConfigDuration::from_millis(50), ..RetryConfig::default() },
         }
@@ -241,6 +256,9 @@ impl Exporter for RemoteWriteExporter {
                 };
                 let mut samples = Vec::new();
                 let skipped = translator.translate(m.resources(), &mut samples);
+                if config.naming == Naming::Otel && config.target_info.enabled {
+                    samples.extend(translator.target_info(m.resources(), podnet_pipeline::pdata::now_unix_nanos()));
+                }
                 if skipped.delta > 0 {
                     ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
                     tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only");
@@ -265,5 +283,35 @@ impl Exporter for RemoteWriteExporter {
                 tracing::warn!(component = %ctx.id, "queued data not sent before shutdown");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, kv_int, kv_str};
+
+    #[test]
+    fn otel_naming_adds_one_target_info_per_resource() {
+        const M: MetricDef = MetricDef::counter("system.network.io", "", "By");
+        let mut b = MetricsBuilder::new("t");
+        for inode in [1, 2] {
+            b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n"), kv_int(keys::NETNS_INODE, inode), kv_str("host.arch", "amd64")]).point(
+                &M,
+                vec![],
+                1,
+                5_000_000,
+                7u64.into(),
+            );
+        }
+        let m = b.finish();
+        let cfg = RemoteWriteConfig::default();
+        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &cfg.resource_attributes_as_labels, const_labels: &[] };
+        let infos = t.target_info(m.resources(), 9_000_000);
+        assert_eq!(infos.len(), 2);
+        let series = to_timeseries(infos, &BTreeMap::new());
+        let labels: Vec<(&str, &str)> = series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(labels, [("__name__", "target_info"), ("host_arch", "amd64"), ("k8s_node_name", "n"), ("podnet_netns_inode", "1")]);
+        assert_eq!((series[0].samples[0].value, series[0].samples[0].timestamp), (1.0, 9));
     }
 }
