@@ -7,7 +7,23 @@ use std::time::{Duration, Instant};
 
 use podnet_integration::{Agent, free_port, http_get};
 
-fn prometheus(dir: &std::path::Path, port: u16) -> Child {
+/// A child process killed when dropped, so a failing test leaves no server behind.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn prometheus(dir: &std::path::Path, port: u16) -> Server {
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
         .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
@@ -18,11 +34,12 @@ fn prometheus(dir: &std::path::Path, port: u16) -> Child {
         .spawn()
         .expect("prometheus is not installed: apt-get install prometheus (scripts/test.sh does)");
     let deadline = Instant::now() + Duration::from_secs(30);
+    let server = Server(child);
     while http_get(port, "/-/ready").is_none_or(|(s, _)| s != 200) {
         assert!(Instant::now() < deadline, "prometheus did not become ready");
         std::thread::sleep(Duration::from_millis(200));
     }
-    child
+    server
 }
 
 fn counter(metrics: &str, prefix: &str) -> f64 {
@@ -80,11 +97,10 @@ service:
     agent.wait_until(Duration::from_secs(20), "first samples stored", || stored_samples(port) > 0.0);
 
     // The backend goes away for 60 s while podnet keeps collecting.
-    let _ = prom.kill();
-    let _ = prom.wait();
+    prom.kill();
     std::thread::sleep(Duration::from_secs(60));
     assert!(agent.log_text().contains("send failed, retrying"), "{}", agent.log_text());
-    let mut prom = prometheus(dir.path(), port);
+    let _prom = prometheus(dir.path(), port);
 
     // Once the queue has drained, every collection (8 series each) is in Prometheus, but
     // for the last few still on their way, and nothing was dropped.
@@ -97,8 +113,6 @@ service:
     assert!(!m.contains("podnet_component_dropped_total{component_id=\"prometheus_remote_write\""), "nothing dropped:\n{m}");
     // Over 60 s of outage at 1 collection/s and 8 series, at least 400 samples were held.
     assert!(stored_samples(port) >= 8.0 * 60.0, "{}", stored_samples(port));
-    let _ = prom.kill();
-    let _ = prom.wait();
 }
 
 #[test]
@@ -146,4 +160,74 @@ service:
     let after = collections(&agent.metrics());
     assert!(after >= before + 5.0, "collection goes on while the backend hangs: {before} → {after}");
     assert!(agent.log_text().contains("sending queue is full"), "{}", agent.log_text());
+}
+
+fn stored_run(port: u16, run: &str) -> f64 {
+    let mut total = 0.0;
+    for dir in ["rx", "tx"] {
+        for what in ["bytes", "packets", "errors", "dropped"] {
+            let q = format!("count_over_time(kubeskoop_netdev_{dir}{what}%7Brun%3D%22{run}%22%7D%5B30m%5D)");
+            let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={q}")) else { return 0.0 };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            total += v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+#[test]
+fn the_on_disk_queue_survives_a_podnet_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = free_port();
+    let mut prom = prometheus(dir.path(), port);
+    let queue_dir = dir.path().join("queue");
+    let config = |run: &str| {
+        let cfg = dir.path().join(format!("podnet-{run}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "receivers:
+  procfs:
+    collection_interval: 500ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{port}/api/v1/write
+    naming: kubeskoop
+    external_labels: {{ run: '{run}' }}
+    sending_queue: {{ directory: {} }}
+    retry_on_failure: {{ initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 10m }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+",
+                queue_dir.display()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let first = Agent::start(&["-c", config("1").to_str().unwrap()], &[]);
+    first.wait_until(Duration::from_secs(20), "first samples stored", || stored_run(port, "1") > 0.0);
+    prom.kill();
+    std::thread::sleep(Duration::from_secs(5));
+    let collected = counter(&first.metrics(), "podnet_receiver_collection_duration_seconds_count");
+    assert!(first.stop().success());
+    let queued = std::fs::read_dir(&queue_dir).unwrap().count();
+    assert!(queued >= 5, "batches wait on disk while podnet is down: {queued}");
+
+    // Backend back, podnet restarted: the first run's batches are sent from disk.
+    let _prom = prometheus(dir.path(), port);
+    let second = Agent::start(&["-c", config("2").to_str().unwrap()], &[]);
+    second.wait_until(Duration::from_secs(60), "the first run's batches delivered", || stored_run(port, "1") >= 8.0 * (collected - 1.0));
+    second.wait_until(Duration::from_secs(30), "the queue directory drained", || {
+        std::fs::read_dir(&queue_dir).map(|d| d.count()).unwrap_or(0) <= 1
+    });
+    assert!(second.log_text().contains("resuming batches queued on disk"), "{}", second.log_text());
 }

@@ -15,17 +15,22 @@ use podnet_pipeline::pdata::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+mod disk;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub enabled: bool,
     /// Requests (batches) the queue holds before it drops new ones.
     pub queue_size: usize,
+    /// Keep the queue in this directory instead of memory: what was not sent survives a
+    /// restart (or a reload that rebuilds the exporter) and is sent then.
+    pub directory: Option<std::path::PathBuf>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { enabled: true, queue_size: 1000 }
+        QueueConfig { enabled: true, queue_size: 1000, directory: None }
     }
 }
 
@@ -111,13 +116,19 @@ where
 
 /// The producer side: enqueue without ever waiting.
 pub struct Queue<R> {
-    tx: mpsc::Sender<Request<R>>,
+    backend: Backend<R>,
     ctx: ComponentContext,
 }
 
-impl<R: Send + Sync + 'static> Queue<R> {
-    /// Starts the consumer; returns the queue and the consumer's task (it ends when the
-    /// queue is closed and drained, or at `drain_deadline` after shutdown).
+enum Backend<R> {
+    Memory(mpsc::Sender<Request<R>>),
+    Disk(Arc<disk::DiskQueue>),
+}
+
+impl<R: Persist + Send + Sync + 'static> Queue<R> {
+    /// Starts the consumer; returns the queue and the consumer's task. In memory, the task
+    /// ends when the queue is dropped and drained; on disk, at shutdown, leaving what was
+    /// not sent for the next start.
     pub fn start(
         queue: &QueueConfig,
         retry: &RetryConfig,
@@ -125,27 +136,59 @@ impl<R: Send + Sync + 'static> Queue<R> {
         sender: impl Transport<R>,
     ) -> (Queue<R>, tokio::task::JoinHandle<()>) {
         let capacity = if queue.enabled { queue.queue_size.max(1) } else { 1 };
+        let sender: Arc<dyn Transport<R>> = Arc::new(sender);
+        if let (true, Some(dir)) = (queue.enabled, &queue.directory) {
+            match disk::DiskQueue::open(dir, capacity) {
+                Ok(dq) => {
+                    let dq = Arc::new(dq);
+                    let pending = dq.len();
+                    if pending > 0 {
+                        tracing::info!(component = %ctx.id, pending, directory = %dir.display(), "resuming batches queued on disk");
+                    }
+                    let consumer = tokio::spawn(disk::consume(dq.clone(), retry.clone(), ctx.clone(), sender));
+                    return (Queue { backend: Backend::Disk(dq), ctx }, consumer);
+                }
+                Err(e) => {
+                    tracing::error!(component = %ctx.id, directory = %dir.display(), "cannot use the on-disk queue, queueing in memory instead: {e}");
+                    ctx.status.failed(format!("on-disk queue unusable ({e}); queueing in memory"));
+                }
+            }
+        }
         let (tx, rx) = mpsc::channel(capacity);
-        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), Arc::new(sender)));
-        (Queue { tx, ctx }, consumer)
+        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), sender));
+        (Queue { backend: Backend::Memory(tx), ctx }, consumer)
     }
 
     /// Queues `request`; when the queue is full the request is dropped and counted.
     pub fn push(&self, request: Request<R>) {
         let (signal, items) = (request.signal, request.items);
-        match self.tx.try_send(request) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.ctx.telemetry.dropped(signal, items, "queue_full");
-                tracing::warn!(component = %self.ctx.id, items, "sending queue is full; dropping a batch (raise sending_queue::queue_size or check the backend)");
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
+        let full = || {
+            self.ctx.telemetry.dropped(signal, items, "queue_full");
+            tracing::warn!(component = %self.ctx.id, items, "sending queue is full; dropping a batch (raise sending_queue::queue_size or check the backend)");
+        };
+        match &self.backend {
+            Backend::Memory(tx) => match tx.try_send(request) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => full(),
+                Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
+            },
+            Backend::Disk(dq) => match dq.push(&request) {
+                Ok(true) => {}
+                Ok(false) => full(),
+                Err(e) => {
+                    self.ctx.telemetry.dropped(signal, items, "disk_error");
+                    tracing::error!(component = %self.ctx.id, "cannot write to the on-disk queue, batch dropped: {e}");
+                }
+            },
         }
     }
 
     /// Batches waiting to be sent.
     pub fn len(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        match &self.backend {
+            Backend::Memory(tx) => tx.max_capacity() - tx.capacity(),
+            Backend::Disk(dq) => dq.len(),
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -159,17 +202,44 @@ async fn consume<R: Send + Sync + 'static>(
     sender: Arc<dyn Transport<R>>,
 ) {
     while let Some(request) = rx.recv().await {
-        send_with_retry(&request, &retry, &ctx, sender.as_ref()).await;
+        if send_with_retry(&request, &retry, &ctx, sender.as_ref()).await == Outcome::Interrupted {
+            ctx.telemetry.dropped(request.signal, request.items, "shutdown");
+        }
     }
 }
 
-/// Sends until success, a permanent error, the retry budget, or shutdown (then one last try).
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Rejected for good, or out of retries: counted as dropped.
+    Dropped,
+    /// Shutdown came while the backend was failing: the caller decides (kept on disk).
+    Interrupted,
+}
+
+/// A request body that can be written to the on-disk queue and read back.
+pub trait Persist: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Persist for Vec<u8> {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.clone()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(bytes.to_vec())
+    }
+}
+
+/// Sends until success, a permanent error, the retry budget, or shutdown.
 pub async fn send_with_retry<R: Send + Sync + 'static>(
     request: &Request<R>,
     retry: &RetryConfig,
     ctx: &ComponentContext,
     sender: &dyn Transport<R>,
-) -> bool {
+) -> Outcome {
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
@@ -180,23 +250,26 @@ pub async fn send_with_retry<R: Send + Sync + 'static>(
                 if matches!(ctx.status.state(), Some(podnet_pipeline::status::State::Failed(_))) {
                     ctx.status.running();
                 }
-                return true;
+                return Outcome::Delivered;
             }
             Err(SendError::Permanent(reason)) => {
                 ctx.telemetry.export_failed(request.signal, request.items);
                 ctx.telemetry.dropped(request.signal, request.items, "permanent_error");
                 tracing::error!(component = %ctx.id, items = request.items, "dropping data the backend rejected (not retried): {reason}");
-                return false;
+                return Outcome::Dropped;
             }
             Err(SendError::Retryable { reason, retry_after }) => {
                 let wait = retry_after.unwrap_or_else(|| retry.backoff(attempt));
                 let budget = retry.max_elapsed_time.0;
                 let out_of_budget = !retry.enabled || (!budget.is_zero() && started.elapsed() + wait > budget);
-                if out_of_budget || ctx.shutdown.is_cancelled() {
+                if ctx.shutdown.is_cancelled() {
+                    return Outcome::Interrupted;
+                }
+                if out_of_budget {
                     ctx.telemetry.export_failed(request.signal, request.items);
                     ctx.telemetry.dropped(request.signal, request.items, "retries_exhausted");
                     tracing::error!(component = %ctx.id, attempts = attempt, "giving up on a batch: {reason}");
-                    return false;
+                    return Outcome::Dropped;
                 }
                 ctx.telemetry.retried(request.signal);
                 ctx.status.failed(format!("backend failing, retrying: {reason}"));

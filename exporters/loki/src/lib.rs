@@ -260,6 +260,19 @@ struct Body {
     content_type: &'static str,
 }
 
+impl podnet_exporter_helper::Persist for Body {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![u8::from(self.content_type == "application/json")];
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (kind, rest) = bytes.split_first()?;
+        let content_type = if *kind == 1 { "application/json" } else { "application/x-protobuf" };
+        Some(Body { bytes: rest.to_vec(), content_type })
+    }
+}
+
 impl Exporter for LokiExporter {
     fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
         Box::pin(async move {

@@ -93,6 +93,40 @@ pub enum Body {
     Logs(ExportLogsServiceRequest),
 }
 
+impl podnet_exporter_helper::Persist for Body {
+    fn to_bytes(&self) -> Vec<u8> {
+        let (tag, bytes) = match self {
+            Body::Metrics(r) => (0u8, r.encode_to_vec()),
+            Body::Logs(r) => (1u8, r.encode_to_vec()),
+        };
+        let mut out = vec![tag];
+        out.extend(bytes);
+        out
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (tag, rest) = bytes.split_first()?;
+        match tag {
+            0 => ExportMetricsServiceRequest::decode(rest).ok().map(Body::Metrics),
+            1 => ExportLogsServiceRequest::decode(rest).ok().map(Body::Logs),
+            _ => None,
+        }
+    }
+}
+
+impl podnet_exporter_helper::Persist for HttpBody {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = (self.url.len() as u32).to_le_bytes().to_vec();
+        out.extend(self.url.as_bytes());
+        out.extend(&self.bytes);
+        out
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+        let url = String::from_utf8(bytes.get(4..4 + len)?.to_vec()).ok()?;
+        Some(HttpBody { url, bytes: bytes.get(4 + len..)?.to_vec() })
+    }
+}
+
 fn to_body(data: PData) -> (Body, Signal, usize) {
     let (signal, items) = (data.signal(), data.item_count());
     match data {
@@ -113,7 +147,7 @@ fn classify_grpc(status: tonic::Status) -> SendError {
     }
 }
 
-async fn run_exporter<R: Send + Sync + 'static>(
+async fn run_exporter<R: podnet_exporter_helper::Persist + Send + Sync + 'static>(
     ctx: ComponentContext,
     config: OtlpConfig,
     mut input: Input,
