@@ -15,6 +15,7 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v victoria-metrics >/dev/null 2>&1 || need_pkgs+=(victoria-metrics)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"

@@ -160,6 +160,10 @@ service:
     let after = collections(&agent.metrics());
     assert!(after >= before + 5.0, "collection goes on while the backend hangs: {before} → {after}");
     assert!(agent.log_text().contains("sending queue is full"), "{}", agent.log_text());
+    let m = agent.metrics();
+    assert!(m.contains("podnet_exporter_queue_capacity{component_id=\"prometheus_remote_write\",component_kind=\"exporter\"} 2"), "{m}");
+    // Two queued and one being sent (to the backend that never answers).
+    assert!(m.contains("podnet_exporter_queue_size{component_id=\"prometheus_remote_write\",component_kind=\"exporter\"} 3"), "{m}");
 }
 
 fn stored_run(port: u16, run: &str) -> f64 {

@@ -250,3 +250,140 @@ service:
     nodes.sort();
     assert_eq!(nodes, ["chain-a", "chain-b"], "{found:?}");
 }
+
+/// bcrypt of "podnet-secret", for Prometheus's web config.
+const BCRYPT_PODNET_SECRET: &str = "$2b$04$4tnhNPfzV.v9ToIiAlsasOiaVK2qQG4tHZXF/fhJ2kX.W0jzzJ.ia";
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn remote_write_over_tls_with_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A test CA and a server certificate for 127.0.0.1.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=podnet-test-ca",
+        ],
+    );
+    openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    std::fs::write(
+        d.join("web.yml"),
+        format!("tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\nbasic_auth_users:\n  podnet: {BCRYPT_PODNET_SECRET}\n", d.display()),
+    )
+    .unwrap();
+    std::fs::write(d.join("prometheus.yml"), "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.config.file={}", d.join("web.yml").display()))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    let _prom = Prometheus { child, port, _dir: tempfile::tempdir().unwrap() };
+    let curl = |path: &str| -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--cacert",
+                d.join("ca.crt").to_str().unwrap(),
+                "-u",
+                "podnet:podnet-secret",
+                &format!("https://127.0.0.1:{port}{path}"),
+            ])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !curl("/-/ready").contains("Ready") {
+        assert!(Instant::now() < deadline, "prometheus (TLS) did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let config = |password: &str, name: &str| {
+        let path = d.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "receivers:
+  procfs:
+    collection_interval: 300ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: https://127.0.0.1:{port}/api/v1/write
+    naming: kubeskoop
+    external_labels: {{ via: {name} }}
+    basic_auth: {{ username: podnet, password: {password} }}
+    tls: {{ ca_file: {} }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+",
+                d.join("ca.crt").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = Agent::start(&["-c", config("podnet-secret", "tls").to_str().unwrap()], &[("PODNET_NODE_NAME", "tls-node")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut body = String::new();
+    while Instant::now() < deadline && !body.contains("tls-node") {
+        body = curl("/api/v1/query?query=kubeskoop_netdev_rxbytes%7Bvia%3D%22tls%22%7D");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(body.contains("\"k8s_node\":\"tls-node\""), "{body}\nlog:\n{}", good.log_text());
+
+    // A wrong password is a permanent error: logged, counted, not retried.
+    let bad = Agent::start(&["-c", config("wrong", "bad").to_str().unwrap()], &[]);
+    bad.wait_until(Duration::from_secs(15), "the 401 to be reported", || bad.log_text().contains("HTTP 401"));
+    assert!(bad.metrics().contains("reason=\"permanent_error\""));
+    assert!(!bad.log_text().contains("send failed, retrying"), "{}", bad.log_text());
+}

@@ -46,7 +46,11 @@ impl MetricReader for SharedReader {
     }
 }
 
+/// Sending queues to report: (component attributes, live depth, capacity).
+type QueueRegistry = std::sync::Mutex<Vec<(Vec<OtelKeyValue>, Weak<std::sync::atomic::AtomicUsize>, usize)>>;
+
 struct Instruments {
+    queues: Arc<QueueRegistry>,
     received: Counter<u64>,
     sent: Counter<u64>,
     dropped: Counter<u64>,
@@ -93,7 +97,31 @@ impl Telemetry {
         }
         let provider = builder.build();
         let meter = provider.meter("podnet");
+        let queues: Arc<QueueRegistry> = Arc::default();
+        for (name, description, capacity) in [
+            ("podnet.exporter.queue.size", "Batches an exporter holds: queued, or being sent.", false),
+            ("podnet.exporter.queue.capacity", "How many batches an exporter's sending queue holds.", true),
+        ] {
+            let queues = queues.clone();
+            meter
+                .i64_observable_gauge(name)
+                .with_description(description)
+                .with_unit("{batch}")
+                .with_callback(move |obs| {
+                    let mut list = queues.lock().unwrap_or_else(|e| e.into_inner());
+                    // Queues of stopped exporters are gone: forget them.
+                    list.retain(|(_, depth, _)| depth.strong_count() > 0);
+                    for (attrs, depth, cap) in list.iter() {
+                        if let Some(d) = depth.upgrade() {
+                            let v = if capacity { *cap } else { d.load(std::sync::atomic::Ordering::Relaxed) };
+                            obs.observe(v as i64, attrs);
+                        }
+                    }
+                })
+                .build();
+        }
         let instruments = Arc::new(Instruments {
+            queues,
             received: meter
                 .u64_counter("podnet.component.received")
                 .with_description("Items (data points or log records) a processor or exporter received.")
@@ -236,6 +264,11 @@ impl ComponentTelemetry {
     }
     pub fn collection_duration(&self, seconds: f64) {
         self.instruments.collection_duration.record(seconds, &self.attrs);
+    }
+    /// Reports a sending queue's depth (read at collection) and capacity.
+    pub fn track_queue(&self, depth: &Arc<std::sync::atomic::AtomicUsize>, capacity: usize) {
+        let mut list = self.instruments.queues.lock().unwrap_or_else(|e| e.into_inner());
+        list.push((self.attrs.as_ref().clone(), Arc::downgrade(depth), capacity));
     }
     pub fn collection_error(&self, what: &'static str) {
         self.instruments.collection_errors.add(1, &self.with(&[OtelKeyValue::new("error_type", what)]));

@@ -86,6 +86,7 @@ pub async fn consume<R: Persist + Send + Sync + 'static>(
     retry: RetryConfig,
     ctx: ComponentContext,
     sender: Arc<dyn Transport<R>>,
+    depth: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     loop {
         if ctx.shutdown.is_cancelled() {
@@ -105,6 +106,7 @@ pub async fn consume<R: Persist + Send + Sync + 'static>(
                     tracing::error!(file = %path.display(), "cannot remove a sent batch from the on-disk queue: {e}");
                     return;
                 }
+                let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1)));
             }
         }
     }

@@ -118,6 +118,8 @@ where
 pub struct Queue<R> {
     backend: Backend<R>,
     ctx: ComponentContext,
+    /// Batches waiting, shared with the consumer and the `podnet_exporter_queue_size` gauge.
+    depth: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 enum Backend<R> {
@@ -145,8 +147,10 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
                     if pending > 0 {
                         tracing::info!(component = %ctx.id, pending, directory = %dir.display(), "resuming batches queued on disk");
                     }
-                    let consumer = tokio::spawn(disk::consume(dq.clone(), retry.clone(), ctx.clone(), sender));
-                    return (Queue { backend: Backend::Disk(dq), ctx }, consumer);
+                    let depth = Arc::new(std::sync::atomic::AtomicUsize::new(pending));
+                    ctx.telemetry.track_queue(&depth, capacity);
+                    let consumer = tokio::spawn(disk::consume(dq.clone(), retry.clone(), ctx.clone(), sender, depth.clone()));
+                    return (Queue { backend: Backend::Disk(dq), ctx, depth }, consumer);
                 }
                 Err(e) => {
                     tracing::error!(component = %ctx.id, directory = %dir.display(), "cannot use the on-disk queue, queueing in memory instead: {e}");
@@ -155,8 +159,10 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
             }
         }
         let (tx, rx) = mpsc::channel(capacity);
-        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), sender));
-        (Queue { backend: Backend::Memory(tx), ctx }, consumer)
+        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        ctx.telemetry.track_queue(&depth, capacity);
+        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), sender, depth.clone()));
+        (Queue { backend: Backend::Memory(tx), ctx, depth }, consumer)
     }
 
     /// Queues `request`; when the queue is full the request is dropped and counted.
@@ -168,12 +174,16 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
         };
         match &self.backend {
             Backend::Memory(tx) => match tx.try_send(request) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => full(),
                 Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
             },
             Backend::Disk(dq) => match dq.push(&request) {
-                Ok(true) => {}
+                Ok(true) => {
+                    self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(false) => full(),
                 Err(e) => {
                     self.ctx.telemetry.dropped(signal, items, "disk_error");
@@ -200,11 +210,13 @@ async fn consume<R: Send + Sync + 'static>(
     retry: RetryConfig,
     ctx: ComponentContext,
     sender: Arc<dyn Transport<R>>,
+    depth: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Some(request) = rx.recv().await {
         if send_with_retry(&request, &retry, &ctx, sender.as_ref()).await == Outcome::Interrupted {
             ctx.telemetry.dropped(request.signal, request.items, "shutdown");
         }
+        depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -34,6 +34,8 @@ pub struct BasicAuth {
 pub struct TlsConfig {
     /// Accept any server certificate (tests only).
     pub insecure_skip_verify: bool,
+    /// Trust only this CA (PEM) for the backend's certificate, instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,12 +140,17 @@ impl ExporterFactory for RemoteWriteExporterFactory {
     fn create(&self, config: &RemoteWriteConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
         // One process-wide crypto provider for rustls (ring); a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout.0)
             .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(config.tls.insecure_skip_verify)
-            .build()
-            .map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+            .danger_accept_invalid_certs(config.tls.insecure_skip_verify);
+        if let Some(path) = &config.tls.ca_file {
+            let pem = std::fs::read(path).map_err(|e| BuildError::new(format!("tls::ca_file {}: {e}", path.display())))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| BuildError::new(format!("tls::ca_file {}: not a PEM certificate: {e}", path.display())))?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        let client = builder.build().map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
         Ok(Box::new(RemoteWriteExporter { config: config.clone(), client, ctx }))
     }
 }
