@@ -340,3 +340,37 @@ mod tests {
         }
     }
 }
+
+/// TLS settings shared by the HTTP exporters (the Collector's `tls` block).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Plaintext even for an endpoint without a scheme (gRPC).
+    pub insecure: bool,
+    /// Accept any server certificate (tests only).
+    pub insecure_skip_verify: bool,
+    /// Trust only this CA (PEM) for the backend's certificate, instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl TlsConfig {
+    /// The CA certificate's PEM, read now so a missing file fails the (re)load.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+        self.ca_file.as_ref().map(|p| std::fs::read(p).map_err(|e| format!("tls::ca_file {}: {e}", p.display()))).transpose()
+    }
+}
+
+/// The HTTP client of a push exporter: rustls (ring), the timeout, and the TLS settings.
+pub fn http_client(timeout: Duration, tls: &TlsConfig) -> Result<reqwest::Client, String> {
+    // One process-wide crypto provider for rustls; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(tls.insecure_skip_verify);
+    if let Some(pem) = tls.ca_pem()? {
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("tls::ca_file: not a PEM certificate: {e}"))?;
+        builder = builder.tls_certs_only([ca]);
+    }
+    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+}

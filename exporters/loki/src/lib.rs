@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, classify_http};
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig, classify_http};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -55,6 +55,7 @@ pub struct LokiConfig {
     pub headers: BTreeMap<String, String>,
     pub basic_auth: Option<BasicAuth>,
     pub bearer_token: Option<String>,
+    pub tls: TlsConfig,
     pub timeout: ConfigDuration,
     pub sending_queue: QueueConfig,
     pub retry_on_failure: RetryConfig,
@@ -75,6 +76,7 @@ impl Default for LokiConfig {
             headers: BTreeMap::new(),
             basic_auth: None,
             bearer_token: None,
+            tls: TlsConfig::default(),
             timeout: ConfigDuration::from_secs(5),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
@@ -120,12 +122,7 @@ impl Factory for LokiExporterFactory {
 
 impl ExporterFactory for LokiExporterFactory {
     fn create(&self, config: &LokiConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout.0)
-            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
         Ok(Box::new(LokiExporter { config: config.clone(), client, ctx }))
     }
 }

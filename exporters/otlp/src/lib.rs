@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, classify_http};
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig, classify_http};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -29,15 +29,6 @@ pub enum Compression {
     #[default]
     Gzip,
     None,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Plaintext (no TLS) even for an endpoint without a scheme.
-    pub insecure: bool,
-    /// Accept any server certificate (tests only).
-    pub insecure_skip_verify: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,8 +200,12 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             .map_err(|e| BuildError::new(format!("endpoint \"{}\": {e}", config.endpoint)))?
             .timeout(config.timeout.0)
             .connect_timeout(config.timeout.0);
-        if config.endpoint.starts_with("https://") {
-            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots()).map_err(|e| BuildError::new(format!("TLS: {e}")))?;
+        if config.endpoint.starts_with("https://") && !config.tls.insecure {
+            let tls = match config.tls.ca_pem().map_err(BuildError::new)? {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).map_err(|e| BuildError::new(format!("TLS: {e}")))?;
         }
         // Connects on first use and reconnects by itself: a backend that is down at start is
         // retried like one that goes down later.
@@ -304,13 +299,7 @@ fn url_for(config: &OtlpConfig, signal: Signal) -> String {
 
 impl ExporterFactory for OtlpHttpExporterFactory {
     fn create(&self, config: &OtlpConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout.0)
-            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(config.tls.insecure_skip_verify)
-            .build()
-            .map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
         Ok(Box::new(OtlpHttpExporter { config: config.clone(), client, ctx }))
     }
 }

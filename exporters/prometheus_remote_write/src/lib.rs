@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, classify_http};
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig, classify_http};
 use podnet_exporter_prometheus::translate::{Naming, Sample, Translator};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
@@ -27,15 +27,6 @@ use crate::proto::{Label, Sample as RwSample, TimeSeries, WriteRequest};
 pub struct BasicAuth {
     pub username: String,
     pub password: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Accept any server certificate (tests only).
-    pub insecure_skip_verify: bool,
-    /// Trust only this CA (PEM) for the backend's certificate, instead of the system's roots.
-    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,19 +129,7 @@ impl Factory for RemoteWriteExporterFactory {
 
 impl ExporterFactory for RemoteWriteExporterFactory {
     fn create(&self, config: &RemoteWriteConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        // One process-wide crypto provider for rustls (ring); a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout.0)
-            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(config.tls.insecure_skip_verify);
-        if let Some(path) = &config.tls.ca_file {
-            let pem = std::fs::read(path).map_err(|e| BuildError::new(format!("tls::ca_file {}: {e}", path.display())))?;
-            let ca = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| BuildError::new(format!("tls::ca_file {}: not a PEM certificate: {e}", path.display())))?;
-            builder = builder.tls_certs_only([ca]);
-        }
-        let client = builder.build().map_err(|e| BuildError::new(format!("cannot build the HTTP client: {e}")))?;
+        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
         Ok(Box::new(RemoteWriteExporter { config: config.clone(), client, ctx }))
     }
 }
