@@ -374,3 +374,18 @@ pub fn http_client(timeout: Duration, tls: &TlsConfig) -> Result<reqwest::Client
     }
     builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
+
+/// Sends a prepared HTTP request once and classifies the answer: the one attempt every HTTP
+/// push exporter makes.
+pub fn send_http(request: reqwest::RequestBuilder) -> SendFuture {
+    Box::pin(async move {
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable { reason: format!("cannot reach the backend: {e}"), retry_after: None })?;
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
+        classify_http(status, retry_after.as_deref(), &text)
+    })
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig, classify_http};
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendFuture, TlsConfig};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -296,16 +296,7 @@ impl Exporter for LokiExporter {
                     req = req.bearer_auth(t);
                 }
                 let req = req.body(body.bytes.clone());
-                Box::pin(async move {
-                    let resp = req
-                        .send()
-                        .await
-                        .map_err(|e| SendError::Retryable { reason: format!("cannot reach Loki: {e}"), retry_after: None })?;
-                    let status = resp.status().as_u16();
-                    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-                    let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
-                    classify_http(status, retry_after.as_deref(), &text)
-                })
+                podnet_exporter_helper::send_http(req)
             };
             let (queue, consumer) =
                 podnet_exporter_helper::Queue::start(&config.sending_queue, &config.retry_on_failure, ctx.clone(), transport);

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig, classify_http};
+use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -324,16 +324,7 @@ impl Exporter for OtlpHttpExporter {
                 req = req.header(k, v);
             }
             let req = req.body(body.bytes.clone());
-            Box::pin(async move {
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| SendError::Retryable { reason: format!("cannot reach the backend: {e}"), retry_after: None })?;
-                let status = resp.status().as_u16();
-                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-                let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
-                classify_http(status, retry_after.as_deref(), &text)
-            })
+            podnet_exporter_helper::send_http(req)
         };
         let cfg = config.clone();
         let encode = move |b: Body| {
