@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: start the real `podnet` binary, talk HTTP to it, wait
 //! for conditions with a deadline.
 
+pub mod backends;
 pub mod pods;
 
 use std::io::{Read, Write};

@@ -2,44 +2,13 @@
 //! nothing (the in-memory queue holds and retries), and a backend that hangs fills the queue,
 //! which then drops with a counted reason while collection goes on.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use podnet_integration::backends::{self, Server};
 use podnet_integration::{Agent, free_port, http_get};
 
-/// A child process killed when dropped, so a failing test leaves no server behind.
-struct Server(Child);
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 fn prometheus(dir: &std::path::Path, port: u16) -> Server {
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is not installed: apt-get install prometheus (scripts/test.sh does)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let server = Server(child);
-    while http_get(port, "/-/ready").is_none_or(|(s, _)| s != 200) {
-        assert!(Instant::now() < deadline, "prometheus did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    server
+    backends::prometheus(dir, port, &[])
 }
 
 fn counter(metrics: &str, prefix: &str) -> f64 {

@@ -5,48 +5,25 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use podnet_integration::backends::{self, Server};
 use podnet_integration::{Agent, free_port, http_get};
 
 struct Prometheus {
-    child: Child,
+    _server: Server,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_prometheus(scrape_port: u16) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("prometheus.yml");
     std::fs::write(
-        &config,
+        dir.path().join("prometheus.yml"),
         format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: podnet\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"),
     )
     .unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is not installed: apt-get install prometheus (scripts/test.sh does)");
-    let p = Prometheus { child, port, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200) {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("prometheus did not become ready");
+    let server = backends::prometheus(dir.path(), port, &[]);
+    Prometheus { _server: server, port, _dir: dir }
 }
 
 /// `query`'s result vector from Prometheus's HTTP API.
@@ -311,17 +288,7 @@ fn remote_write_over_tls_with_basic_auth() {
     .unwrap();
     std::fs::write(d.join("prometheus.yml"), "global:\n  scrape_interval: 1h\n").unwrap();
     let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--web.config.file={}", d.join("web.yml").display()))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus");
-    let _prom = Prometheus { child, port, _dir: tempfile::tempdir().unwrap() };
+    let _prom = backends::prometheus(d, port, &[format!("--web.config.file={}", d.join("web.yml").display())]);
     let curl = |path: &str| -> String {
         let out = Command::new("curl")
             .args([
