@@ -175,6 +175,12 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// The sum of every sample whose line starts with `prefix` (a family, or a family and the
+/// start of its labels): a counter over all its label sets.
+pub fn series_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
 /// The value of the series with exactly this name and label text (`{a="b"}` or ``).
 pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))

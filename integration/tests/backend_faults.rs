@@ -5,29 +5,30 @@
 use std::time::Duration;
 
 use podnet_integration::backends::{self, Server};
-use podnet_integration::{Agent, free_port, http_get};
+use podnet_integration::{Agent, free_port, http_get, series_sum};
 
 fn prometheus(dir: &std::path::Path, port: u16) -> Server {
     backends::prometheus(dir, port, &[])
 }
 
-fn counter(metrics: &str, prefix: &str) -> f64 {
-    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
-/// Samples of the 8 netdev series stored in Prometheus (count_over_time per series: across
-/// series it would merge label sets once the names are dropped).
-fn stored_samples(port: u16) -> f64 {
+/// Samples of the 8 netdev series carrying `label="value"` stored in Prometheus
+/// (count_over_time per series: across series it would merge label sets once the names are
+/// dropped).
+fn stored(port: u16, label: &str, value: &str) -> f64 {
     let mut total = 0.0;
     for dir in ["rx", "tx"] {
         for what in ["bytes", "packets", "errors", "dropped"] {
-            let q = format!("count_over_time(kubeskoop_netdev_{dir}{what}%7Bsource%3D%22rw%22%7D%5B30m%5D)");
+            let q = format!("count_over_time(kubeskoop_netdev_{dir}{what}%7B{label}%3D%22{value}%22%7D%5B30m%5D)");
             let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={q}")) else { return 0.0 };
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             total += v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
         }
     }
     total
+}
+
+fn stored_samples(port: u16) -> f64 {
+    stored(port, "source", "rw")
 }
 
 #[test]
@@ -73,7 +74,7 @@ service:
 
     // Once the queue has drained, every collection (8 series each) is in Prometheus, but
     // for the last few still on their way, and nothing was dropped.
-    let collections = |m: &str| counter(m, "podnet_receiver_collection_duration_seconds_count");
+    let collections = |m: &str| series_sum(m, "podnet_receiver_collection_duration_seconds_count");
     agent.wait_until(Duration::from_secs(90), "the queue to drain into Prometheus", || {
         let c = collections(&agent.metrics());
         stored_samples(port) >= 8.0 * (c - 3.0)
@@ -122,7 +123,7 @@ service:
     )
     .unwrap();
     let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
-    let collections = |m: &str| counter(m, "podnet_receiver_collection_duration_seconds_count");
+    let collections = |m: &str| series_sum(m, "podnet_receiver_collection_duration_seconds_count");
     agent.wait_until(Duration::from_secs(20), "drops for a full queue", || agent.metrics().contains("reason=\"queue_full\""));
     let before = collections(&agent.metrics());
     std::thread::sleep(Duration::from_secs(1));
@@ -136,16 +137,7 @@ service:
 }
 
 fn stored_run(port: u16, run: &str) -> f64 {
-    let mut total = 0.0;
-    for dir in ["rx", "tx"] {
-        for what in ["bytes", "packets", "errors", "dropped"] {
-            let q = format!("count_over_time(kubeskoop_netdev_{dir}{what}%7Brun%3D%22{run}%22%7D%5B30m%5D)");
-            let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={q}")) else { return 0.0 };
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            total += v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        }
-    }
-    total
+    stored(port, "run", run)
 }
 
 #[test]
@@ -190,7 +182,7 @@ service:
     first.wait_until(Duration::from_secs(20), "first samples stored", || stored_run(port, "1") > 0.0);
     prom.kill();
     std::thread::sleep(Duration::from_secs(5));
-    let collected = counter(&first.metrics(), "podnet_receiver_collection_duration_seconds_count");
+    let collected = series_sum(&first.metrics(), "podnet_receiver_collection_duration_seconds_count");
     assert!(first.stop().success());
     let queued = std::fs::read_dir(&queue_dir).unwrap().count();
     assert!(queued >= 5, "batches wait on disk while podnet is down: {queued}");

@@ -154,12 +154,7 @@ service:
         let _ = s.wait();
     }
     drop(pods);
-    let collections = |m: &str| {
-        m.lines()
-            .filter(|l| l.starts_with("podnet_receiver_collection_duration_seconds_count"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let collections = |m: &str| podnet_integration::series_sum(m, "podnet_receiver_collection_duration_seconds_count");
     let at_delete = collections(&agent.metrics());
     agent.wait_until(Duration::from_secs(15), "three collections after the deletion", || collections(&agent.metrics()) >= at_delete + 3.0);
     assert!(!agent.log_text().contains("collection error"), "a deleted pod is not an error:\n{}", agent.log_text());

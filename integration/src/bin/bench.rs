@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podnet_integration::{free_port, http_get};
+use podnet_integration::{free_port, http_get, series_sum};
 
 const PERIOD: Duration = Duration::from_millis(50);
 const CYCLES: usize = 200;
@@ -40,10 +40,6 @@ fn status_kib(pid: u32, key: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0)))
         .unwrap_or(0.0)
-}
-
-fn series_sum(metrics: &str, prefix: &str) -> f64 {
-    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 fn wait_ready(port: u16, path: &str) {
