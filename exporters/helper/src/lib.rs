@@ -389,3 +389,14 @@ pub fn send_http(request: reqwest::RequestBuilder) -> SendFuture {
         classify_http(status, retry_after.as_deref(), &text)
     })
 }
+
+/// Checks an `http(s)://` endpoint: empty is an error that shows `example`.
+pub fn check_http_endpoint(endpoint: &str, example: &str) -> Result<(), String> {
+    if endpoint.is_empty() {
+        return Err(format!("requires a non-empty \"endpoint\" ({example})"));
+    }
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(format!("endpoint \"{endpoint}\" must start with http:// or https://"));
+    }
+    Ok(())
+}

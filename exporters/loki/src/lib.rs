@@ -100,12 +100,7 @@ impl Factory for LokiExporterFactory {
         }
     }
     fn validate(&self, c: &LokiConfig) -> Result<(), String> {
-        if c.endpoint.is_empty() {
-            return Err("requires a non-empty \"endpoint\" (http(s)://loki:3100/loki/api/v1/push)".into());
-        }
-        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
-            return Err(format!("endpoint \"{}\" must start with http:// or https://", c.endpoint));
-        }
+        podnet_exporter_helper::check_http_endpoint(&c.endpoint, "http(s)://loki:3100/loki/api/v1/push")?;
         if c.labels.is_empty() {
             return Err("labels must name at least one stream label (Loki needs one)".into());
         }

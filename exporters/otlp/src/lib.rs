@@ -68,9 +68,7 @@ fn validate(c: &OtlpConfig) -> Result<(), String> {
         return Err("requires a non-empty \"endpoint\"".into());
     }
     for e in [Some(&c.endpoint), c.metrics_endpoint.as_ref(), c.logs_endpoint.as_ref()].into_iter().flatten().filter(|e| !e.is_empty()) {
-        if !(e.starts_with("http://") || e.starts_with("https://")) {
-            return Err(format!("endpoint \"{e}\" must start with http:// or https://"));
-        }
+        podnet_exporter_helper::check_http_endpoint(e, "")?;
     }
     if c.timeout.0.is_zero() {
         return Err("timeout must be greater than zero".into());

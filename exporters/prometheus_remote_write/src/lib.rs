@@ -108,12 +108,7 @@ impl Factory for RemoteWriteExporterFactory {
         }
     }
     fn validate(&self, c: &RemoteWriteConfig) -> Result<(), String> {
-        if c.endpoint.is_empty() {
-            return Err("requires a non-empty \"endpoint\" (http(s)://host:port/api/v1/write)".into());
-        }
-        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
-            return Err(format!("endpoint \"{}\" must start with http:// or https://", c.endpoint));
-        }
+        podnet_exporter_helper::check_http_endpoint(&c.endpoint, "http(s)://host:port/api/v1/write")?;
         if let Some(h) = c.headers.keys().find(|h| RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())) {
             return Err(format!("headers: \"{h}\" is set by the exporter and cannot be overridden"));
         }
