@@ -45,6 +45,9 @@ pub mod kubeskoop_meta {
     pub const SPLIT_BY: &str = "podnet.kubeskoop.split_by";
     /// Prefix of `<prefix><attribute value>` keys holding the name for that value.
     pub const NAME_FOR: &str = "podnet.kubeskoop.name.";
+    /// Prefix of `<prefix><attribute key>` keys holding the KubeSkoop label for that
+    /// attribute (`source.address` → `src`).
+    pub const LABEL_FOR: &str = "podnet.kubeskoop.label.";
 }
 
 /// The signal a pipeline carries.
@@ -201,6 +204,21 @@ pub fn any_value_to_string(v: &AnyValue) -> String {
     }
 }
 
+/// KubeSkoop's `k8s_pod`: the pod's name; `""` at node level (the host namespace, or data
+/// with no namespace); for a namespace no pod source knows, its `ip netns` name or
+/// `netns-<inode>`, so it keeps series of its own instead of being dropped (as KubeSkoop
+/// does) or merged into the node's.
+pub fn kubeskoop_pod(attrs: &[KeyValue]) -> String {
+    if let Some(pod) = attr_string(attrs, keys::K8S_POD_NAME) {
+        return pod;
+    }
+    let is_host = attr_string(attrs, keys::NETNS_HOST).as_deref() == Some("true");
+    match attr_string(attrs, keys::NETNS_INODE) {
+        Some(inode) if !is_host => attr_string(attrs, keys::NETNS_NAME).unwrap_or_else(|| format!("netns-{inode}")),
+        _ => String::new(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metric definitions and builders
 
@@ -225,6 +243,9 @@ pub enum KubeskoopName {
     /// (`system.network.io{network.io.direction=receive}` → `kubeskoop_netdev_rxbytes`).
     /// The attribute is not exported as a label in kubeskoop mode.
     SplitBy { attribute: &'static str, names: &'static [(&'static str, &'static str)] },
+    /// One KubeSkoop metric whose labels have KubeSkoop's own names:
+    /// (attribute key, label name) pairs, e.g. flow tuples (`source.address` → `src`).
+    Relabeled { name: &'static str, labels: &'static [(&'static str, &'static str)] },
 }
 
 /// A `&'static str` for a name built at run time (a metric named after a kernel field).
@@ -270,6 +291,12 @@ impl MetricDef {
         let mut metadata = Vec::new();
         match self.kubeskoop {
             Some(KubeskoopName::Same(name)) => metadata.push(kv_str(kubeskoop_meta::NAME, name)),
+            Some(KubeskoopName::Relabeled { name, labels }) => {
+                metadata.push(kv_str(kubeskoop_meta::NAME, name));
+                for (key, label) in labels {
+                    metadata.push(kv_str(&format!("{}{key}", kubeskoop_meta::LABEL_FOR), *label));
+                }
+            }
             Some(KubeskoopName::SplitBy { attribute, names }) => {
                 metadata.push(kv_str(kubeskoop_meta::SPLIT_BY, attribute));
                 for (value, name) in names {
@@ -293,6 +320,56 @@ impl MetricDef {
             metadata,
             data: Some(data),
         }
+    }
+}
+
+/// Builds a batch of log records (events), one resource per network namespace: records
+/// with the same `resource_key` share a resource, whatever order they come in.
+pub struct LogsBuilder {
+    scope: InstrumentationScope,
+    resources: Vec<ResourceLogs>,
+    index: std::collections::HashMap<u64, usize>,
+    records: usize,
+}
+
+impl LogsBuilder {
+    pub fn new(scope: &str) -> Self {
+        LogsBuilder {
+            scope: InstrumentationScope { name: scope.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), ..Default::default() },
+            resources: Vec::new(),
+            index: std::collections::HashMap::new(),
+            records: 0,
+        }
+    }
+
+    /// Adds `record` under the resource keyed `resource_key`; `attributes` is called only
+    /// for the first record of a resource.
+    pub fn push(&mut self, resource_key: u64, attributes: impl FnOnce() -> Vec<KeyValue>, record: LogRecord) {
+        let i = *self.index.entry(resource_key).or_insert_with(|| {
+            self.resources.push(ResourceLogs {
+                resource: Some(Resource { attributes: attributes(), ..Default::default() }),
+                scope_logs: vec![ScopeLogs { scope: Some(self.scope.clone()), ..Default::default() }],
+                schema_url: String::new(),
+            });
+            self.resources.len() - 1
+        });
+        self.resources[i].scope_logs[0].log_records.push(record);
+        self.records += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The batch so far; the builder starts over empty.
+    pub fn take(&mut self) -> Logs {
+        self.index.clear();
+        self.records = 0;
+        Logs::new(std::mem::take(&mut self.resources))
     }
 }
 

@@ -49,8 +49,42 @@ impl MetricReader for SharedReader {
 /// Sending queues to report: (component attributes, live depth, capacity).
 type QueueRegistry = std::sync::Mutex<Vec<(Vec<OtelKeyValue>, Weak<std::sync::atomic::AtomicUsize>, usize)>>;
 
+/// One reading of a probe self-metric (eBPF program runs, events lost), published by the
+/// receiver that owns the probe and observed at collection time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSample {
+    /// One of [`PROBE_METRICS`]' names.
+    pub metric: &'static str,
+    pub attributes: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// The probe self-metrics: (name, description, unit, monotonic).
+pub const PROBE_METRICS: &[(&str, &str, &str, bool)] = &[
+    ("podnet.probe.up", "1 when a probe is attached and running, 0 when it is unsupported on this kernel.", "1", false),
+    ("podnet.ebpf.program.runs", "Times an eBPF program ran (kernel BPF statistics).", "{run}", true),
+    ("podnet.ebpf.program.run_time", "Time eBPF programs spent running (kernel BPF statistics).", "s", true),
+    ("podnet.ebpf.events", "Probe events by outcome: sent, lost (ring buffer full), rate_limited, decode_error.", "{event}", true),
+    ("podnet.ebpf.flows.evicted", "Flows evicted from a probe's bounded flow table (their series end).", "{flow}", true),
+];
+
+/// Published sample sets: (component attributes, the set); a stopped receiver's set is gone.
+type ProbeRegistry = std::sync::Mutex<Vec<(Vec<OtelKeyValue>, Weak<std::sync::Mutex<Vec<ProbeSample>>>)>>;
+
+/// A receiver's handle for publishing its probe self-metrics.
+#[derive(Clone, Default)]
+pub struct ProbeStats(Arc<std::sync::Mutex<Vec<ProbeSample>>>);
+
+impl ProbeStats {
+    /// Replaces the published samples.
+    pub fn publish(&self, samples: Vec<ProbeSample>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = samples;
+    }
+}
+
 struct Instruments {
     queues: Arc<QueueRegistry>,
+    probes: Arc<ProbeRegistry>,
     received: Counter<u64>,
     sent: Counter<u64>,
     dropped: Counter<u64>,
@@ -120,8 +154,40 @@ impl Telemetry {
                 })
                 .build();
         }
+        let probes: Arc<ProbeRegistry> = Arc::default();
+        for &(name, description, unit, monotonic) in PROBE_METRICS {
+            let probes = probes.clone();
+            let observe = move |out: &mut dyn FnMut(f64, &[OtelKeyValue])| {
+                let mut list = probes.lock().unwrap_or_else(|e| e.into_inner());
+                list.retain(|(_, set)| set.strong_count() > 0);
+                for (base, set) in list.iter() {
+                    let Some(set) = set.upgrade() else { continue };
+                    for sample in set.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|s| s.metric == name) {
+                        let mut attrs = base.clone();
+                        attrs.extend(sample.attributes.iter().map(|(k, v)| OtelKeyValue::new(*k, v.clone())));
+                        out(sample.value, &attrs);
+                    }
+                }
+            };
+            if monotonic {
+                meter
+                    .f64_observable_counter(name)
+                    .with_description(description)
+                    .with_unit(unit)
+                    .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
+                    .build();
+            } else {
+                meter
+                    .f64_observable_gauge(name)
+                    .with_description(description)
+                    .with_unit(unit)
+                    .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
+                    .build();
+            }
+        }
         let instruments = Arc::new(Instruments {
             queues,
+            probes,
             received: meter
                 .u64_counter("podnet.component.received")
                 .with_description("Items (data points or log records) a processor or exporter received.")
@@ -269,6 +335,13 @@ impl ComponentTelemetry {
     pub fn track_queue(&self, depth: &Arc<std::sync::atomic::AtomicUsize>, capacity: usize) {
         let mut list = self.instruments.queues.lock().unwrap_or_else(|e| e.into_inner());
         list.push((self.attrs.as_ref().clone(), Arc::downgrade(depth), capacity));
+    }
+    /// Registers a set of probe self-metrics, reported while the handle lives.
+    pub fn probe_stats(&self) -> ProbeStats {
+        let stats = ProbeStats::default();
+        let mut list = self.instruments.probes.lock().unwrap_or_else(|e| e.into_inner());
+        list.push((self.attrs.as_ref().clone(), Arc::downgrade(&stats.0)));
+        stats
     }
     pub fn collection_error(&self, what: &'static str) {
         self.instruments.collection_errors.add(1, &self.with(&[OtelKeyValue::new("error_type", what)]));

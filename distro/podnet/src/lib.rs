@@ -17,6 +17,7 @@ pub fn registry() -> Registry {
         .extension(podnet_netns::NetnsExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
         .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
+        .receiver(podnet_receiver_ebpf::EbpfReceiverFactory)
         .receiver(podnet_receiver_otlp::OtlpReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
@@ -26,6 +27,7 @@ pub fn registry() -> Registry {
         .exporter(podnet_exporter_loki::LokiExporterFactory)
         .exporter(podnet_exporter_debug::DebugExporterFactory)
         .exporter(podnet_exporter_debug::FileExporterFactory)
+        .exporter(podnet_exporter_debug::StderrExporterFactory)
 }
 
 /// The `podnet components` listing: one line per component, probes indented below.

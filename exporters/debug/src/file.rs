@@ -1,5 +1,6 @@
 //! `file`: appends each batch as one line of OTLP JSON (`{"resourceMetrics":[…]}` or
-//! `{"resourceLogs":[…]}`), the format of the Collector's file exporter.
+//! `{"resourceLogs":[…]}`), the format of the Collector's file exporter; or, with
+//! `format: kubeskoop`, one KubeSkoop event line per log record.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -12,10 +13,22 @@ use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal};
 use serde::{Deserialize, Serialize};
 
+/// How records are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineFormat {
+    /// One OTLP JSON line per batch (metrics and events).
+    #[default]
+    OtlpJson,
+    /// KubeSkoop's `{"timestamp","type","labels","msg"}`, one line per event (events only).
+    Kubeskoop,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub path: PathBuf,
+    pub format: LineFormat,
 }
 
 pub struct FileExporterFactory;
@@ -43,18 +56,32 @@ impl Factory for FileExporterFactory {
 
 impl ExporterFactory for FileExporterFactory {
     fn create(&self, config: &FileConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::create_dir_all(dir).map_err(|e| BuildError::new(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&config.path)
             .map_err(|e| BuildError::new(format!("cannot open {} for appending: {e}", config.path.display())))?;
-        Ok(Box::new(FileExporter { file, ctx }))
+        Ok(Box::new(FileExporter { file, format: config.format, ctx }))
     }
 }
 
 struct FileExporter {
     file: File,
+    format: LineFormat,
     ctx: ComponentContext,
+}
+
+/// The text a batch becomes in `format`; `None` when the format has no place for it
+/// (metrics in KubeSkoop's event format).
+pub fn render_lines(data: &PData, format: LineFormat) -> Result<Option<String>, String> {
+    match (format, data) {
+        (LineFormat::OtlpJson, d) => to_json_line(d).map(Some),
+        (LineFormat::Kubeskoop, PData::Logs(l)) => Ok(Some(crate::kubeskoop::lines(l, ""))),
+        (LineFormat::Kubeskoop, PData::Metrics(_)) => Ok(None),
+    }
 }
 
 /// One JSON line for a batch.
@@ -71,10 +98,17 @@ pub fn to_json_line(data: &PData) -> Result<String, String> {
 impl Exporter for FileExporter {
     fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
         Box::pin(async move {
-            let FileExporter { mut file, ctx } = *self;
-            crate::drive(&ctx, &mut input, |d| {
-                let line = to_json_line(d)?;
-                file.write_all(line.as_bytes()).map_err(|e| format!("write: {e}"))
+            let FileExporter { mut file, format, ctx } = *self;
+            let mut warned = false;
+            crate::drive(&ctx, &mut input, |d| match render_lines(d, format)? {
+                Some(text) => file.write_all(text.as_bytes()).map_err(|e| format!("write: {e}")),
+                None => {
+                    if !warned {
+                        tracing::warn!(component = %ctx.id, "format kubeskoop holds events only: metrics are not written (use format otlp_json)");
+                        warned = true;
+                    }
+                    Ok(())
+                }
             })
             .await;
             if let Err(e) = file.sync_data() {

@@ -1,10 +1,14 @@
-//! Exporters for people and files: `debug` prints to stdout, `file` appends OTLP JSON lines.
+//! Exporters for people and files: `debug` prints to stdout, `file` appends OTLP JSON
+//! lines (or KubeSkoop event lines), `stderr` writes events as KubeSkoop's stderr sink.
 
 mod debug;
 mod file;
+pub mod kubeskoop;
+mod stderr;
 
 pub use debug::{DebugConfig, DebugExporterFactory, Verbosity, render};
-pub use file::{FileConfig, FileExporterFactory};
+pub use file::{FileConfig, FileExporterFactory, LineFormat, render_lines};
+pub use stderr::{StderrConfig, StderrExporterFactory, stderr_text};
 
 use podnet_pipeline::component::ComponentContext;
 use podnet_pipeline::fanout::Input;

@@ -7,6 +7,7 @@
 //! `kubeskoop`: KubeSkoop's exact names (carried in the metric's metadata by the receiver)
 //! and its labels `k8s_node`, `k8s_namespace`, `k8s_pod` (empty for the host namespace).
 
+use podnet_pipeline::pdata::kubeskoop_pod;
 use podnet_pipeline::pdata::{
     AggregationTemporality, KeyValue, Metric, NumberDataPoint, ResourceMetrics, any_value_to_string, attr_string, keys, kubeskoop_meta,
     metric, number_value_f64,
@@ -231,7 +232,10 @@ impl Translator<'_> {
     #[allow(clippy::too_many_arguments)]
     fn number_point(&self, m: &Metric, kind: FamilyType, help: &str, base: &Labels, dp: &NumberDataPoint, out: &mut Vec<Sample>) {
         let Some((family, consumed)) = self.family_name(m, kind, &dp.attributes) else { return };
-        let mut labels = merge(base, &dp.attributes, consumed);
+        let mut labels = match self.naming {
+            Naming::Kubeskoop => merge_relabeled(base, &dp.attributes, consumed, &m.metadata),
+            Naming::Otel => merge(base, &dp.attributes, consumed),
+        };
         if self.naming == Naming::Otel {
             // Attribute order is not meaningful in OTLP; sorted labels give stable output.
             // KubeSkoop mode keeps KubeSkoop's order (k8s_node, k8s_namespace, k8s_pod, …).
@@ -239,21 +243,6 @@ impl Translator<'_> {
         }
         let value = number_value_f64(dp);
         out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value, time_unix_nano: dp.time_unix_nano });
-    }
-}
-
-/// KubeSkoop's `k8s_pod`: the pod's name; `""` at node level (the host namespace, or data
-/// with no namespace); for a namespace no pod source knows, its `ip netns` name or
-/// `netns-<inode>`, so it keeps series of its own instead of being dropped (as KubeSkoop
-/// does) or merged into the node's.
-fn kubeskoop_pod(attrs: &[KeyValue]) -> String {
-    if let Some(pod) = attr_string(attrs, keys::K8S_POD_NAME) {
-        return pod;
-    }
-    let is_host = attr_string(attrs, keys::NETNS_HOST).as_deref() == Some("true");
-    match attr_string(attrs, keys::NETNS_INODE) {
-        Some(inode) if !is_host => attr_string(attrs, keys::NETNS_NAME).unwrap_or_else(|| format!("netns-{inode}")),
-        _ => String::new(),
     }
 }
 
@@ -268,6 +257,40 @@ fn merge(base: &Labels, attrs: &[KeyValue], skip: Option<&str>) -> Labels {
         }
     }
     labels
+}
+
+/// `merge` with KubeSkoop's label names where the metric declares them (flow tuples:
+/// `source.address` → `src`, `network.transport` → `protocol` as `TCP`/`UDP`/…).
+fn merge_relabeled(base: &Labels, attrs: &[KeyValue], skip: Option<&str>, metadata: &[KeyValue]) -> Labels {
+    if !metadata.iter().any(|kv| kv.key.starts_with(kubeskoop_meta::LABEL_FOR)) {
+        return merge(base, attrs, skip);
+    }
+    let mut labels = base.clone();
+    for kv in attrs.iter().filter(|kv| Some(kv.key.as_str()) != skip) {
+        let value = kv.value.as_ref().map(any_value_to_string).unwrap_or_default();
+        let (name, value) = match attr_string(metadata, &format!("{}{}", kubeskoop_meta::LABEL_FOR, kv.key)) {
+            Some(label) if label == "protocol" => (label, kubeskoop_protocol(&value)),
+            Some(label) => (label, value),
+            None => (sanitize_label(&kv.key), value),
+        };
+        match labels.iter_mut().find(|(n, _)| *n == name) {
+            Some(existing) => existing.1 = value,
+            None => labels.push((name, value)),
+        }
+    }
+    labels
+}
+
+/// KubeSkoop's protocol spelling (`bpfutil.GetProtoStr`) of an OTel `network.transport`.
+fn kubeskoop_protocol(transport: &str) -> String {
+    match transport {
+        "tcp" => "TCP",
+        "udp" => "UDP",
+        "icmp" => "ICMP",
+        "icmpv6" => "ICMP6",
+        _ => "IP",
+    }
+    .to_string()
 }
 
 /// The Collector's metric name translation with suffixes.

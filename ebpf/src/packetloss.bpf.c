@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* packetloss: every IP packet the kernel drops (skb:kfree_skb), counted per network
+ * namespace and drop reason, and per flow (LRU), with an optional event per drop. */
+#include "podnet.h"
+
+struct drop_key {
+	__u32 netns;
+	__u32 reason;
+};
+
+struct flow_drops {
+	__u64 total;
+	__u64 netfilter;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_key);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct flow_key);
+	__type(value, struct flow_drops);
+} drop_flows SEC(".maps");
+
+static __always_inline int not_a_drop(__u32 reason)
+{
+	if (reason == 0) /* SKB_NOT_DROPPED_YET */
+		return 1;
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
+		return 1;
+	return 0;
+}
+
+static __always_inline int is_netfilter(__u32 reason)
+{
+	return bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP) &&
+	       reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP);
+}
+
+static __always_inline int handle_drop(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason)
+{
+	struct event tuple = {};
+	struct drop_key key = {};
+	__u64 one = 1, *v;
+
+	if (not_a_drop(reason)) {
+		stat_inc(ST_FILTERED);
+		return 0;
+	}
+	/* Only IP: the rest (vsock, netlink, ARP) is not pod traffic. */
+	__u16 proto = tuple_from_skb(skb, &tuple);
+	if (!proto) {
+		stat_inc(ST_FILTERED);
+		return 0;
+	}
+	stat_inc(ST_HITS);
+	key.netns = skb_netns(skb);
+	key.reason = reason;
+	v = bpf_map_lookup_elem(&drops, &key);
+	if (v)
+		*v += 1;
+	else
+		bpf_map_update_elem(&drops, &key, &one, BPF_NOEXIST);
+
+	struct flow_key fk = { .netns = key.netns, .family = tuple.family, .l4proto = tuple.l4proto };
+	__builtin_memcpy(fk.saddr, tuple.saddr, 16);
+	__builtin_memcpy(fk.daddr, tuple.daddr, 16);
+	struct flow_drops *f = bpf_map_lookup_elem(&drop_flows, &fk);
+	if (!f) {
+		struct flow_drops zero = {};
+		bpf_map_update_elem(&drop_flows, &fk, &zero, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&drop_flows, &fk);
+	}
+	if (f) {
+		__sync_fetch_and_add(&f->total, 1);
+		if (is_netfilter(reason))
+			__sync_fetch_and_add(&f->netfilter, 1);
+	}
+
+	struct event *e = reserve_event(EV_DROP, key.netns);
+	if (!e)
+		return 0;
+	e->location = location;
+	e->reason = reason;
+	e->protocol = proto;
+	e->family = tuple.family;
+	e->l4proto = tuple.l4proto;
+	e->sport = tuple.sport;
+	e->dport = tuple.dport;
+	__builtin_memcpy(e->saddr, tuple.saddr, 16);
+	__builtin_memcpy(e->daddr, tuple.daddr, 16);
+	add_stack(ctx, e);
+	submit_event(e);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(packetloss_btf, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	return handle_drop(ctx, skb, (__u64)location, reason);
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int packetloss_tp(struct trace_event_raw_kfree_skb *args)
+{
+	struct sk_buff *skb = BPF_CORE_READ(args, skbaddr);
+	__u32 reason = 0;
+	if (bpf_core_field_exists(args->reason))
+		reason = BPF_CORE_READ(args, reason);
+	else
+		reason = 2; /* kernels before drop reasons: every kfree_skb is a drop */
+	return handle_drop(args, skb, (__u64)BPF_CORE_READ(args, location), reason);
+}
+
+/* For kernels whose tracepoints cannot be used; needs kprobes. */
+SEC("kprobe/kfree_skb_reason")
+int BPF_KPROBE(packetloss_kprobe, struct sk_buff *skb, enum skb_drop_reason reason)
+{
+	return handle_drop(ctx, skb, 0, reason);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* What every podnet probe shares: the event record read by the `ebpf` receiver
+ * (mirrored in receivers/ebpf/src/abi.rs: keep both in step), the per-probe self
+ * counters, the per-namespace event rate limit and the socket/packet readers. */
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define MAX_STACK 64
+
+enum event_kind {
+	EV_DROP = 1,
+	EV_RESET_NOSOCK = 2,
+	EV_RESET_ACTIVE = 3,
+	EV_RESET_PROCESS = 4,
+	EV_RESET_RECEIVE = 5,
+	EV_RETRANS = 6,
+};
+
+/* Indexes of the `stats` per-CPU array. */
+enum probe_stat {
+	ST_HITS = 0,        /* hook calls that were counted */
+	ST_EVENTS = 1,      /* events written to the ring buffer */
+	ST_LOST = 2,        /* events lost: the ring buffer was full */
+	ST_RATE_LIMITED = 3, /* events suppressed by the per-namespace limit */
+	ST_FILTERED = 4,    /* hook calls ignored (not IP, not a drop) */
+	ST_MAX = 8,
+};
+
+struct event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 location;  /* drop: the kernel address that freed the skb */
+	__u32 kind;      /* enum event_kind */
+	__u32 netns;     /* network namespace inode */
+	__u32 reason;    /* skb_drop_reason or sk_rst_reason */
+	__u16 family;    /* AF_INET / AF_INET6 */
+	__u16 protocol;  /* ethertype, host order */
+	__u16 sport;     /* host order */
+	__u16 dport;     /* host order */
+	__u8 l4proto;
+	__u8 state;      /* TCP state of the socket, 0 when there is none */
+	__u16 stack_len; /* frames in `stack` (stack-carrying records only) */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct event_with_stack {
+	struct event ev;
+	__u64 stack[MAX_STACK];
+};
+
+struct rate_window {
+	__u64 start_ns;
+	__u64 count;
+};
+
+/* Set by the receiver at load time. */
+volatile const __u32 emit_events = 1;
+volatile const __u32 emit_stack = 0;
+/* Events per second per namespace; 0 = no limit. */
+volatile const __u32 events_per_second = 0;
+/* Wake the reader only once this many records are waiting (it also drains on a timer). */
+volatile const __u32 wakeup_batch = 64;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct rate_window);
+} rate SEC(".maps");
+
+static __always_inline void stat_inc(__u32 k)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &k);
+	if (v)
+		*v += 1;
+}
+
+/* A fixed one-second window per namespace: cheap, and a storm in one pod cannot
+ * crowd the others out of the ring buffer. */
+static __always_inline int rate_allows(__u32 netns)
+{
+	if (!events_per_second)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	struct rate_window *w = bpf_map_lookup_elem(&rate, &netns);
+	if (!w) {
+		struct rate_window fresh = { .start_ns = now, .count = 1 };
+		bpf_map_update_elem(&rate, &netns, &fresh, BPF_ANY);
+		return 1;
+	}
+	if (now - w->start_ns >= 1000000000ULL) {
+		w->start_ns = now;
+		w->count = 1;
+		return 1;
+	}
+	if (__sync_fetch_and_add(&w->count, 1) < events_per_second)
+		return 1;
+	stat_inc(ST_RATE_LIMITED);
+	return 0;
+}
+
+static __always_inline void *reserve_event(__u32 kind, __u32 netns)
+{
+	struct event *e;
+	if (!emit_events || !rate_allows(netns))
+		return 0;
+	if (emit_stack)
+		e = bpf_ringbuf_reserve(&events, sizeof(struct event_with_stack), 0);
+	else
+		e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+	if (!e) {
+		stat_inc(ST_LOST);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->netns = netns;
+	return e;
+}
+
+static __always_inline void add_stack(void *ctx, struct event *e)
+{
+	if (!emit_stack)
+		return;
+	struct event_with_stack *s = (void *)e;
+	long n = bpf_get_stack(ctx, s->stack, sizeof(s->stack), 0);
+	if (n > 0)
+		e->stack_len = n / sizeof(__u64);
+}
+
+static __always_inline void submit_event(struct event *e)
+{
+	__u64 flags = 0;
+	if (wakeup_batch > 1) {
+		__u64 size = emit_stack ? sizeof(struct event_with_stack) : sizeof(struct event);
+		__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		flags = pending >= (__u64)wakeup_batch * (size + 8) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
+	bpf_ringbuf_submit(e, flags);
+	stat_inc(ST_EVENTS);
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline __u32 skb_netns(const struct sk_buff *skb)
+{
+	if (!skb)
+		return 0;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	return sk_netns(BPF_CORE_READ(skb, sk));
+}
+
+/* The socket's own view: source = local end. Works for full, request and time-wait
+ * sockets alike, as all of them start with sock_common. */
+static __always_inline void tuple_from_sk(const struct sock *sk, struct event *e)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (e->family == AF_INET) {
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->saddr, &s, 4);
+		__builtin_memcpy(e->daddr, &d, 4);
+	} else if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr);
+	}
+}
+
+/* The packet's own view, from its IP and TCP/UDP headers. Returns the ethertype, or 0
+ * when the packet is not IP. */
+static __always_inline __u16 tuple_from_skb(const struct sk_buff *skb, struct event *e)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (!head || nh == (__u16)~0U)
+		return proto == ETH_P_IP || proto == ETH_P_IPV6 ? proto : 0;
+	__u8 version = 0;
+	if (bpf_probe_read_kernel(&version, 1, head + nh))
+		return 0;
+	version >>= 4;
+	if (version == 4) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return 0;
+		proto = ETH_P_IP;
+		e->family = AF_INET;
+		e->l4proto = ip.protocol;
+		__builtin_memcpy(e->saddr, &ip.saddr, 4);
+		__builtin_memcpy(e->daddr, &ip.daddr, 4);
+		if (th == (__u16)~0U || th <= nh)
+			th = nh + ip.ihl * 4;
+	} else if (version == 6) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return 0;
+		proto = ETH_P_IPV6;
+		e->family = AF_INET6;
+		e->l4proto = ip6.nexthdr;
+		__builtin_memcpy(e->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(e->daddr, &ip6.daddr, 16);
+		if (th == (__u16)~0U || th <= nh)
+			th = nh + sizeof(ip6);
+	} else {
+		return 0;
+	}
+	if (e->l4proto == IPPROTO_TCP || e->l4proto == IPPROTO_UDP) {
+		__be16 ports[2];
+		if (!bpf_probe_read_kernel(ports, sizeof(ports), head + th)) {
+			e->sport = bpf_ntohs(ports[0]);
+			e->dport = bpf_ntohs(ports[1]);
+		}
+	}
+	return proto;
+}
+
+static __always_inline void swap_tuple(struct event *e)
+{
+	__u8 tmp[16];
+	__u16 p = e->sport;
+	e->sport = e->dport;
+	e->dport = p;
+	__builtin_memcpy(tmp, e->saddr, 16);
+	__builtin_memcpy(e->saddr, e->daddr, 16);
+	__builtin_memcpy(e->daddr, tmp, 16);
+}
+
+/* Flow keys: bounded by an LRU map whose size the receiver sets. */
+struct flow_key {
+	__u32 netns;
+	__u16 family;
+	__u8 l4proto;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};

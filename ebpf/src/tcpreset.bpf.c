@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* tcpreset: TCP resets sent and received, typed as KubeSkoop does (NOSOCK, ACTIVE,
+ * PROCESS, RECEIVE), counted per namespace, kind and reset reason. */
+#include "podnet.h"
+
+struct reset_key {
+	__u32 netns;
+	__u16 kind;
+	__u16 reason;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct reset_key);
+	__type(value, __u64);
+} resets SEC(".maps");
+
+static __always_inline void count_reset(__u32 netns, __u32 kind, __u32 reason)
+{
+	struct reset_key key = { .netns = netns, .kind = kind, .reason = reason };
+	__u64 one = 1, *v;
+	stat_inc(ST_HITS);
+	v = bpf_map_lookup_elem(&resets, &key);
+	if (v)
+		*v += 1;
+	else
+		bpf_map_update_elem(&resets, &key, &one, BPF_NOEXIST);
+}
+
+/* A reset we send. No socket: the reply to a segment for a closed port (NOSOCK). No
+ * segment: the local end aborted (ACTIVE: SO_LINGER 0, close with unread data). Both:
+ * the socket answered a segment it rejects (PROCESS). */
+static __always_inline int handle_send(void *ctx, const struct sock *sk, const struct sk_buff *skb, __u32 reason)
+{
+	__u32 kind = !sk ? EV_RESET_NOSOCK : (!skb ? EV_RESET_ACTIVE : EV_RESET_PROCESS);
+	__u32 netns = sk ? sk_netns(sk) : skb_netns(skb);
+	count_reset(netns, kind, reason);
+	struct event *e = reserve_event(kind, netns);
+	if (!e)
+		return 0;
+	e->reason = reason;
+	e->l4proto = IPPROTO_TCP;
+	if (kind == EV_RESET_ACTIVE) {
+		tuple_from_sk(sk, e);
+	} else {
+		/* The tuple of the segment that caused the reset, as KubeSkoop reports it. */
+		e->protocol = tuple_from_skb(skb, e);
+		e->l4proto = IPPROTO_TCP;
+		if (sk)
+			e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	}
+	add_stack(ctx, e);
+	submit_event(e);
+	return 0;
+}
+
+static __always_inline int handle_receive(void *ctx, const struct sock *sk)
+{
+	__u32 netns = sk_netns(sk);
+	count_reset(netns, EV_RESET_RECEIVE, 0);
+	struct event *e = reserve_event(EV_RESET_RECEIVE, netns);
+	if (!e)
+		return 0;
+	tuple_from_sk(sk, e);
+	e->l4proto = IPPROTO_TCP;
+	add_stack(ctx, e);
+	submit_event(e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcpreset_send_btf, const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
+{
+	return handle_send(ctx, sk, skb, reason);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcpreset_receive_btf, struct sock *sk)
+{
+	return handle_receive(ctx, sk);
+}
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int tcpreset_send_tp(struct trace_event_raw_tcp_send_reset *args)
+{
+	__u32 reason = 0;
+	if (bpf_core_field_exists(args->reason))
+		reason = BPF_CORE_READ(args, reason);
+	return handle_send(args, BPF_CORE_READ(args, skaddr), BPF_CORE_READ(args, skbaddr), reason);
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int tcpreset_receive_tp(struct trace_event_raw_tcp_event_sk *args)
+{
+	return handle_receive(args, BPF_CORE_READ(args, skaddr));
+}
+
+/* Kernels without the send-reset tracepoint: the functions KubeSkoop probes. */
+SEC("kprobe/tcp_v4_send_reset")
+int BPF_KPROBE(tcpreset_v4_send_kprobe, const struct sock *sk, struct sk_buff *skb)
+{
+	return handle_send(ctx, sk, skb, 0);
+}
+
+SEC("kprobe/tcp_send_active_reset")
+int BPF_KPROBE(tcpreset_active_kprobe, struct sock *sk)
+{
+	return handle_send(ctx, sk, 0, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,166 @@
+//! Ring buffer records to OTel log records: the event type as the record's event name,
+//! the kernel's timestamp, the namespace's resource (so `k8s_attributes` can name the
+//! pod) and the tuple, reasons, state and stack as attributes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use podnet_netns::{Namespace, NamespaceSource};
+use podnet_pipeline::pdata::{AnyValue, KeyValue, LogRecord, any_value, keys, kv_int, kv_str, now_unix_nanos};
+
+use crate::abi::{self, EventKind, Record};
+use crate::kallsyms::Kallsyms;
+use crate::probes::{self, Reasons};
+
+/// Network namespace inode → its resource, refreshed when an unknown inode shows up
+/// (at most once a second: a storm from a namespace that just vanished must not turn
+/// into a storm of /proc scans).
+pub struct NamespaceIndex {
+    source: NamespaceSource,
+    node: String,
+    by_inode: HashMap<u64, Namespace>,
+    host: Option<Namespace>,
+    refreshed: Option<Instant>,
+}
+
+impl NamespaceIndex {
+    pub fn new(source: NamespaceSource, node: String) -> NamespaceIndex {
+        NamespaceIndex { source, node, by_inode: HashMap::new(), host: None, refreshed: None }
+    }
+
+    pub fn refresh(&mut self) -> Result<(), String> {
+        self.refreshed = Some(Instant::now());
+        let list = self.source.list()?;
+        self.by_inode = list.iter().map(|ns| (ns.inode, ns.clone())).collect();
+        self.host = list.iter().find(|ns| ns.is_host).cloned();
+        Ok(())
+    }
+
+    pub fn contains(&self, inode: u32) -> bool {
+        self.by_inode.contains_key(&u64::from(inode))
+    }
+
+    pub fn namespace(&self, inode: u64) -> Option<&Namespace> {
+        self.by_inode.get(&inode)
+    }
+
+    pub fn host(&self) -> Option<&Namespace> {
+        self.host.as_ref()
+    }
+
+    /// (resource key, attributes) of `inode`. Inode 0 (a packet with neither device nor
+    /// socket) is node level; an inode no scan knows keeps its own resource.
+    pub fn resource(&mut self, inode: u32) -> (u64, Vec<KeyValue>) {
+        let inode = u64::from(inode);
+        if inode != 0 && !self.by_inode.contains_key(&inode) && self.refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let _ = self.refresh();
+        }
+        match (inode, self.by_inode.get(&inode), &self.host) {
+            (_, Some(ns), _) => (ns.inode, ns.resource_attributes(&self.node)),
+            (0, _, Some(host)) => (host.inode, host.resource_attributes(&self.node)),
+            _ => (inode, vec![kv_str(keys::K8S_NODE_NAME, self.node.clone()), kv_int(keys::NETNS_INODE, inode as i64)]),
+        }
+    }
+}
+
+/// Turns records into log records; shared by a receiver's ring buffer readers.
+pub struct Decoder {
+    pub reasons: Reasons,
+    pub kallsyms: Option<Kallsyms>,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time.
+    pub boot_offset_nanos: i128,
+    pub namespaces: Mutex<NamespaceIndex>,
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC now.
+pub fn monotonic_to_realtime_offset() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    let mono = read(libc::CLOCK_MONOTONIC);
+    let real = read(libc::CLOCK_REALTIME);
+    real - mono
+}
+
+/// Frames of the probe itself and the tracing glue that called it: not the kernel's path.
+fn is_tracing_frame(symbol: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_"].iter().any(|p| symbol.starts_with(p))
+}
+
+impl Decoder {
+    /// All frames, innermost first, one per line as `symbol+0xOFFSET` (KubeSkoop's
+    /// spelling), starting at the kernel function that hit the hook.
+    pub fn stack(&self, addrs: &[u64]) -> String {
+        let frames: Vec<String> = addrs
+            .iter()
+            .map(|a| self.kallsyms.as_ref().and_then(|k| k.resolve(*a)).unwrap_or_else(|| format!("0x{a:x}")))
+            .skip_while(|f| is_tracing_frame(f))
+            .collect();
+        frames.join("\n")
+    }
+
+    /// The log record of one event, and its resource.
+    pub fn log_record(&self, r: &Record) -> ((u64, Vec<KeyValue>), LogRecord) {
+        let e = &r.event;
+        let kind = EventKind::from_raw(e.kind).unwrap_or(EventKind::Drop);
+        let mut attrs = Vec::with_capacity(12);
+        let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
+        let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
+        let transport = abi::transport(e.l4proto);
+        attrs.push(kv_str(probes::NETWORK_TRANSPORT, transport));
+        if e.family == abi::AF_INET || e.family == abi::AF_INET6 {
+            attrs.push(kv_str(probes::NETWORK_TYPE, if e.family == abi::AF_INET6 { "ipv6" } else { "ipv4" }));
+            attrs.push(kv_str(probes::SOURCE_ADDRESS, src.clone()));
+            attrs.push(kv_int(probes::SOURCE_PORT, i64::from(e.sport)));
+            attrs.push(kv_str(probes::DESTINATION_ADDRESS, dst.clone()));
+            attrs.push(kv_int(probes::DESTINATION_PORT, i64::from(e.dport)));
+        }
+        let mut summary = format!("protocol={} saddr={src} sport={} daddr={dst} dport={}", transport.to_uppercase(), e.sport, e.dport);
+        match kind {
+            EventKind::Drop => {
+                let reason = self.reasons.drop.name(e.reason);
+                summary.push_str(&format!(" reason={reason}"));
+                attrs.push(kv_str(probes::DROP_REASON, reason));
+                if let Some(sym) = self.kallsyms.as_ref().and_then(|k| k.resolve(e.location)) {
+                    summary.push_str(&format!(" location={sym}"));
+                    attrs.push(kv_str(probes::DROP_LOCATION, sym));
+                }
+            }
+            EventKind::ResetNosock | EventKind::ResetActive | EventKind::ResetProcess | EventKind::ResetReceive => {
+                attrs.push(kv_str(probes::RESET_KIND, kind.reset_kind()));
+                if kind != EventKind::ResetReceive {
+                    let reason = self.reasons.reset.name(e.reason);
+                    summary.push_str(&format!(" reason={reason}"));
+                    attrs.push(kv_str(probes::RESET_REASON, reason));
+                }
+            }
+            EventKind::Retrans => {}
+        }
+        if e.state != 0 {
+            let state = abi::tcp_state(e.state);
+            summary.push_str(&format!(" state={state}"));
+            attrs.push(kv_str(keys::NETWORK_CONNECTION_STATE, state));
+        }
+        if !r.stack.is_empty() {
+            attrs.push(kv_str(probes::STACKTRACE, self.stack(&r.stack)));
+        }
+        let observed = now_unix_nanos();
+        let time = (i128::from(e.ts_ns) + self.boot_offset_nanos).clamp(0, i128::from(u64::MAX)) as u64;
+        let record = LogRecord {
+            time_unix_nano: time,
+            observed_time_unix_nano: observed,
+            severity_number: 13, // WARN: each of these is something going wrong
+            severity_text: "WARN".into(),
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(summary)) }),
+            attributes: attrs,
+            event_name: kind.kubeskoop_type().to_string(),
+            ..Default::default()
+        };
+        let resource = self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource(e.netns);
+        (resource, record)
+    }
+}

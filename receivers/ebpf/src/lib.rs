@@ -1,0 +1,547 @@
+//! Receiver `ebpf`: kernel programs that see what counters cannot. `packetloss` (every IP
+//! packet the kernel drops, with the kernel's drop reason), `tcpreset` (resets sent and
+//! received, typed as KubeSkoop types them) and `tcpretrans` (retransmissions). Counts
+//! are aggregated in the kernel per network namespace and read every collection
+//! interval; chosen events come through one ring buffer per probe with batched wake-ups
+//! and become log records.
+
+pub mod abi;
+pub mod btf;
+pub mod events;
+pub mod kallsyms;
+pub mod loader;
+pub mod probes;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use podnet_netns::{NamespaceSource, Namespaces};
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Overhead, ProbeInfo, Receiver, ReceiverFactory, Stability,
+};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::cumulative::{CumulativeTracker, PointWriter, SeriesKey};
+use podnet_pipeline::fanout::Outputs;
+use podnet_pipeline::pdata::{LogsBuilder, MetricsBuilder, PData, Signal, now_unix_nanos};
+use podnet_pipeline::telemetry::ProbeSample;
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Decoder, NamespaceIndex};
+use crate::loader::{Hook, LoadOptions, LoadedProbe};
+use crate::probes::{FlowTable, Graveyard, ProbeKind, Reasons};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeOptions {
+    /// Where to attach: `auto` (tp_btf, then tracepoint, then kprobe) or one of them.
+    pub hook: Hook,
+    /// Emit an event (log record) per occurrence, besides the counters.
+    pub events: bool,
+    /// Add the kernel stack, symbolised from /proc/kallsyms, to each event.
+    pub stack: bool,
+    /// Events per second per network namespace; past it events are counted, not sent.
+    /// 0: no limit.
+    pub events_per_second: u32,
+    /// Size of the probe's flow table (packetloss, tcpretrans); the least recently
+    /// updated flow makes room, and its series end.
+    pub max_flows: Option<u32>,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions { hook: Hook::Auto, events: true, stack: false, events_per_second: 100, max_flows: None }
+    }
+}
+
+/// `packetloss:` with no value means the probe with its defaults.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ProbeOptions>, D::Error> {
+    Ok(Some(Option::<ProbeOptions>::deserialize(d)?.unwrap_or_default()))
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub packetloss: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub tcpreset: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub tcpretrans: Option<ProbeOptions>,
+}
+
+impl ProbesConfig {
+    pub fn enabled(&self) -> Vec<(ProbeKind, &ProbeOptions)> {
+        [(ProbeKind::Packetloss, &self.packetloss), (ProbeKind::Tcpreset, &self.tcpreset), (ProbeKind::Tcpretrans, &self.tcpretrans)]
+            .into_iter()
+            .filter_map(|(k, o)| o.as_ref().map(|o| (k, o)))
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EbpfConfig {
+    pub collection_interval: ConfigDuration,
+    pub root_path: PathBuf,
+    pub names_path: PathBuf,
+    pub netns_extension: String,
+    /// The kernel's BTF, for CO-RE and for reason names.
+    pub btf_path: PathBuf,
+    pub kallsyms_path: PathBuf,
+    /// Bytes of each probe's ring buffer: a power of two, at least one page.
+    pub ring_buffer_size: u32,
+    /// Wake the reader when this many events wait; it also drains every `flush_interval`.
+    pub wakeup_batch: u32,
+    /// The longest an event waits in podnet before it is sent on.
+    pub flush_interval: ConfigDuration,
+    pub probes: ProbesConfig,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        EbpfConfig {
+            collection_interval: ConfigDuration::from_secs(15),
+            root_path: "/proc".into(),
+            names_path: "/run/netns".into(),
+            netns_extension: "netns".into(),
+            btf_path: btf::VMLINUX.into(),
+            kallsyms_path: "/proc/kallsyms".into(),
+            ring_buffer_size: 1 << 20,
+            wakeup_batch: 64,
+            flush_interval: ConfigDuration(Duration::from_millis(200)),
+            probes: ProbesConfig::default(),
+        }
+    }
+}
+
+const DEFAULT_MAX_FLOWS: u32 = 10240;
+/// Log records per batch sent on.
+const BATCH_RECORDS: usize = 1024;
+
+const PROBES: &[ProbeInfo] = &[
+    ProbeInfo {
+        name: "packetloss",
+        data_source: "eBPF tp_btf/kfree_skb (tracepoint skb:kfree_skb, kprobe kfree_skb_reason)",
+        overhead: Overhead::Medium,
+    },
+    ProbeInfo {
+        name: "tcpreset",
+        data_source: "eBPF tcp:tcp_send_reset, tcp:tcp_receive_reset (kprobes tcp_v4_send_reset, tcp_send_active_reset)",
+        overhead: Overhead::Low,
+    },
+    ProbeInfo { name: "tcpretrans", data_source: "eBPF tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb)", overhead: Overhead::Low },
+];
+
+pub struct EbpfReceiverFactory;
+
+impl Factory for EbpfReceiverFactory {
+    type Config = EbpfConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "ebpf",
+            aliases: &[],
+            kind: Kind::Receiver,
+            signals: &[Signal::Metrics, Signal::Logs],
+            stability: Stability::Alpha,
+            description: "Packet drops with kernel drop reasons, TCP resets and retransmits from eBPF programs, as metrics and events",
+            probes: PROBES,
+        }
+    }
+    fn validate(&self, c: &EbpfConfig) -> Result<(), String> {
+        if c.collection_interval.0.is_zero() || c.flush_interval.0.is_zero() {
+            return Err("collection_interval and flush_interval must be greater than zero".into());
+        }
+        if c.probes.enabled().is_empty() {
+            return Err("probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans)".into());
+        }
+        if !c.ring_buffer_size.is_power_of_two() || c.ring_buffer_size < 4096 {
+            return Err(format!("ring_buffer_size must be a power of two of at least 4096 bytes, got {}", c.ring_buffer_size));
+        }
+        if let Some(o) = &c.probes.tcpreset
+            && o.max_flows.is_some()
+        {
+            return Err("probes::tcpreset::max_flows: tcpreset keeps no flow table; remove the key".into());
+        }
+        for (kind, o) in c.probes.enabled() {
+            if o.max_flows == Some(0) {
+                return Err(format!("probes::{}::max_flows must be at least 1", kind.spec().name));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReceiverFactory for EbpfReceiverFactory {
+    fn create(&self, config: &EbpfConfig, ctx: ComponentContext) -> Result<Box<dyn Receiver>, BuildError> {
+        Ok(Box::new(EbpfReceiver { config: config.clone(), ctx }))
+    }
+}
+
+struct EbpfReceiver {
+    config: EbpfConfig,
+    ctx: ComponentContext,
+}
+
+impl Receiver for EbpfReceiver {
+    fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
+        Box::pin(run(self.config, self.ctx, outputs))
+    }
+}
+
+/// Event outcomes per probe, counted in user space.
+#[derive(Default)]
+struct EventCounters {
+    sent: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+struct Running {
+    kind: ProbeKind,
+    probe: LoadedProbe,
+    flows: FlowTable,
+    counters: Arc<EventCounters>,
+}
+
+fn load_options(c: &EbpfConfig, o: &ProbeOptions, events: bool) -> LoadOptions {
+    LoadOptions {
+        hook: o.hook,
+        events: events && o.events,
+        stack: o.stack,
+        events_per_second: o.events_per_second,
+        wakeup_batch: c.wakeup_batch,
+        ring_buffer_bytes: c.ring_buffer_size,
+        max_flows: o.max_flows.unwrap_or(DEFAULT_MAX_FLOWS),
+    }
+}
+
+fn reasons(c: &EbpfConfig) -> (Reasons, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut read = |enum_name: &str, prefix: &str| match btf::ReasonNames::from_kernel(&c.btf_path, enum_name, prefix) {
+        Ok(n) => n,
+        Err(e) => {
+            warnings.push(format!("reason names unavailable, numbers are reported instead: {e}"));
+            btf::ReasonNames::default()
+        }
+    };
+    let r = Reasons { drop: read("skb_drop_reason", "SKB_DROP_REASON_"), reset: read("sk_rst_reason", "SK_RST_REASON_") };
+    (r, warnings)
+}
+
+async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
+    let want_events = outputs.wants(Signal::Logs);
+    let cfg = config.clone();
+    // Loading parses the kernel's BTF and runs the verifier: keep it off the async threads.
+    let loaded = tokio::task::spawn_blocking(move || {
+        let btf = aya::Btf::from_sys_fs().ok();
+        let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let probes: Vec<(ProbeKind, Result<LoadedProbe, loader::Unsupported>)> = cfg
+            .probes
+            .enabled()
+            .into_iter()
+            .map(|(kind, o)| (kind, loader::load(kind.spec(), &load_options(&cfg, o, want_events), btf.as_ref())))
+            .collect();
+        let (reasons, warnings) = reasons(&cfg);
+        let kallsyms = match kallsyms::Kallsyms::load(&cfg.kallsyms_path) {
+            Ok(k) if k.usable() => Some(k),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("{e}");
+                None
+            }
+        };
+        (probes, stats_fd, reasons, warnings, kallsyms)
+    })
+    .await;
+    let (probes, _stats_fd, reasons, warnings, kallsyms) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.status.failed(format!("loading the probes panicked: {e}"));
+            return;
+        }
+    };
+    for w in warnings {
+        tracing::warn!(component = %ctx.id, "{w}");
+    }
+    if kallsyms.is_none() {
+        tracing::info!(component = %ctx.id, "{} unreadable or hidden (kptr_restrict): locations and stacks stay as addresses", config.kallsyms_path.display());
+    }
+
+    let mut running = Vec::new();
+    let mut up: Vec<ProbeSample> = Vec::new();
+    for (kind, result) in probes {
+        let name = kind.spec().name;
+        match result {
+            Ok(p) => {
+                tracing::info!(component = %ctx.id, probe = name, hook = p.hook.as_str(), "attached {}", p.programs.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join(", "));
+                up.push(ProbeSample {
+                    metric: "podnet.probe.up",
+                    attributes: vec![("probe", name.into()), ("hook", p.hook.as_str().into())],
+                    value: 1.0,
+                });
+                running.push(Running { kind, probe: p, flows: FlowTable::default(), counters: Arc::default() });
+            }
+            Err(e) => {
+                tracing::warn!(component = %ctx.id, probe = name, "unsupported on this kernel: {}", e.0);
+                ctx.status.probe_unsupported(name, &format!("unsupported on this kernel: {}", e.0));
+                up.push(ProbeSample {
+                    metric: "podnet.probe.up",
+                    attributes: vec![("probe", name.into()), ("hook", "none".into())],
+                    value: 0.0,
+                });
+            }
+        }
+    }
+    let probe_stats = ctx.telemetry.probe_stats();
+    probe_stats.publish(up.clone());
+    if running.is_empty() {
+        ctx.status.unsupported("no probe could attach on this kernel (see unsupported probes)");
+        ctx.shutdown.cancelled().await;
+        return;
+    }
+
+    let source = NamespaceSource::new(
+        Namespaces::All,
+        config.root_path.clone(),
+        config.names_path.clone(),
+        config.netns_extension.clone(),
+        Some(ctx.host.clone()),
+    );
+    let mut index = NamespaceIndex::new(source, ctx.host.node.name.clone());
+    if let Err(e) = index.refresh() {
+        tracing::warn!(component = %ctx.id, "cannot list network namespaces: {e}");
+    }
+    let decoder = Arc::new(Decoder {
+        reasons: reasons.clone(),
+        kallsyms,
+        boot_offset_nanos: events::monotonic_to_realtime_offset(),
+        namespaces: std::sync::Mutex::new(index),
+    });
+    let scope = format!("podnet/receiver/{}", ctx.id);
+    let mut pumps = Vec::new();
+    for r in &mut running {
+        if let Some(ring) = r.probe.events.take() {
+            let pump = Pump {
+                probe: r.kind.spec().name,
+                decoder: decoder.clone(),
+                outputs: outputs.clone(),
+                counters: r.counters.clone(),
+                scope: scope.clone(),
+                flush: config.flush_interval.0,
+                shutdown: ctx.shutdown.clone(),
+                id: ctx.id.to_string(),
+            };
+            pumps.push(tokio::spawn(pump.run(ring)));
+        }
+    }
+
+    let attached_at = now_unix_nanos();
+    let mut counters: CumulativeTracker<SeriesKey> = CumulativeTracker::default();
+    let mut graveyard = Graveyard::default();
+    let mut ticker = tokio::time::interval(config.collection_interval.0);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let started = std::time::Instant::now();
+        let metrics = collect(&mut running, &reasons, &decoder, &mut counters, &mut graveyard, &scope, attached_at, &ctx);
+        ctx.telemetry.collection_duration(started.elapsed().as_secs_f64());
+        probe_stats.publish(self_samples(&running, &up));
+        if outputs.wants(Signal::Metrics) && !metrics.resources().is_empty() {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                _ = outputs.send(PData::Metrics(metrics)) => {}
+            }
+        }
+    }
+    for p in pumps {
+        let _ = p.await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    running: &mut [Running],
+    reasons: &Reasons,
+    decoder: &Decoder,
+    counters: &mut CumulativeTracker<SeriesKey>,
+    graveyard: &mut Graveyard,
+    scope: &str,
+    attached_at: u64,
+    ctx: &ComponentContext,
+) -> podnet_pipeline::pdata::Metrics {
+    let mut index = decoder.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = index.refresh() {
+        ctx.telemetry.collection_error("read");
+        tracing::warn!(component = %ctx.id, "cannot list network namespaces: {e}");
+    }
+    let mut rows = Vec::new();
+    let mut pruned = HashSet::new();
+    for r in running.iter_mut() {
+        match probes::read(r.kind, &r.probe, reasons, &mut r.flows, &pruned) {
+            Ok(v) => rows.extend(v),
+            Err(e) => {
+                ctx.telemetry.collection_error("read");
+                tracing::warn!(component = %ctx.id, "collection error: {e}");
+            }
+        }
+    }
+    // Namespaces gone from the node for two collections: their entries leave the maps
+    // (their series end with them).
+    let in_maps: HashSet<u32> = rows.iter().map(|r| r.netns).collect();
+    let dead = graveyard.update(&in_maps, &|ns| index.contains(ns), 2);
+    if !dead.is_empty() {
+        for r in running.iter_mut() {
+            probes::prune(r.kind, &mut r.probe, &dead);
+        }
+        pruned.extend(dead.iter().copied());
+        rows.retain(|r| !dead.contains(&r.netns));
+    }
+    rows.sort_by_key(|r| r.netns);
+    let now = now_unix_nanos();
+    counters.begin_round();
+    let mut builder = MetricsBuilder::new(scope);
+    let mut i = 0;
+    while i < rows.len() {
+        let netns = rows[i].netns;
+        let (key, attrs) = index.resource(netns);
+        let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
+        let mut rb = builder.resource(attrs);
+        let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
+        while i < rows.len() && rows[i].netns == netns {
+            let row = &rows[i];
+            out.point(row.def, row.attrs.clone(), row.value);
+            i += 1;
+        }
+    }
+    counters.end_round();
+    builder.finish()
+}
+
+fn self_samples(running: &[Running], up: &[ProbeSample]) -> Vec<ProbeSample> {
+    let mut out = up.to_vec();
+    for r in running {
+        let probe = r.kind.spec().name;
+        for (program, (runs, time)) in r.probe.program_stats() {
+            let attrs = vec![("probe", probe.to_string()), ("program", program.to_string())];
+            out.push(ProbeSample { metric: "podnet.ebpf.program.runs", attributes: attrs.clone(), value: runs as f64 });
+            out.push(ProbeSample { metric: "podnet.ebpf.program.run_time", attributes: attrs, value: time.as_secs_f64() });
+        }
+        let outcomes: BTreeMap<&str, u64> = BTreeMap::from([
+            ("sent", r.counters.sent.load(Ordering::Relaxed)),
+            ("decode_error", r.counters.decode_errors.load(Ordering::Relaxed)),
+            ("lost", r.probe.stat(abi::stat::LOST)),
+            ("rate_limited", r.probe.stat(abi::stat::RATE_LIMITED)),
+        ]);
+        for (outcome, v) in outcomes {
+            out.push(ProbeSample {
+                metric: "podnet.ebpf.events",
+                attributes: vec![("probe", probe.to_string()), ("outcome", outcome.to_string())],
+                value: v as f64,
+            });
+        }
+        if r.probe.ebpf.map(if r.kind == ProbeKind::Packetloss { "drop_flows" } else { "retrans_flows" }).is_some()
+            && r.kind != ProbeKind::Tcpreset
+        {
+            out.push(ProbeSample {
+                metric: "podnet.ebpf.flows.evicted",
+                attributes: vec![("probe", probe.to_string())],
+                value: r.flows.evicted as f64,
+            });
+        }
+    }
+    out
+}
+
+/// Reads one probe's ring buffer: drains it when woken (a batch is waiting) and on every
+/// flush tick (fewer than a batch wait without waking anyone), and sends log records on
+/// in batches.
+struct Pump {
+    probe: &'static str,
+    decoder: Arc<Decoder>,
+    outputs: Outputs,
+    counters: Arc<EventCounters>,
+    scope: String,
+    flush: Duration,
+    shutdown: CancellationToken,
+    id: String,
+}
+
+impl Pump {
+    fn drain(&self, ring: &mut RingBuf<MapData>, batch: &mut LogsBuilder) {
+        while let Some(item) = ring.next() {
+            match abi::decode(&item) {
+                Ok(record) => {
+                    let ((key, attrs), log) = self.decoder.log_record(&record);
+                    batch.push(key, || attrs, log);
+                }
+                Err(e) => {
+                    let n = self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    if n == 0 {
+                        tracing::warn!(component = %self.id, probe = self.probe, "undecodable event: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, batch: &mut LogsBuilder) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        self.outputs.send(PData::Logs(batch.take())).await;
+        self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    async fn run(self, ring: RingBuf<MapData>) {
+        // SAFETY: the ring buffer's fd stays open, and the same, for as long as the AsyncFd
+        // owns the RingBuf.
+        let mut afd = match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(component = %self.id, probe = self.probe, "cannot poll the ring buffer: {e}");
+                return;
+            }
+        };
+        let mut batch = LogsBuilder::new(&self.scope);
+        let mut tick = tokio::time::interval(self.flush);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.drain(afd.get_mut(), &mut batch);
+                    self.send(&mut batch).await;
+                    return;
+                }
+                guard = afd.readable_mut() => {
+                    match guard {
+                        Ok(mut g) => {
+                            self.drain(g.get_inner_mut(), &mut batch);
+                            g.clear_ready();
+                        }
+                        Err(e) => {
+                            tracing::error!(component = %self.id, probe = self.probe, "ring buffer poll failed: {e}");
+                            return;
+                        }
+                    }
+                    if batch.len() >= BATCH_RECORDS {
+                        self.send(&mut batch).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.drain(afd.get_mut(), &mut batch);
+                    self.send(&mut batch).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Loads one probe's object and attaches its programs, trying the hooks this kernel may
+//! have in order of cost (tp_btf, then classic tracepoints, then kprobes). A probe that
+//! cannot attach anywhere is reported unsupported with every hook's reason; other probes
+//! are not affected, as each probe is its own object.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, KProbe, ProgramError, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use serde::{Deserialize, Serialize};
+
+/// How a probe attaches to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// The cheapest that works: tp_btf, then tracepoint, then kprobe.
+    Auto,
+    TpBtf,
+    Tracepoint,
+    Kprobe,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Auto => "auto",
+            Hook::TpBtf => "tp_btf",
+            Hook::Tracepoint => "tracepoint",
+            Hook::Kprobe => "kprobe",
+        }
+    }
+}
+
+/// One program and where it attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    /// `tp_btf/<event>`.
+    TpBtf { program: &'static str, event: &'static str },
+    /// `tracepoint/<category>/<event>`.
+    Tracepoint { program: &'static str, category: &'static str, event: &'static str },
+    /// `kprobe/<function>`.
+    Kprobe { program: &'static str, function: &'static str },
+}
+
+impl Attach {
+    fn program(&self) -> &'static str {
+        match self {
+            Attach::TpBtf { program, .. } | Attach::Tracepoint { program, .. } | Attach::Kprobe { program, .. } => program,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Attach::TpBtf { event, .. } => format!("tp_btf/{event}"),
+            Attach::Tracepoint { category, event, .. } => format!("tracepoint/{category}/{event}"),
+            Attach::Kprobe { function, .. } => format!("kprobe/{function}"),
+        }
+    }
+}
+
+/// What a probe is built from.
+pub struct ProbeSpec {
+    pub name: &'static str,
+    pub object: &'static [u8],
+    /// The map holding the probe's flow table, sized from the config.
+    pub flow_map: Option<&'static str>,
+    /// Hook variants, each a full set of programs.
+    pub hooks: &'static [(Hook, &'static [Attach])],
+}
+
+/// What the receiver sets in a probe before loading it.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub hook: Hook,
+    pub events: bool,
+    pub stack: bool,
+    pub events_per_second: u32,
+    pub wakeup_batch: u32,
+    pub ring_buffer_bytes: u32,
+    pub max_flows: u32,
+}
+
+/// A probe attached to the kernel. Dropping it detaches every program.
+pub struct LoadedProbe {
+    pub name: &'static str,
+    pub hook: Hook,
+    /// (program, where it is attached)
+    pub programs: Vec<(&'static str, String)>,
+    pub ebpf: Ebpf,
+    pub events: Option<RingBuf<MapData>>,
+    pub stats: PerCpuArray<MapData, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+/// Classic tracepoints need tracefs. A node agent runs with the host's /sys but tracefs
+/// is often not mounted there; mounting it is what `perf` and `bpftrace` do too.
+pub fn ensure_tracefs() -> Result<(), String> {
+    let dir = std::path::Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists() || std::path::Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let src = c"tracefs";
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: plain mount(2) with valid NUL-terminated strings and no data.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(format!("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn short(e: &dyn std::fmt::Display) -> String {
+    let s = e.to_string();
+    // Verifier logs can run to thousands of lines: the end says why.
+    if s.len() > 400 { format!("…{}", &s[s.len() - 400..]) } else { s }
+}
+
+fn program_error(attach: &Attach, step: &str, e: ProgramError) -> String {
+    let detail = match &e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            if log.trim().is_empty() { format!("load: {io_error}") } else { format!("load: {io_error}: verifier: {}", short(&log)) }
+        }
+        other => short(other),
+    };
+    format!("{} ({}): {step}: {detail}", attach.describe(), attach.program())
+}
+
+fn attach_one(ebpf: &mut Ebpf, attach: &Attach, btf: &Btf) -> Result<(), String> {
+    let program = ebpf.program_mut(attach.program()).ok_or_else(|| format!("{}: program missing from the object", attach.program()))?;
+    match *attach {
+        Attach::TpBtf { event, .. } => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(|e| program_error(attach, "type", e))?;
+            p.load(event, btf).map_err(|e| program_error(attach, "load", e))?;
+            p.attach().map_err(|e| program_error(attach, "attach", e))?;
+        }
+        Attach::Tracepoint { category, event, .. } => {
+            ensure_tracefs().map_err(|e| format!("{}: {e}", attach.describe()))?;
+            let p: &mut TracePoint = program.try_into().map_err(|e| program_error(attach, "type", e))?;
+            p.load().map_err(|e| program_error(attach, "load", e))?;
+            p.attach(category, event).map_err(|e| program_error(attach, "attach", e))?;
+        }
+        Attach::Kprobe { function, .. } => {
+            let p: &mut KProbe = program.try_into().map_err(|e| program_error(attach, "type", e))?;
+            p.load().map_err(|e| program_error(attach, "load", e))?;
+            p.attach(function, 0).map_err(|e| program_error(attach, "attach", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attaches: &[Attach]) -> Result<LoadedProbe, String> {
+    let (events, stack) = (u32::from(opts.events), u32::from(opts.stack));
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(Some(btf))
+        .override_global("emit_events", &events, true)
+        .override_global("emit_stack", &stack, true)
+        .override_global("events_per_second", &opts.events_per_second, true)
+        .override_global("wakeup_batch", &opts.wakeup_batch, true)
+        .map_max_entries("events", opts.ring_buffer_bytes);
+    if let Some(map) = spec.flow_map {
+        loader.map_max_entries(map, opts.max_flows);
+    }
+    let mut ebpf = loader.load(spec.object).map_err(|e| format!("object: {}", short(&e)))?;
+    let mut programs = Vec::new();
+    for a in attaches {
+        attach_one(&mut ebpf, a, btf)?;
+        programs.push((a.program(), a.describe()));
+    }
+    let events = match opts.events {
+        true => Some(
+            ebpf.take_map("events")
+                .ok_or("map events missing")
+                .and_then(|m| RingBuf::try_from(m).map_err(|_| "map events is not a ring buffer"))?,
+        ),
+        false => None,
+    };
+    let stats = ebpf
+        .take_map("stats")
+        .ok_or("map stats missing")
+        .and_then(|m| PerCpuArray::try_from(m).map_err(|_| "map stats is not a per-CPU array"))?;
+    Ok(LoadedProbe { name: spec.name, hook, programs, ebpf, events, stats })
+}
+
+/// Loads and attaches `spec` with the first hook that works.
+pub fn load(spec: &ProbeSpec, opts: &LoadOptions, btf: Option<&Btf>) -> Result<LoadedProbe, Unsupported> {
+    let btf =
+        btf.ok_or_else(|| Unsupported("the kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot be relocated".into()))?;
+    let mut reasons = Vec::new();
+    for (hook, attaches) in spec.hooks {
+        if opts.hook != Hook::Auto && opts.hook != *hook {
+            continue;
+        }
+        match load_with(spec, opts, btf, *hook, attaches) {
+            Ok(p) => return Ok(p),
+            Err(e) => reasons.push(format!("{}: {e}", hook.as_str())),
+        }
+    }
+    if reasons.is_empty() {
+        return Err(Unsupported(format!("hook {} is not available for this probe", opts.hook.as_str())));
+    }
+    Err(Unsupported(reasons.join("; ")))
+}
+
+impl LoadedProbe {
+    /// The `stats` array summed over CPUs.
+    pub fn stat(&self, index: u32) -> u64 {
+        self.stats.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// Kernel run statistics per program: (program, runs, run time). Zero unless BPF
+    /// statistics are enabled (the receiver holds them on while it runs).
+    pub fn program_stats(&self) -> BTreeMap<&'static str, (u64, Duration)> {
+        let mut out = BTreeMap::new();
+        for (name, _) in &self.programs {
+            if let Some(Ok(info)) = self.ebpf.program(name).map(|p| p.info()) {
+                out.insert(*name, (info.run_count(), info.run_time()));
+            }
+        }
+        out
+    }
+}

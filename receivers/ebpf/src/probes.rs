@@ -1,0 +1,359 @@
+//! The probes: their objects and hooks, their metrics, and how their maps are read.
+
+use std::collections::{HashMap, HashSet};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use podnet_pipeline::pdata::{KeyValue, KubeskoopName, MetricDef, keys, kv_int, kv_str};
+use serde::{Deserialize, Serialize};
+
+use crate::abi::{self, DropKey, FlowDrops, FlowKey, ResetKey, StateKey};
+use crate::btf::ReasonNames;
+use crate::loader::{Attach, Hook, LoadedProbe, ProbeSpec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Packetloss,
+    Tcpreset,
+    Tcpretrans,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Packetloss, ProbeKind::Tcpreset, ProbeKind::Tcpretrans];
+
+    pub fn spec(self) -> &'static ProbeSpec {
+        match self {
+            ProbeKind::Packetloss => &PACKETLOSS,
+            ProbeKind::Tcpreset => &TCPRESET,
+            ProbeKind::Tcpretrans => &TCPRETRANS,
+        }
+    }
+}
+
+pub static PACKETLOSS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/packetloss.bpf.o"));
+pub static TCPRESET_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/tcpreset.bpf.o"));
+pub static TCPRETRANS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/tcpretrans.bpf.o"));
+
+pub static PACKETLOSS: ProbeSpec = ProbeSpec {
+    name: "packetloss",
+    object: PACKETLOSS_OBJECT,
+    flow_map: Some("drop_flows"),
+    hooks: &[
+        (Hook::TpBtf, &[Attach::TpBtf { program: "packetloss_btf", event: "kfree_skb" }]),
+        (Hook::Tracepoint, &[Attach::Tracepoint { program: "packetloss_tp", category: "skb", event: "kfree_skb" }]),
+        (Hook::Kprobe, &[Attach::Kprobe { program: "packetloss_kprobe", function: "kfree_skb_reason" }]),
+    ],
+};
+
+pub static TCPRESET: ProbeSpec = ProbeSpec {
+    name: "tcpreset",
+    object: TCPRESET_OBJECT,
+    flow_map: None,
+    hooks: &[
+        (
+            Hook::TpBtf,
+            &[
+                Attach::TpBtf { program: "tcpreset_send_btf", event: "tcp_send_reset" },
+                Attach::TpBtf { program: "tcpreset_receive_btf", event: "tcp_receive_reset" },
+            ],
+        ),
+        (
+            Hook::Tracepoint,
+            &[
+                Attach::Tracepoint { program: "tcpreset_send_tp", category: "tcp", event: "tcp_send_reset" },
+                Attach::Tracepoint { program: "tcpreset_receive_tp", category: "tcp", event: "tcp_receive_reset" },
+            ],
+        ),
+        (
+            Hook::Kprobe,
+            &[
+                Attach::Kprobe { program: "tcpreset_v4_send_kprobe", function: "tcp_v4_send_reset" },
+                Attach::Kprobe { program: "tcpreset_active_kprobe", function: "tcp_send_active_reset" },
+                Attach::Tracepoint { program: "tcpreset_receive_tp", category: "tcp", event: "tcp_receive_reset" },
+            ],
+        ),
+    ],
+};
+
+pub static TCPRETRANS: ProbeSpec = ProbeSpec {
+    name: "tcpretrans",
+    object: TCPRETRANS_OBJECT,
+    flow_map: Some("retrans_flows"),
+    hooks: &[
+        (Hook::TpBtf, &[Attach::TpBtf { program: "tcpretrans_btf", event: "tcp_retransmit_skb" }]),
+        (Hook::Tracepoint, &[Attach::Tracepoint { program: "tcpretrans_tp", category: "tcp", event: "tcp_retransmit_skb" }]),
+        (Hook::Kprobe, &[Attach::Kprobe { program: "tcpretrans_kprobe", function: "tcp_retransmit_skb" }]),
+    ],
+};
+
+// --- metric definitions ---------------------------------------------------------------------
+
+pub const DROP_REASON: &str = "podnet.drop.reason";
+pub const DROP_LOCATION: &str = "podnet.drop.location";
+pub const RESET_KIND: &str = "podnet.tcp.reset.kind";
+pub const RESET_REASON: &str = "podnet.tcp.reset.reason";
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_TYPE: &str = "network.type";
+pub const SOURCE_ADDRESS: &str = "source.address";
+pub const SOURCE_PORT: &str = "source.port";
+pub const DESTINATION_ADDRESS: &str = "destination.address";
+pub const DESTINATION_PORT: &str = "destination.port";
+pub const STACKTRACE: &str = "code.stacktrace";
+
+const TUPLE_LABELS: &[(&str, &str)] = &[
+    (NETWORK_TRANSPORT, "protocol"),
+    (SOURCE_ADDRESS, "src"),
+    (SOURCE_PORT, "sport"),
+    (DESTINATION_ADDRESS, "dst"),
+    (DESTINATION_PORT, "dport"),
+];
+
+pub const DROPS: MetricDef = MetricDef::counter(
+    "podnet.packet.drops",
+    "IP packets the kernel dropped in the namespace, by drop reason as this kernel names it.",
+    "{packet}",
+);
+pub const DROP_FLOWS: MetricDef = MetricDef {
+    kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_packetloss_total", labels: TUPLE_LABELS }),
+    ..MetricDef::counter("podnet.packet.drops.flow", "IP packets dropped, by protocol and addresses (bounded flow table).", "{packet}")
+};
+pub const DROP_FLOWS_NETFILTER: MetricDef = MetricDef {
+    kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_packetloss_netfilter", labels: TUPLE_LABELS }),
+    ..MetricDef::counter(
+        "podnet.packet.drops.flow.netfilter",
+        "IP packets netfilter (iptables, nftables) dropped, by protocol and addresses (bounded flow table).",
+        "{packet}",
+    )
+};
+pub const RESETS: MetricDef = MetricDef::counter(
+    "podnet.tcp.resets",
+    "TCP resets sent (kind nosock, active, process) and received (kind receive) in the namespace, by reset reason.",
+    "{reset}",
+);
+pub const RETRANSMITS: MetricDef =
+    MetricDef::counter("podnet.tcp.retransmits", "TCP segments retransmitted in the namespace, by the socket's TCP state.", "{segment}");
+pub const RETRANSMIT_FLOWS: MetricDef = MetricDef {
+    kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_tcpretrans_total", labels: TUPLE_LABELS }),
+    ..MetricDef::counter("podnet.tcp.retransmits.flow", "TCP segments retransmitted, by connection (bounded flow table).", "{segment}")
+};
+
+/// One data point, before it is placed under its namespace's resource.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub netns: u32,
+    pub def: &'static MetricDef,
+    pub attrs: Vec<KeyValue>,
+    pub value: u64,
+}
+
+/// Reason names from the kernel's BTF.
+#[derive(Clone, Debug, Default)]
+pub struct Reasons {
+    pub drop: ReasonNames,
+    pub reset: ReasonNames,
+}
+
+fn tuple_attrs(k: &FlowKey, ports: bool) -> Vec<KeyValue> {
+    let addr = |a: &[u8; 16]| abi::ip(k.family, a).map(|ip| ip.to_string()).unwrap_or_default();
+    // No `network.type`: the addresses say it, and KubeSkoop's series have no such label.
+    let mut attrs = vec![
+        kv_str(NETWORK_TRANSPORT, abi::transport(k.l4proto)),
+        kv_str(SOURCE_ADDRESS, addr(&k.saddr)),
+        kv_str(DESTINATION_ADDRESS, addr(&k.daddr)),
+    ];
+    if ports {
+        attrs.push(kv_int(SOURCE_PORT, i64::from(k.sport)));
+        attrs.push(kv_int(DESTINATION_PORT, i64::from(k.dport)));
+    }
+    attrs
+}
+
+/// Reads a per-CPU hash of counters, summed over CPUs.
+fn per_cpu<K: aya::Pod + Eq + std::hash::Hash>(probe: &LoadedProbe, map: &str) -> Result<Vec<(K, u64)>, String> {
+    let m = probe.ebpf.map(map).ok_or_else(|| format!("{}: map {map} missing", probe.name))?;
+    let h: PerCpuHashMap<&MapData, K, u64> = PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
+    let mut out = Vec::new();
+    for item in h.iter() {
+        match item {
+            Ok((k, values)) => out.push((k, values.iter().sum())),
+            // An entry deleted between key and lookup: gone, not an error.
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(format!("{}: map {map}: {e}", probe.name)),
+        }
+    }
+    Ok(out)
+}
+
+fn shared<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(probe: &LoadedProbe, map: &str) -> Result<Vec<(K, V)>, String> {
+    let m = probe.ebpf.map(map).ok_or_else(|| format!("{}: map {map} missing", probe.name))?;
+    let h: BpfHashMap<&MapData, K, V> = BpfHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
+    let mut out = Vec::new();
+    for item in h.iter() {
+        match item {
+            Ok(kv) => out.push(kv),
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(format!("{}: map {map}: {e}", probe.name)),
+        }
+    }
+    Ok(out)
+}
+
+/// Flows present in the last read, to count what the kernel's LRU evicted since.
+#[derive(Default)]
+pub struct FlowTable {
+    last: HashSet<FlowKey>,
+    pub evicted: u64,
+}
+
+impl FlowTable {
+    fn observe(&mut self, now: HashSet<FlowKey>, pruned: &HashSet<u32>) {
+        self.evicted += self.last.iter().filter(|k| !now.contains(k) && !pruned.contains(&k.netns)).count() as u64;
+        self.last = now;
+    }
+}
+
+/// Reads one probe's maps into rows.
+pub fn read(
+    kind: ProbeKind,
+    probe: &LoadedProbe,
+    reasons: &Reasons,
+    flows: &mut FlowTable,
+    pruned: &HashSet<u32>,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    match kind {
+        ProbeKind::Packetloss => {
+            for (k, v) in per_cpu::<DropKey>(probe, "drops")? {
+                rows.push(Row { netns: k.netns, def: &DROPS, attrs: vec![kv_str(DROP_REASON, reasons.drop.name(k.reason))], value: v });
+            }
+            let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
+            flows.observe(list.iter().map(|(k, _)| *k).collect(), pruned);
+            for (k, v) in list {
+                rows.push(Row { netns: k.netns, def: &DROP_FLOWS, attrs: tuple_attrs(&k, false), value: v.total });
+                rows.push(Row { netns: k.netns, def: &DROP_FLOWS_NETFILTER, attrs: tuple_attrs(&k, false), value: v.netfilter });
+            }
+        }
+        ProbeKind::Tcpreset => {
+            for (k, v) in per_cpu::<ResetKey>(probe, "resets")? {
+                let Some(ev) = abi::EventKind::from_raw(u32::from(k.kind)) else { continue };
+                let mut attrs = vec![kv_str(RESET_KIND, ev.reset_kind())];
+                if ev != abi::EventKind::ResetReceive {
+                    attrs.push(kv_str(RESET_REASON, reasons.reset.name(u32::from(k.reason))));
+                }
+                rows.push(Row { netns: k.netns, def: &RESETS, attrs, value: v });
+            }
+        }
+        ProbeKind::Tcpretrans => {
+            for (k, v) in per_cpu::<StateKey>(probe, "retrans")? {
+                let state = abi::tcp_state(k.state as u8);
+                rows.push(Row { netns: k.netns, def: &RETRANSMITS, attrs: vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], value: v });
+            }
+            let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
+            flows.observe(list.iter().map(|(k, _)| *k).collect(), pruned);
+            for (k, v) in list {
+                rows.push(Row { netns: k.netns, def: &RETRANSMIT_FLOWS, attrs: tuple_attrs(&k, true), value: v });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Deletes the entries of namespaces that are gone, so the kernel maps do not fill up
+/// with the dead.
+pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, dead: &HashSet<u32>) {
+    if dead.is_empty() {
+        return;
+    }
+    fn remove_per_cpu<K: aya::Pod + Eq + std::hash::Hash>(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>, netns: fn(&K) -> u32) {
+        let Some(m) = probe.ebpf.map_mut(map) else { return };
+        let Ok(mut h) = PerCpuHashMap::<&mut MapData, K, u64>::try_from(m) else { return };
+        let doomed: Vec<K> = h.keys().filter_map(Result::ok).filter(|k| dead.contains(&netns(k))).collect();
+        for k in doomed {
+            let _ = h.remove(&k);
+        }
+    }
+    fn remove_flows<V: aya::Pod>(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>) {
+        let Some(m) = probe.ebpf.map_mut(map) else { return };
+        let Ok(mut h) = BpfHashMap::<&mut MapData, FlowKey, V>::try_from(m) else { return };
+        let doomed: Vec<FlowKey> = h.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.netns)).collect();
+        for k in doomed {
+            let _ = h.remove(&k);
+        }
+    }
+    match kind {
+        ProbeKind::Packetloss => {
+            remove_per_cpu::<DropKey>(probe, "drops", dead, |k| k.netns);
+            remove_flows::<FlowDrops>(probe, "drop_flows", dead);
+        }
+        ProbeKind::Tcpreset => remove_per_cpu::<ResetKey>(probe, "resets", dead, |k| k.netns),
+        ProbeKind::Tcpretrans => {
+            remove_per_cpu::<StateKey>(probe, "retrans", dead, |k| k.netns);
+            remove_flows::<u64>(probe, "retrans_flows", dead);
+        }
+    }
+}
+
+/// Namespaces seen in the maps but not on the node for `rounds` collections in a row.
+#[derive(Default)]
+pub struct Graveyard {
+    missing: HashMap<u32, u32>,
+}
+
+impl Graveyard {
+    /// Returns the namespaces to prune now.
+    pub fn update(&mut self, in_maps: &HashSet<u32>, alive: &dyn Fn(u32) -> bool, rounds: u32) -> HashSet<u32> {
+        self.missing.retain(|ns, _| in_maps.contains(ns));
+        let mut dead = HashSet::new();
+        for &ns in in_maps {
+            if ns == 0 || alive(ns) {
+                self.missing.remove(&ns);
+                continue;
+            }
+            let n = self.missing.entry(ns).or_insert(0);
+            *n += 1;
+            if *n >= rounds {
+                dead.insert(ns);
+            }
+        }
+        for ns in &dead {
+            self.missing.remove(ns);
+        }
+        dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graveyard_waits_before_pruning() {
+        let mut g = Graveyard::default();
+        let maps: HashSet<u32> = [1, 2, 0].into();
+        let alive = |ns: u32| ns == 1;
+        assert!(g.update(&maps, &alive, 2).is_empty(), "one missed round is not death");
+        assert_eq!(g.update(&maps, &alive, 2), [2].into());
+        assert!(g.update(&[1].into(), &alive, 2).is_empty());
+    }
+
+    #[test]
+    fn flow_table_counts_evictions_not_pruned_namespaces() {
+        let key = |netns, sport| FlowKey { netns, family: 2, l4proto: 6, pad: 0, sport, dport: 80, saddr: [0; 16], daddr: [0; 16] };
+        let mut t = FlowTable::default();
+        t.observe([key(1, 1), key(1, 2), key(2, 3)].into(), &HashSet::new());
+        t.observe([key(1, 2)].into(), &[2].into());
+        assert_eq!(t.evicted, 1, "flow (1,1) was evicted; (2,3) went with its namespace");
+    }
+
+    #[test]
+    fn tuple_attributes() {
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let k = FlowKey { netns: 1, family: 2, l4proto: 17, pad: 0, sport: 5000, dport: 53, saddr, daddr: [0; 16] };
+        let a = tuple_attrs(&k, true);
+        assert_eq!(podnet_pipeline::pdata::attr_string(&a, NETWORK_TRANSPORT).as_deref(), Some("udp"));
+        assert_eq!(podnet_pipeline::pdata::attr_string(&a, SOURCE_ADDRESS).as_deref(), Some("10.0.0.1"));
+        assert_eq!(podnet_pipeline::pdata::attr_string(&a, SOURCE_PORT).as_deref(), Some("5000"));
+        assert_eq!(tuple_attrs(&k, false).len(), 3);
+    }
+}
