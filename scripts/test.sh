@@ -17,6 +17,9 @@ command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v victoria-metrics >/dev/null 2>&1 || need_pkgs+=(victoria-metrics)
+# clang-19 and llvm-strip-19 let ebpf/check.sh prove the committed objects match the C.
+command -v clang-19 >/dev/null 2>&1 || need_pkgs+=(clang-19)
+command -v llvm-strip-19 >/dev/null 2>&1 || need_pkgs+=(llvm-19)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -34,6 +37,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 log "format"
 cargo fmt --all -- --check
+
+log "eBPF objects match their sources"
+ebpf/check.sh
 
 log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -74,7 +74,8 @@ static __always_inline int handle_drop(void *ctx, struct sk_buff *skb, __u64 loc
 	struct flow_drops *f = bpf_map_lookup_elem(&drop_flows, &fk);
 	if (!f) {
 		struct flow_drops zero = {};
-		bpf_map_update_elem(&drop_flows, &fk, &zero, BPF_NOEXIST);
+		if (!bpf_map_update_elem(&drop_flows, &fk, &zero, BPF_NOEXIST))
+			stat_inc(ST_FLOWS_NEW);
 		f = bpf_map_lookup_elem(&drop_flows, &fk);
 	}
 	if (f) {

@@ -32,6 +32,7 @@ enum probe_stat {
 	ST_LOST = 2,        /* events lost: the ring buffer was full */
 	ST_RATE_LIMITED = 3, /* events suppressed by the per-namespace limit */
 	ST_FILTERED = 4,    /* hook calls ignored (not IP, not a drop) */
+	ST_FLOWS_NEW = 5,   /* flows added to the flow table (evictions = added - present) */
 	ST_MAX = 8,
 };
 

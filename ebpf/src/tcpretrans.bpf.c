@@ -44,8 +44,8 @@ static __always_inline int handle_retrans(void *ctx, const struct sock *sk)
 	v = bpf_map_lookup_elem(&retrans_flows, &fk);
 	if (v)
 		__sync_fetch_and_add(v, 1);
-	else
-		bpf_map_update_elem(&retrans_flows, &fk, &one, BPF_NOEXIST);
+	else if (!bpf_map_update_elem(&retrans_flows, &fk, &one, BPF_NOEXIST))
+		stat_inc(ST_FLOWS_NEW);
 
 	struct event *e = reserve_event(EV_RETRANS, key.netns);
 	if (!e)

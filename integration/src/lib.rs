@@ -185,3 +185,14 @@ pub fn series_sum(metrics: &str, prefix: &str) -> f64 {
 pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
+
+/// The sum of the samples of `family` whose labels include every `(name, value)` pair.
+pub fn labeled_sum(metrics: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{family}{{");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter(|rest| labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -62,3 +62,32 @@ pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
         .expect("netns thread")
     })
 }
+
+/// Runs `nft <rule…>` inside namespace `ns`.
+pub fn nft(ns: &str, rule: &[&str]) {
+    let out = Command::new("ip").args(["netns", "exec", ns, "nft"]).args(rule).output().expect("nft (nftables)");
+    assert!(out.status.success(), "nft {rule:?} in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A `sleep` in each test pod, so /proc shows the namespaces as a pod's would; killed on drop.
+pub struct Sleepers(Vec<std::process::Child>);
+
+impl Pods {
+    pub fn sleepers(&self) -> Sleepers {
+        Sleepers(
+            [&self.a, &self.b]
+                .iter()
+                .map(|ns| Command::new("ip").args(["netns", "exec", ns, "sleep", "600"]).spawn().expect("sleeper"))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use podnet_integration::Agent;
-use podnet_integration::pods::{Pods, in_netns};
+use podnet_integration::pods::{Pods, in_netns, nft};
 
 /// `kubeskoop_<metric>` per `k8s_pod` label value.
 fn by_pod(metrics: &str, metric: &str) -> BTreeMap<String, f64> {
@@ -56,10 +56,7 @@ service:
     )
     .unwrap();
     // Namespaces need a process for /proc discovery: a sleeper in each test pod.
-    let mut sleepers: Vec<_> = [&pods.a, &pods.b]
-        .iter()
-        .map(|ns| Command::new("ip").args(["netns", "exec", ns, "sleep", "300"]).spawn().expect("sleeper"))
-        .collect();
+    let sleepers = pods.sleepers();
     let agent = Agent::start(&["-c", config.to_str().unwrap()], &[("PODNET_NODE_NAME", "netns-node")]);
     agent.wait_until(Duration::from_secs(15), "both test pods on /metrics", || {
         let m = by_pod(&agent.metrics(), "kubeskoop_tcp_activeopens");
@@ -68,14 +65,9 @@ service:
     let before = agent.metrics();
 
     // B drops UDP to :7777 with an nft rule (the packets arrive, IP sees them, UDP never does).
-    for rule in [
-        vec!["add", "table", "inet", "podnet_test"],
-        vec!["add", "chain", "inet", "podnet_test", "in", "{ type filter hook input priority 0; }"],
-        vec!["add", "rule", "inet", "podnet_test", "in", "udp", "dport", "7777", "drop"],
-    ] {
-        let out = Command::new("ip").args(["netns", "exec", &pods.b, "nft"]).args(&rule).output().expect("nft (nftables)");
-        assert!(out.status.success(), "nft {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    nft(&pods.b, &["add", "table", "inet", "podnet_test"]);
+    nft(&pods.b, &["add", "chain", "inet", "podnet_test", "in", "{ type filter hook input priority 0; }"]);
+    nft(&pods.b, &["add", "rule", "inet", "podnet_test", "in", "udp", "dport", "7777", "drop"]);
 
     // Traffic: B listens on :8080; A connects 5 times, once to the closed :8081 (reset),
     // sends 3 UDP datagrams to the closed :9999 and 4 to :7777, which B's rule drops.
@@ -149,10 +141,7 @@ service:
 
     // A deleted pod: its namespace goes, and its series with it (after metric_expiration;
     // here, it simply stops updating and is no longer collected).
-    for s in &mut sleepers {
-        let _ = s.kill();
-        let _ = s.wait();
-    }
+    drop(sleepers);
     drop(pods);
     let collections = |m: &str| podnet_integration::series_sum(m, "podnet_receiver_collection_duration_seconds_count");
     let at_delete = collections(&agent.metrics());
@@ -202,10 +191,7 @@ service:
         ),
     )
     .unwrap();
-    let mut sleepers: Vec<_> = [&pods.a, &pods.b]
-        .iter()
-        .map(|ns| Command::new("ip").args(["netns", "exec", ns, "sleep", "300"]).spawn().expect("sleeper"))
-        .collect();
+    let sleepers = pods.sleepers();
     let agent = Agent::start(&["-c", config.to_str().unwrap()], &[("PODNET_NODE_NAME", "netlink-node")]);
     let (a, b) = (pods.a.clone(), pods.b.clone());
     agent.wait_until(Duration::from_secs(15), "both pods' tcpsummary", || {
@@ -259,8 +245,5 @@ service:
         done_tx.send(()).unwrap();
         drop(conns);
     });
-    for s in &mut sleepers {
-        let _ = s.kill();
-        let _ = s.wait();
-    }
+    drop(sleepers);
 }

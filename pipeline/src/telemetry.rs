@@ -61,7 +61,7 @@ pub struct ProbeSample {
 
 /// The probe self-metrics: (name, description, unit, monotonic).
 pub const PROBE_METRICS: &[(&str, &str, &str, bool)] = &[
-    ("podnet.probe.up", "1 when a probe is attached and running, 0 when it is unsupported on this kernel.", "1", false),
+    ("podnet.probe.up", "1 when a probe is attached and running, 0 when it is unsupported on this kernel.", "", false),
     ("podnet.ebpf.program.runs", "Times an eBPF program ran (kernel BPF statistics).", "{run}", true),
     ("podnet.ebpf.program.run_time", "Time eBPF programs spent running (kernel BPF statistics).", "s", true),
     ("podnet.ebpf.events", "Probe events by outcome: sent, lost (ring buffer full), rate_limited, decode_error.", "{event}", true),

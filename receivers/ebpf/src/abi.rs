@@ -192,6 +192,7 @@ pub mod stat {
     pub const LOST: u32 = 2;
     pub const RATE_LIMITED: u32 = 3;
     pub const FILTERED: u32 = 4;
+    pub const FLOWS_NEW: u32 = 5;
 }
 
 /// TCP states as the kernel numbers them (`include/net/tcp_states.h`), in the spelling of

@@ -384,9 +384,8 @@ fn collect(
         tracing::warn!(component = %ctx.id, "cannot list network namespaces: {e}");
     }
     let mut rows = Vec::new();
-    let mut pruned = HashSet::new();
     for r in running.iter_mut() {
-        match probes::read(r.kind, &r.probe, reasons, &mut r.flows, &pruned) {
+        match probes::read(r.kind, &r.probe, reasons, &mut r.flows) {
             Ok(v) => rows.extend(v),
             Err(e) => {
                 ctx.telemetry.collection_error("read");
@@ -400,9 +399,8 @@ fn collect(
     let dead = graveyard.update(&in_maps, &|ns| index.contains(ns), 2);
     if !dead.is_empty() {
         for r in running.iter_mut() {
-            probes::prune(r.kind, &mut r.probe, &dead);
+            probes::prune(r.kind, &mut r.probe, &mut r.flows, &dead);
         }
-        pruned.extend(dead.iter().copied());
         rows.retain(|r| !dead.contains(&r.netns));
     }
     rows.sort_by_key(|r| r.netns);
@@ -448,9 +446,7 @@ fn self_samples(running: &[Running], up: &[ProbeSample]) -> Vec<ProbeSample> {
                 value: v as f64,
             });
         }
-        if r.probe.ebpf.map(if r.kind == ProbeKind::Packetloss { "drop_flows" } else { "retrans_flows" }).is_some()
-            && r.kind != ProbeKind::Tcpreset
-        {
+        if r.kind.spec().flow_map.is_some() {
             out.push(ProbeSample {
                 metric: "podnet.ebpf.flows.evicted",
                 attributes: vec![("probe", probe.to_string())],

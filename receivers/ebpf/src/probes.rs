@@ -198,28 +198,25 @@ fn shared<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(probe: &LoadedProbe, 
     Ok(out)
 }
 
-/// Flows present in the last read, to count what the kernel's LRU evicted since.
+/// The kernel counts flows it adds; what was added and is neither present nor pruned by
+/// us was evicted by the LRU to make room.
 #[derive(Default)]
 pub struct FlowTable {
-    last: HashSet<FlowKey>,
+    pruned: u64,
     pub evicted: u64,
 }
 
 impl FlowTable {
-    fn observe(&mut self, now: HashSet<FlowKey>, pruned: &HashSet<u32>) {
-        self.evicted += self.last.iter().filter(|k| !now.contains(k) && !pruned.contains(&k.netns)).count() as u64;
-        self.last = now;
+    fn observe(&mut self, added: u64, present: usize) {
+        self.evicted = added.saturating_sub(present as u64).saturating_sub(self.pruned);
+    }
+    fn pruned(&mut self, n: usize) {
+        self.pruned += n as u64;
     }
 }
 
 /// Reads one probe's maps into rows.
-pub fn read(
-    kind: ProbeKind,
-    probe: &LoadedProbe,
-    reasons: &Reasons,
-    flows: &mut FlowTable,
-    pruned: &HashSet<u32>,
-) -> Result<Vec<Row>, String> {
+pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut FlowTable) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     match kind {
         ProbeKind::Packetloss => {
@@ -227,7 +224,7 @@ pub fn read(
                 rows.push(Row { netns: k.netns, def: &DROPS, attrs: vec![kv_str(DROP_REASON, reasons.drop.name(k.reason))], value: v });
             }
             let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
-            flows.observe(list.iter().map(|(k, _)| *k).collect(), pruned);
+            flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for (k, v) in list {
                 rows.push(Row { netns: k.netns, def: &DROP_FLOWS, attrs: tuple_attrs(&k, false), value: v.total });
                 rows.push(Row { netns: k.netns, def: &DROP_FLOWS_NETFILTER, attrs: tuple_attrs(&k, false), value: v.netfilter });
@@ -249,7 +246,7 @@ pub fn read(
                 rows.push(Row { netns: k.netns, def: &RETRANSMITS, attrs: vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], value: v });
             }
             let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
-            flows.observe(list.iter().map(|(k, _)| *k).collect(), pruned);
+            flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for (k, v) in list {
                 rows.push(Row { netns: k.netns, def: &RETRANSMIT_FLOWS, attrs: tuple_attrs(&k, true), value: v });
             }
@@ -260,7 +257,7 @@ pub fn read(
 
 /// Deletes the entries of namespaces that are gone, so the kernel maps do not fill up
 /// with the dead.
-pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, dead: &HashSet<u32>) {
+pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, flows: &mut FlowTable, dead: &HashSet<u32>) {
     if dead.is_empty() {
         return;
     }
@@ -272,23 +269,23 @@ pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, dead: &HashSet<u32>) {
             let _ = h.remove(&k);
         }
     }
-    fn remove_flows<V: aya::Pod>(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>) {
-        let Some(m) = probe.ebpf.map_mut(map) else { return };
-        let Ok(mut h) = BpfHashMap::<&mut MapData, FlowKey, V>::try_from(m) else { return };
+    fn remove_flows<V: aya::Pod>(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>) -> usize {
+        let Some(m) = probe.ebpf.map_mut(map) else { return 0 };
+        let Ok(mut h) = BpfHashMap::<&mut MapData, FlowKey, V>::try_from(m) else { return 0 };
         let doomed: Vec<FlowKey> = h.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.netns)).collect();
-        for k in doomed {
-            let _ = h.remove(&k);
-        }
+        doomed.iter().filter(|k| h.remove(k).is_ok()).count()
     }
     match kind {
         ProbeKind::Packetloss => {
             remove_per_cpu::<DropKey>(probe, "drops", dead, |k| k.netns);
-            remove_flows::<FlowDrops>(probe, "drop_flows", dead);
+            let n = remove_flows::<FlowDrops>(probe, "drop_flows", dead);
+            flows.pruned(n);
         }
         ProbeKind::Tcpreset => remove_per_cpu::<ResetKey>(probe, "resets", dead, |k| k.netns),
         ProbeKind::Tcpretrans => {
             remove_per_cpu::<StateKey>(probe, "retrans", dead, |k| k.netns);
-            remove_flows::<u64>(probe, "retrans_flows", dead);
+            let n = remove_flows::<u64>(probe, "retrans_flows", dead);
+            flows.pruned(n);
         }
     }
 }
@@ -337,12 +334,13 @@ mod tests {
     }
 
     #[test]
-    fn flow_table_counts_evictions_not_pruned_namespaces() {
-        let key = |netns, sport| FlowKey { netns, family: 2, l4proto: 6, pad: 0, sport, dport: 80, saddr: [0; 16], daddr: [0; 16] };
+    fn flow_table_counts_evictions_not_pruned_flows() {
         let mut t = FlowTable::default();
-        t.observe([key(1, 1), key(1, 2), key(2, 3)].into(), &HashSet::new());
-        t.observe([key(1, 2)].into(), &[2].into());
-        assert_eq!(t.evicted, 1, "flow (1,1) was evicted; (2,3) went with its namespace");
+        t.observe(3, 3);
+        assert_eq!(t.evicted, 0);
+        t.pruned(1);
+        t.observe(6, 3);
+        assert_eq!(t.evicted, 2, "6 added, 3 present, 1 pruned by us");
     }
 
     #[test]
