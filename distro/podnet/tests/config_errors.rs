@@ -332,3 +332,56 @@ fn otlp_protocols_listed_are_on_and_others_off() {
     let yaml = c.to_yaml();
     assert!(yaml.contains("grpc:\n        endpoint: ''") && yaml.contains("http: null"), "{yaml}");
 }
+
+fn ebpf_errors(receiver: &str) -> Vec<String> {
+    errors(&format!(
+        "receivers:
+  ebpf:
+{receiver}exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      receivers: [ebpf]
+      exporters: [prometheus]
+"
+    ))
+}
+
+#[test]
+fn ebpf_probe_options_are_checked() {
+    let e = ebpf_errors("    probes:\n      packetlos:\n");
+    assert!(e[0].contains("receivers::ebpf::probes") && e[0].contains("packetlos") && e[0].contains("packetloss"), "{e:?}");
+    let e = ebpf_errors("    probes:\n      packetloss: { hook: fentry }\n");
+    assert!(e[0].contains("receivers::ebpf::probes::packetloss::hook") && e[0].contains("tp_btf"), "{e:?}");
+    let e = ebpf_errors("    probes:\n      tcpreset: { max_flows: 10 }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::tcpreset::max_flows: tcpreset keeps no flow table; remove the key"]);
+    let e = ebpf_errors("    ring_buffer_size: 5000\n    probes:\n      tcpreset:\n");
+    assert_eq!(e, ["receivers::ebpf: ring_buffer_size must be a power of two of at least 4096 bytes, got 5000"]);
+    let e = ebpf_errors("    probes: {}\n");
+    assert_eq!(e, ["receivers::ebpf: probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans)"]);
+}
+
+#[test]
+fn an_ebpf_probe_with_no_options_is_enabled_with_defaults() {
+    let yaml = "receivers:
+  ebpf:
+    probes:
+      packetloss:
+      tcpretrans: { max_flows: 100 }
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:9999
+service:
+  pipelines:
+    metrics:
+      receivers: [ebpf]
+      exporters: [prometheus]
+";
+    assert!(warnings(yaml).is_empty());
+    let cfg: podnet_receiver_ebpf::EbpfConfig =
+        serde_norway::from_str("probes:\n  packetloss:\n  tcpretrans: { max_flows: 100 }\n").unwrap();
+    assert_eq!(cfg.probes.packetloss, Some(podnet_receiver_ebpf::ProbeOptions::default()));
+    assert_eq!(cfg.probes.tcpretrans.unwrap().max_flows, Some(100));
+    assert_eq!(cfg.probes.tcpreset, None, "a probe not listed is off");
+}

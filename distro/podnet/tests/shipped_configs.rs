@@ -29,6 +29,8 @@ fn daemonset_configmap_is_valid() {
     let config =
         podnet_pipeline::config::load_str(&body, "daemonset.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let kubeskoop = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/kubeskoop.yaml")).unwrap();
+    assert_eq!(body.trim_end(), kubeskoop.trim_end(), "the DaemonSet's ConfigMap is configs/kubeskoop.yaml verbatim");
 }
 
 #[test]
@@ -53,6 +55,11 @@ fn components_listing_names_every_component_and_probe() {
         "exporter  prometheus",
         "exporter  debug",
         "exporter  file",
+        "exporter  stderr",
+        "receiver  ebpf",
+        "probe packetloss",
+        "probe tcpreset",
+        "probe tcpretrans",
     ] {
         assert!(listing.contains(needle), "missing {needle:?} in\n{listing}");
     }

@@ -113,6 +113,17 @@ pub fn ensure_tracefs() -> Result<(), String> {
     Ok(())
 }
 
+/// The error and its causes (aya puts the errno in the source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
+}
+
 fn short(e: &dyn std::fmt::Display) -> String {
     let s = e.to_string();
     // Verifier logs can run to thousands of lines: the end says why.
@@ -125,7 +136,7 @@ fn program_error(attach: &Attach, step: &str, e: ProgramError) -> String {
             let log = verifier_log.to_string();
             if log.trim().is_empty() { format!("load: {io_error}") } else { format!("load: {io_error}: verifier: {}", short(&log)) }
         }
-        other => short(other),
+        other => short(&chain(other)),
     };
     format!("{} ({}): {step}: {detail}", attach.describe(), attach.program())
 }
@@ -153,7 +164,13 @@ fn attach_one(ebpf: &mut Ebpf, attach: &Attach, btf: &Btf) -> Result<(), String>
     Ok(())
 }
 
-fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attaches: &[Attach]) -> Result<LoadedProbe, String> {
+/// Why one attempt failed: the object itself (the same for every hook), or a hook.
+enum Failure {
+    Object(String),
+    Hook(String),
+}
+
+fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attaches: &[Attach]) -> Result<LoadedProbe, Failure> {
     let (events, stack) = (u32::from(opts.events), u32::from(opts.stack));
     let mut loader = EbpfLoader::new();
     loader
@@ -166,24 +183,29 @@ fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attach
     if let Some(map) = spec.flow_map {
         loader.map_max_entries(map, opts.max_flows);
     }
-    let mut ebpf = loader.load(spec.object).map_err(|e| format!("object: {}", short(&e)))?;
+    let mut ebpf = loader.load(spec.object).map_err(|e| {
+        let text = chain(&e);
+        let hint = if text.contains("Operation not permitted") { " (loading eBPF needs root, or CAP_BPF and CAP_PERFMON)" } else { "" };
+        Failure::Object(format!("cannot load the object: {}{hint}", short(&text)))
+    })?;
     let mut programs = Vec::new();
     for a in attaches {
-        attach_one(&mut ebpf, a, btf)?;
+        attach_one(&mut ebpf, a, btf).map_err(Failure::Hook)?;
         programs.push((a.program(), a.describe()));
     }
+    let object = |e: &str| Failure::Object(e.to_string());
     let events = match opts.events {
         true => Some(
             ebpf.take_map("events")
-                .ok_or("map events missing")
-                .and_then(|m| RingBuf::try_from(m).map_err(|_| "map events is not a ring buffer"))?,
+                .ok_or(object("map events missing"))
+                .and_then(|m| RingBuf::try_from(m).map_err(|_| object("map events is not a ring buffer")))?,
         ),
         false => None,
     };
     let stats = ebpf
         .take_map("stats")
-        .ok_or("map stats missing")
-        .and_then(|m| PerCpuArray::try_from(m).map_err(|_| "map stats is not a per-CPU array"))?;
+        .ok_or(object("map stats missing"))
+        .and_then(|m| PerCpuArray::try_from(m).map_err(|_| object("map stats is not a per-CPU array")))?;
     Ok(LoadedProbe { name: spec.name, hook, programs, ebpf, events, stats })
 }
 
@@ -198,7 +220,9 @@ pub fn load(spec: &ProbeSpec, opts: &LoadOptions, btf: Option<&Btf>) -> Result<L
         }
         match load_with(spec, opts, btf, *hook, attaches) {
             Ok(p) => return Ok(p),
-            Err(e) => reasons.push(format!("{}: {e}", hook.as_str())),
+            // No hook can do better than the object itself.
+            Err(Failure::Object(e)) => return Err(Unsupported(e)),
+            Err(Failure::Hook(e)) => reasons.push(format!("{}: {e}", hook.as_str())),
         }
     }
     if reasons.is_empty() {
