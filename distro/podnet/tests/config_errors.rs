@@ -86,7 +86,7 @@ fn unknown_top_level_section() {
 fn unknown_component_type_lists_the_choices() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\n  hostmetrics:\nexporters:\n  prometheus:\n")),
-        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: netlink, otlp, procfs)"]
+        ["receivers::hostmetrics: unknown type \"hostmetrics\" (valid receiver types: ebpf, netlink, otlp, procfs)"]
     );
 }
 
@@ -264,7 +264,7 @@ fn deprecated_logging_exporter_is_an_unknown_type() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
         [
-            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, loki, otlp_grpc, otlp_http, prometheus, prometheus_remote_write)"
+            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, loki, otlp_grpc, otlp_http, prometheus, prometheus_remote_write, stderr)"
         ]
     );
 }
