@@ -43,48 +43,47 @@ static __always_inline int is_netfilter(__u32 reason)
 	       reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP);
 }
 
-static __always_inline int handle_drop(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason)
+/* Counts a drop whose namespace and ethertype the caller read, with the tuple parsed
+ * from the headers (for the flow table and the event). */
+static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsigned char *head, __u16 nh, __u16 th,
+				      __u64 location, __u32 reason)
 {
 	struct event tuple = {};
-	struct drop_key key = {};
+	struct drop_key key = { .netns = netns, .reason = reason };
 	__u64 one = 1, *v;
 
-	if (not_a_drop(reason)) {
+	if (not_a_drop(reason) || (proto != ETH_P_IP && proto != ETH_P_IPV6)) {
 		stat_inc(ST_FILTERED);
 		return 0;
 	}
-	/* Only IP: the rest (vsock, netlink, ARP) is not pod traffic. */
-	__u16 proto = tuple_from_skb(skb, &tuple);
-	if (!proto) {
-		stat_inc(ST_FILTERED);
-		return 0;
-	}
+	/* A packet may claim IP and carry no parseable header yet: counted, without a flow. */
+	proto = tuple_from_headers(head, nh, th, &tuple) ?: proto;
 	stat_inc(ST_HITS);
-	key.netns = skb_netns(skb);
-	key.reason = reason;
 	v = bpf_map_lookup_elem(&drops, &key);
 	if (v)
 		*v += 1;
 	else
 		bpf_map_update_elem(&drops, &key, &one, BPF_NOEXIST);
 
-	struct flow_key fk = { .netns = key.netns, .family = tuple.family, .l4proto = tuple.l4proto };
-	__builtin_memcpy(fk.saddr, tuple.saddr, 16);
-	__builtin_memcpy(fk.daddr, tuple.daddr, 16);
-	struct flow_drops *f = bpf_map_lookup_elem(&drop_flows, &fk);
-	if (!f) {
-		struct flow_drops zero = {};
-		if (!bpf_map_update_elem(&drop_flows, &fk, &zero, BPF_NOEXIST))
-			stat_inc(ST_FLOWS_NEW);
-		f = bpf_map_lookup_elem(&drop_flows, &fk);
-	}
-	if (f) {
-		__sync_fetch_and_add(&f->total, 1);
-		if (is_netfilter(reason))
-			__sync_fetch_and_add(&f->netfilter, 1);
+	if (tuple.family) {
+		struct flow_key fk = { .netns = netns, .family = tuple.family, .l4proto = tuple.l4proto };
+		__builtin_memcpy(fk.saddr, tuple.saddr, 16);
+		__builtin_memcpy(fk.daddr, tuple.daddr, 16);
+		struct flow_drops *f = bpf_map_lookup_elem(&drop_flows, &fk);
+		if (!f) {
+			struct flow_drops zero = {};
+			if (!bpf_map_update_elem(&drop_flows, &fk, &zero, BPF_NOEXIST))
+				stat_inc(ST_FLOWS_NEW);
+			f = bpf_map_lookup_elem(&drop_flows, &fk);
+		}
+		if (f) {
+			__sync_fetch_and_add(&f->total, 1);
+			if (is_netfilter(reason))
+				__sync_fetch_and_add(&f->netfilter, 1);
+		}
 	}
 
-	struct event *e = reserve_event(EV_DROP, key.netns);
+	struct event *e = reserve_event(EV_DROP, netns);
 	if (!e)
 		return 0;
 	e->location = location;
@@ -101,10 +100,34 @@ static __always_inline int handle_drop(void *ctx, struct sk_buff *skb, __u64 loc
 	return 0;
 }
 
+/* tp_btf: the skb is a typed pointer, so its fields are plain loads (no helper calls). */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(packetloss_btf, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	return handle_drop(ctx, skb, (__u64)location, reason);
+	__u16 proto = bpf_ntohs(skb->protocol);
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6) {
+		stat_inc(ST_FILTERED);
+		return 0;
+	}
+	struct net_device *dev = skb->dev;
+	struct sock *sk = skb->sk;
+	__u32 netns = 0;
+	if (dev)
+		netns = dev->nd_net.net->ns.inum;
+	else if (sk)
+		netns = sk->__sk_common.skc_net.net->ns.inum;
+	return count_drop(ctx, netns, proto, skb->head, skb->network_header, skb->transport_header, (__u64)location, reason);
+}
+
+static __always_inline int drop_core(void *ctx, struct sk_buff *skb, __u64 location, __u32 reason)
+{
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6) {
+		stat_inc(ST_FILTERED);
+		return 0;
+	}
+	return count_drop(ctx, skb_netns(skb), proto, BPF_CORE_READ(skb, head), BPF_CORE_READ(skb, network_header),
+			  BPF_CORE_READ(skb, transport_header), location, reason);
 }
 
 SEC("tracepoint/skb/kfree_skb")
@@ -116,14 +139,14 @@ int packetloss_tp(struct trace_event_raw_kfree_skb *args)
 		reason = BPF_CORE_READ(args, reason);
 	else
 		reason = 2; /* kernels before drop reasons: every kfree_skb is a drop */
-	return handle_drop(args, skb, (__u64)BPF_CORE_READ(args, location), reason);
+	return drop_core(args, skb, (__u64)BPF_CORE_READ(args, location), reason);
 }
 
 /* For kernels whose tracepoints cannot be used; needs kprobes. */
 SEC("kprobe/kfree_skb_reason")
 int BPF_KPROBE(packetloss_kprobe, struct sk_buff *skb, enum skb_drop_reason reason)
 {
-	return handle_drop(ctx, skb, 0, reason);
+	return drop_core(ctx, skb, 0, reason);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

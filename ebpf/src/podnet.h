@@ -69,7 +69,7 @@ volatile const __u32 emit_stack = 0;
 /* Events per second per namespace; 0 = no limit. */
 volatile const __u32 events_per_second = 0;
 /* Wake the reader only once this many records are waiting (it also drains on a timer). */
-volatile const __u32 wakeup_batch = 64;
+volatile const __u32 wakeup_batch = 512;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -199,53 +199,65 @@ static __always_inline void tuple_from_sk(const struct sock *sk, struct event *e
 	}
 }
 
-/* The packet's own view, from its IP and TCP/UDP headers. Returns the ethertype, or 0
- * when the packet is not IP. */
-static __always_inline __u16 tuple_from_skb(const struct sk_buff *skb, struct event *e)
+/* The packet's own view, from its IP and TCP/UDP headers at head + nh (transport header
+ * at th when set). One read covers the IP header and the ports in the usual case.
+ * Returns the ethertype, or 0 when the packet is not IP. */
+static __always_inline __u16 tuple_from_headers(unsigned char *head, __u16 nh, __u16 th, struct event *e)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+		__u8 raw[48];
+	} h;
+	__u32 l4off;
 	if (!head || nh == (__u16)~0U)
-		return proto == ETH_P_IP || proto == ETH_P_IPV6 ? proto : 0;
-	__u8 version = 0;
-	if (bpf_probe_read_kernel(&version, 1, head + nh))
 		return 0;
-	version >>= 4;
-	if (version == 4) {
-		struct iphdr ip;
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+	if (bpf_probe_read_kernel(&h, sizeof(h), head + nh)) {
+		__builtin_memset(&h, 0, sizeof(h));
+		if (bpf_probe_read_kernel(&h, sizeof(struct iphdr), head + nh))
 			return 0;
+	}
+	__u8 version = h.raw[0] >> 4;
+	__u16 proto;
+	if (version == 4) {
 		proto = ETH_P_IP;
 		e->family = AF_INET;
-		e->l4proto = ip.protocol;
-		__builtin_memcpy(e->saddr, &ip.saddr, 4);
-		__builtin_memcpy(e->daddr, &ip.daddr, 4);
-		if (th == (__u16)~0U || th <= nh)
-			th = nh + ip.ihl * 4;
+		e->l4proto = h.v4.protocol;
+		__builtin_memcpy(e->saddr, &h.v4.saddr, 4);
+		__builtin_memcpy(e->daddr, &h.v4.daddr, 4);
+		l4off = h.v4.ihl * 4;
 	} else if (version == 6) {
-		struct ipv6hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return 0;
 		proto = ETH_P_IPV6;
 		e->family = AF_INET6;
-		e->l4proto = ip6.nexthdr;
-		__builtin_memcpy(e->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(e->daddr, &ip6.daddr, 16);
-		if (th == (__u16)~0U || th <= nh)
-			th = nh + sizeof(ip6);
+		e->l4proto = h.v6.nexthdr;
+		__builtin_memcpy(e->saddr, &h.v6.saddr, 16);
+		__builtin_memcpy(e->daddr, &h.v6.daddr, 16);
+		l4off = sizeof(struct ipv6hdr);
 	} else {
 		return 0;
 	}
-	if (e->l4proto == IPPROTO_TCP || e->l4proto == IPPROTO_UDP) {
-		__be16 ports[2];
-		if (!bpf_probe_read_kernel(ports, sizeof(ports), head + th)) {
-			e->sport = bpf_ntohs(ports[0]);
-			e->dport = bpf_ntohs(ports[1]);
-		}
-	}
+	if (e->l4proto != IPPROTO_TCP && e->l4proto != IPPROTO_UDP)
+		return proto;
+	if (th != (__u16)~0U && th > nh)
+		l4off = th - nh;
+	__be16 ports[2];
+	/* Constant offsets only: the verifier refuses variable ones into the stack. */
+	if (l4off == 20)
+		__builtin_memcpy(ports, &h.raw[20], sizeof(ports));
+	else if (l4off == 40)
+		__builtin_memcpy(ports, &h.raw[40], sizeof(ports));
+	else if (bpf_probe_read_kernel(ports, sizeof(ports), head + nh + l4off))
+		return proto;
+	e->sport = bpf_ntohs(ports[0]);
+	e->dport = bpf_ntohs(ports[1]);
 	return proto;
+}
+
+/* The same, reading the skb's fields through CO-RE probe reads (tracepoints, kprobes). */
+static __always_inline __u16 tuple_from_skb(const struct sk_buff *skb, struct event *e)
+{
+	return tuple_from_headers(BPF_CORE_READ(skb, head), BPF_CORE_READ(skb, network_header),
+				  BPF_CORE_READ(skb, transport_header), e);
 }
 
 static __always_inline void swap_tuple(struct event *e)

@@ -6,14 +6,16 @@ pub mod pods;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The `podnet` binary cargo built next to this test.
 pub fn podnet_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
+    let dir = exe.parent().expect("target dir");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target dir") } else { dir };
     let bin = dir.join("podnet");
     assert!(bin.exists(), "{} not found: run `cargo build -p podnet` (cargo test --workspace builds it)", bin.display());
     bin

@@ -5,7 +5,7 @@
 //! node_exporter collects on each scrape. CPU per cycle is the process's user+system time
 //! over the run divided by the number of cycles.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,11 +97,6 @@ fn measure(child: &Child, port: u16, podnet: bool) -> Measured {
     }
 }
 
-fn podnet_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    exe.parent().expect("dir").join("podnet")
-}
-
 fn start_podnet(dir: &Path, port: u16) -> Child {
     let config = dir.join("bench.yaml");
     std::fs::write(
@@ -112,7 +107,7 @@ fn start_podnet(dir: &Path, port: u16) -> Child {
         ),
     )
     .expect("write bench config");
-    Command::new(podnet_binary())
+    Command::new(podnet_integration::podnet_binary())
         .args(["run", "-c"])
         .arg(&config)
         .stdout(Stdio::null())

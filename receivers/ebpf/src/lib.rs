@@ -114,7 +114,7 @@ impl Default for EbpfConfig {
             btf_path: btf::VMLINUX.into(),
             kallsyms_path: "/proc/kallsyms".into(),
             ring_buffer_size: 1 << 20,
-            wakeup_batch: 64,
+            wakeup_batch: 512,
             flush_interval: ConfigDuration(Duration::from_millis(200)),
             probes: ProbesConfig::default(),
         }
