@@ -15,6 +15,13 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// One test at a time: they count kernel-wide things (programs loaded, loopback drops).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The KubeSkoop event lines written so far.
 fn events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
@@ -46,6 +53,7 @@ fn probes_see_drops_resets_and_retransmits_per_pod() {
         eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
         return;
     }
+    let _serial = serial();
     let pods = Pods::create("e");
     let _sleepers = pods.sleepers();
     let dir = tempfile::tempdir().unwrap();
@@ -277,6 +285,7 @@ fn a_probe_without_its_hook_is_unsupported_and_the_rest_run() {
         eprintln!("skipped: attaching eBPF programs needs root (CI runs as root)");
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("podnet.yaml");
     std::fs::write(
@@ -325,6 +334,7 @@ fn a_drop_storm_is_rate_limited_and_the_flow_table_stays_bounded() {
         eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
         return;
     }
+    let _serial = serial();
     let pods = Pods::create("r");
     let _sleepers = pods.sleepers();
     let dir = tempfile::tempdir().unwrap();
@@ -390,4 +400,51 @@ service:
         |m: &str| m.lines().filter(|l| l.starts_with("kubeskoop_packetloss_total{") && l.contains(&format!("k8s_pod=\"{a}\""))).count();
     agent.wait_until(Duration::from_secs(10), "at most max_flows flow series", || (1..=4).contains(&flows(&agent.metrics())));
     assert!(labeled_sum(&m, "podnet_ebpf_flows_evicted_total", &[("probe", "packetloss")]) >= 17.0, "{m}");
+}
+
+#[test]
+fn probes_are_plugged_in_and_out_by_editing_the_config() {
+    if !is_root() {
+        eprintln!("skipped: attaching eBPF programs needs root (CI runs as root)");
+        return;
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("podnet.yaml");
+    let write = |probes: &str| {
+        let text = format!(
+            "receivers:
+  ebpf:
+    collection_interval: 200ms
+    probes:
+{probes}exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+service:
+  pipelines:
+    metrics:
+      receivers: [ebpf]
+      exporters: [prometheus]
+"
+        );
+        let tmp = dir.path().join("podnet.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, &config).unwrap();
+    };
+    let up = |m: &str, probe: &str| m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.contains(&format!("probe=\"{probe}\"")) && l.ends_with(" 1"));
+    write("      tcpreset:\n");
+    let agent = Agent::start(&["-c", config.to_str().unwrap()], &[]);
+    agent.wait_until(Duration::from_secs(20), "tcpreset attached", || up(&agent.metrics(), "tcpreset"));
+    assert!(!up(&agent.metrics(), "packetloss"));
+    write("      tcpreset:\n      packetloss:\n");
+    agent.wait_until(Duration::from_secs(20), "packetloss plugged in without a restart", || up(&agent.metrics(), "packetloss"));
+    write("      packetloss:\n");
+    agent.wait_until(Duration::from_secs(20), "tcpreset unplugged", || {
+        let m = agent.metrics();
+        up(&m, "packetloss") && !up(&m, "tcpreset")
+    });
+    // Unplugged means detached: no tcpreset program is left in the kernel.
+    let names: Vec<String> = aya::programs::loaded_programs().filter_map(Result::ok).filter_map(|p| p.name_as_str().map(str::to_string)).collect();
+    assert!(!names.iter().any(|n| n.starts_with("tcpreset_")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("packetloss_")), "{names:?}");
 }
