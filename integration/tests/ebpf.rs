@@ -431,7 +431,9 @@ service:
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(tmp, &config).unwrap();
     };
-    let up = |m: &str, probe: &str| m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.contains(&format!("probe=\"{probe}\"")) && l.ends_with(" 1"));
+    let up = |m: &str, probe: &str| {
+        m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.contains(&format!("probe=\"{probe}\"")) && l.ends_with(" 1"))
+    };
     write("      tcpreset:\n");
     let agent = Agent::start(&["-c", config.to_str().unwrap()], &[]);
     agent.wait_until(Duration::from_secs(20), "tcpreset attached", || up(&agent.metrics(), "tcpreset"));
@@ -444,7 +446,8 @@ service:
         up(&m, "packetloss") && !up(&m, "tcpreset")
     });
     // Unplugged means detached: no tcpreset program is left in the kernel.
-    let names: Vec<String> = aya::programs::loaded_programs().filter_map(Result::ok).filter_map(|p| p.name_as_str().map(str::to_string)).collect();
+    let names: Vec<String> =
+        aya::programs::loaded_programs().filter_map(Result::ok).filter_map(|p| p.name_as_str().map(str::to_string)).collect();
     assert!(!names.iter().any(|n| n.starts_with("tcpreset_")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("packetloss_")), "{names:?}");
 }
