@@ -17,6 +17,12 @@ command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v victoria-metrics >/dev/null 2>&1 || need_pkgs+=(victoria-metrics)
+# A real containerd for the pod attribution tests (the tests build their pause image).
+command -v containerd >/dev/null 2>&1 || need_pkgs+=(containerd)
+command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # clang-19 and llvm-strip-19 let ebpf/check.sh prove the committed objects match the C.
 command -v clang-19 >/dev/null 2>&1 || need_pkgs+=(clang-19)
 command -v llvm-strip-19 >/dev/null 2>&1 || need_pkgs+=(llvm-19)
@@ -26,7 +32,7 @@ if ((${#need_pkgs[@]})); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
     # Packages that start a system service (prometheus) must not hold the test ports.
-    $SUDO systemctl stop prometheus victoria-metrics >/dev/null 2>&1 || true
+    $SUDO systemctl stop prometheus victoria-metrics containerd >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -49,10 +49,14 @@ impl Drop for Pods {
 
 /// Runs `f` on a thread that has entered namespace `name`: sockets it opens live there.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{name}");
+    in_netns_path(&format!("/run/netns/{name}"), f)
+}
+
+/// Runs `f` on a thread that has entered the namespace at `path` (`/proc/<pid>/ns/net`).
+pub fn in_netns_path<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let ns = File::open(&path).expect("open netns");
+            let ns = File::open(path).expect("open netns");
             // SAFETY: setns on this thread only; the fd is valid for the call.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());

@@ -34,6 +34,9 @@ pub mod keys {
     pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
     pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
     pub const NETWORK_CONNECTION_STATE: &str = "network.connection.state";
+    /// Comma-separated resource attributes that `kubeskoop` naming adds as labels after
+    /// `k8s_pod` (KubeSkoop's `additionalLabels`, extracted pod labels).
+    pub const KUBESKOOP_LABELS: &str = "podnet.kubeskoop.labels";
 }
 
 /// Metric metadata keys carrying the KubeSkoop name of a metric, read by exporters in

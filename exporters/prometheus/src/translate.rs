@@ -120,6 +120,11 @@ impl Translator<'_> {
                 labels.push(("k8s_node".into(), get(keys::K8S_NODE_NAME)));
                 labels.push(("k8s_namespace".into(), get(keys::K8S_NAMESPACE_NAME)));
                 labels.push(("k8s_pod".into(), kubeskoop_pod(attrs)));
+                if let Some(extra) = attr_string(attrs, keys::KUBESKOOP_LABELS) {
+                    for key in extra.split(',').filter(|k| !k.is_empty()) {
+                        labels.push((sanitize_label(key), get(key)));
+                    }
+                }
             }
             Naming::Otel => {
                 for key in self.resource_labels {

@@ -58,6 +58,9 @@ fn expand_line(
 fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>, unset: &mut BTreeSet<String>) -> Result<String, String> {
     let reference = match body.strip_prefix("env:") {
         Some(r) => r,
+        // KubeSkoop's pod-label template (`additional_labels: ["app=${labels:app}"]`), filled
+        // per pod by k8s_attributes, not by the config loader.
+        None if body.starts_with("labels:") => return Ok(format!("${{{body}}}")),
         None => match body.split_once(':') {
             Some((scheme, rest)) if !rest.starts_with('-') && is_valid_name(scheme) => {
                 return Err(format!(
@@ -151,5 +154,10 @@ mod tests {
             "line 1: unsupported config source \"file\" in \"${file:/x}\": only ${env:NAME} is supported"
         );
         assert!(x("a: ${env:NL}").unwrap_err().contains("contains a newline"));
+    }
+
+    #[test]
+    fn pod_label_templates_pass_through() {
+        assert_eq!(x("a: [\"app=${labels:app}\"]").unwrap(), "a: [\"app=${labels:app}\"]");
     }
 }

@@ -1,0 +1,310 @@
+//! The part of the CRI v1 API (`runtime.v1.RuntimeService`) podnet speaks, over the
+//! runtime's Unix socket: listing pod sandboxes and their verbose status (the sandbox's
+//! pid, hence its network namespace). The messages are declared here with their proto
+//! field numbers instead of generated, so building podnet needs no protoc; tests use the
+//! sandbox lifecycle calls to play kubelet against a real containerd.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxMetadata {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub uid: String,
+    #[prost(string, tag = "3")]
+    pub namespace: String,
+    #[prost(uint32, tag = "4")]
+    pub attempt: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxFilter {
+    #[prost(string, tag = "1")]
+    pub id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxRequest {
+    #[prost(message, optional, tag = "1")]
+    pub filter: Option<PodSandboxFilter>,
+}
+
+/// `PodSandboxState`: 0 ready, 1 not ready.
+pub const SANDBOX_READY: i32 = 0;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandbox {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub metadata: Option<PodSandboxMetadata>,
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    #[prost(int64, tag = "4")]
+    pub created_at: i64,
+    #[prost(map = "string, string", tag = "5")]
+    pub labels: HashMap<String, String>,
+    #[prost(map = "string, string", tag = "6")]
+    pub annotations: HashMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<PodSandbox>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatusRequest {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+    #[prost(bool, tag = "2")]
+    pub verbose: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodIp {
+    #[prost(string, tag = "1")]
+    pub ip: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxNetworkStatus {
+    #[prost(string, tag = "1")]
+    pub ip: String,
+    #[prost(message, repeated, tag = "2")]
+    pub additional_ips: Vec<PodIp>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatus {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub metadata: Option<PodSandboxMetadata>,
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    #[prost(int64, tag = "4")]
+    pub created_at: i64,
+    #[prost(message, optional, tag = "5")]
+    pub network: Option<PodSandboxNetworkStatus>,
+    #[prost(map = "string, string", tag = "7")]
+    pub labels: HashMap<String, String>,
+    #[prost(map = "string, string", tag = "8")]
+    pub annotations: HashMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<PodSandboxStatus>,
+    #[prost(map = "string, string", tag = "2")]
+    pub info: HashMap<String, String>,
+}
+
+// --- sandbox lifecycle (what kubelet calls; used by tests) ------------------------------------
+
+/// `NamespaceMode`: 0 POD, 1 CONTAINER, 2 NODE (host network).
+pub const NAMESPACE_POD: i32 = 0;
+pub const NAMESPACE_CONTAINER: i32 = 1;
+pub const NAMESPACE_NODE: i32 = 2;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamespaceOption {
+    #[prost(int32, tag = "1")]
+    pub network: i32,
+    #[prost(int32, tag = "2")]
+    pub pid: i32,
+    #[prost(int32, tag = "3")]
+    pub ipc: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSandboxSecurityContext {
+    #[prost(message, optional, tag = "1")]
+    pub namespace_options: Option<NamespaceOption>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxPodSandboxConfig {
+    #[prost(string, tag = "1")]
+    pub cgroup_parent: String,
+    #[prost(message, optional, tag = "2")]
+    pub security_context: Option<LinuxSandboxSecurityContext>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxConfig {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<PodSandboxMetadata>,
+    #[prost(string, tag = "2")]
+    pub hostname: String,
+    #[prost(string, tag = "3")]
+    pub log_directory: String,
+    #[prost(map = "string, string", tag = "6")]
+    pub labels: HashMap<String, String>,
+    #[prost(map = "string, string", tag = "7")]
+    pub annotations: HashMap<String, String>,
+    #[prost(message, optional, tag = "8")]
+    pub linux: Option<LinuxPodSandboxConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunPodSandboxRequest {
+    #[prost(message, optional, tag = "1")]
+    pub config: Option<PodSandboxConfig>,
+    #[prost(string, tag = "2")]
+    pub runtime_handler: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunPodSandboxResponse {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxIdRequest {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Empty {}
+
+// --- client -----------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("CRI endpoint {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("CRI {method}: {status}")]
+    Call { method: &'static str, status: String },
+    #[error("CRI {method}: no answer within {timeout:?}")]
+    Timeout { method: &'static str, timeout: Duration },
+}
+
+/// The socket path of `unix:///run/containerd/containerd.sock` (or a bare path).
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+    let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+    if !path.starts_with('/') {
+        return Err(format!("\"{endpoint}\" is not a unix socket endpoint (unix:///path/to/runtime.sock)"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[derive(Clone)]
+pub struct CriClient {
+    grpc: tonic::client::Grpc<Channel>,
+    timeout: Duration,
+}
+
+impl CriClient {
+    /// Connects lazily: a runtime that starts after podnet is picked up on the next call.
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<CriClient, CriError> {
+        let path = socket_path(endpoint).map_err(|reason| CriError::Connect { endpoint: endpoint.into(), reason })?;
+        // The URI is a placeholder: the connector dials the socket.
+        let channel = Endpoint::from_static("http://cri.sock").connect_timeout(timeout).connect_with_connector_lazy(tower::service_fn(
+            move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            },
+        ));
+        Ok(CriClient { grpc: tonic::client::Grpc::new(channel), timeout })
+    }
+
+    async fn call<Req, Resp>(&mut self, method: &'static str, req: Req) -> Result<Resp, CriError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let path = http::uri::PathAndQuery::from_static(method);
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        let fut = async {
+            self.grpc.ready().await.map_err(|e| CriError::Call { method, status: e.to_string() })?;
+            self.grpc
+                .unary(tonic::Request::new(req), path, codec)
+                .await
+                .map_err(|s| CriError::Call { method, status: format!("{}: {}", s.code(), s.message()) })
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(CriError::Timeout { method, timeout: self.timeout }),
+        }
+    }
+
+    pub async fn list_pod_sandboxes(&mut self) -> Result<Vec<PodSandbox>, CriError> {
+        let r: ListPodSandboxResponse = self.call("/runtime.v1.RuntimeService/ListPodSandbox", ListPodSandboxRequest::default()).await?;
+        Ok(r.items)
+    }
+
+    pub async fn pod_sandbox_status(&mut self, id: &str) -> Result<PodSandboxStatusResponse, CriError> {
+        let req = PodSandboxStatusRequest { pod_sandbox_id: id.to_string(), verbose: true };
+        self.call("/runtime.v1.RuntimeService/PodSandboxStatus", req).await
+    }
+
+    pub async fn run_pod_sandbox(&mut self, config: PodSandboxConfig) -> Result<String, CriError> {
+        let r: RunPodSandboxResponse = self
+            .call("/runtime.v1.RuntimeService/RunPodSandbox", RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() })
+            .await?;
+        Ok(r.pod_sandbox_id)
+    }
+
+    pub async fn stop_pod_sandbox(&mut self, id: &str) -> Result<(), CriError> {
+        let _: Empty = self.call("/runtime.v1.RuntimeService/StopPodSandbox", PodSandboxIdRequest { pod_sandbox_id: id.into() }).await?;
+        Ok(())
+    }
+
+    pub async fn remove_pod_sandbox(&mut self, id: &str) -> Result<(), CriError> {
+        let _: Empty = self.call("/runtime.v1.RuntimeService/RemovePodSandbox", PodSandboxIdRequest { pod_sandbox_id: id.into() }).await?;
+        Ok(())
+    }
+}
+
+/// The sandbox's pid from the verbose status (`info["info"]` is JSON with a `pid`).
+pub fn sandbox_pid(resp: &PodSandboxStatusResponse) -> Option<u32> {
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info")?).ok()?;
+    info.get("pid")?.as_u64().and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(socket_path("unix:///run/containerd/containerd.sock").unwrap(), PathBuf::from("/run/containerd/containerd.sock"));
+        assert_eq!(socket_path("/run/crio/crio.sock").unwrap(), PathBuf::from("/run/crio/crio.sock"));
+        assert!(socket_path("tcp://1.2.3.4:10010").unwrap_err().contains("not a unix socket"));
+    }
+
+    #[test]
+    fn verbose_info_pid() {
+        let mut r = PodSandboxStatusResponse::default();
+        assert_eq!(sandbox_pid(&r), None);
+        r.info.insert("info".into(), r#"{"pid":22722,"processStatus":"running"}"#.into());
+        assert_eq!(sandbox_pid(&r), Some(22722));
+        r.info.insert("info".into(), r#"{"pid":0}"#.into());
+        assert_eq!(sandbox_pid(&r), None, "a stopped sandbox has no process");
+        r.info.insert("info".into(), "not json".into());
+        assert_eq!(sandbox_pid(&r), None);
+    }
+
+    #[test]
+    fn wire_format_matches_the_proto_field_numbers() {
+        // metadata (2) { name (1) = "a" }, labels (5) { "k": "v" }
+        let s = PodSandbox {
+            metadata: Some(PodSandboxMetadata { name: "a".into(), ..Default::default() }),
+            labels: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(s.encode_to_vec(), vec![0x12, 0x03, 0x0a, 0x01, b'a', 0x2a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']);
+    }
+}

@@ -1,0 +1,236 @@
+//! Processor `k8s_attributes`: names each network namespace's pod. Every resource that
+//! carries a `podnet.netns.inode` (metrics and events alike) gets `k8s.pod.name`,
+//! `k8s.pod.uid`, `k8s.namespace.name`, `k8s.pod.ip`, the configured labels and
+//! annotations and KubeSkoop's `additional_labels`; the host namespace stays node level,
+//! and a namespace no source knows keeps its inode (it is never dropped).
+
+pub mod cri;
+pub mod cri_source;
+pub mod pods;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use podnet_pipeline::component::{
+    BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Processor, ProcessorFactory, Stability,
+};
+use podnet_pipeline::config::ConfigDuration;
+use podnet_pipeline::fanout::{Input, Outputs};
+use podnet_pipeline::pdata::{Logs, Metrics, PData, Signal};
+use serde::{Deserialize, Serialize};
+
+use crate::pods::{Additional, Extract, PodIndex, Tagger};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriConfig {
+    pub enabled: bool,
+    /// `unix:///run/containerd/containerd.sock`, `unix:///run/crio/crio.sock`,
+    /// `unix:///run/cri-dockerd.sock`.
+    pub endpoint: String,
+    pub poll_interval: ConfigDuration,
+    /// Per call.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for CriConfig {
+    fn default() -> Self {
+        CriConfig {
+            enabled: true,
+            endpoint: "unix:///run/containerd/containerd.sock".into(),
+            poll_interval: ConfigDuration::from_secs(2),
+            timeout: ConfigDuration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K8sAttributesConfig {
+    /// Where sandbox pids' namespaces are looked up (`/host/proc` in the DaemonSet).
+    pub root_path: PathBuf,
+    pub cri: CriConfig,
+    /// How long a deleted pod's namespace keeps its name (in-flight events, the last
+    /// collection) before its data goes unnamed and its series expire.
+    pub grace_period: ConfigDuration,
+    pub extract: Extract,
+    /// KubeSkoop's `additionalLabels`: `name=text with ${labels:<pod label>}`.
+    pub additional_labels: Vec<String>,
+}
+
+impl Default for K8sAttributesConfig {
+    fn default() -> Self {
+        K8sAttributesConfig {
+            root_path: "/proc".into(),
+            cri: CriConfig::default(),
+            grace_period: ConfigDuration::from_secs(30),
+            extract: Extract::default(),
+            additional_labels: Vec::new(),
+        }
+    }
+}
+
+pub struct K8sAttributesProcessorFactory;
+
+fn additional(c: &K8sAttributesConfig) -> Result<Vec<Additional>, String> {
+    c.additional_labels.iter().enumerate().map(|(i, a)| Additional::parse(a).map_err(|e| format!("additional_labels::{i}: {e}"))).collect()
+}
+
+impl Factory for K8sAttributesProcessorFactory {
+    type Config = K8sAttributesConfig;
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "k8s_attributes",
+            aliases: &["k8sattributes"],
+            kind: Kind::Processor,
+            signals: &[Signal::Metrics, Signal::Logs],
+            stability: Stability::Alpha,
+            description: "Names each network namespace's pod (k8s.pod.name, k8s.namespace.name, labels) from the container runtime",
+            probes: &[],
+        }
+    }
+    fn validate(&self, c: &K8sAttributesConfig) -> Result<(), String> {
+        additional(c)?;
+        if c.cri.enabled {
+            cri::socket_path(&c.cri.endpoint).map_err(|e| format!("cri::endpoint: {e}"))?;
+            if c.cri.poll_interval.0.is_zero() || c.cri.timeout.0.is_zero() {
+                return Err("cri::poll_interval and cri::timeout must be greater than zero".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProcessorFactory for K8sAttributesProcessorFactory {
+    fn create(&self, config: &K8sAttributesConfig, ctx: ComponentContext) -> Result<Box<dyn Processor>, BuildError> {
+        let tagger = Tagger {
+            node: ctx.host.node.name.clone(),
+            extract: config.extract.clone(),
+            additional: additional(config).map_err(BuildError::new)?,
+        };
+        Ok(Box::new(K8sAttributesProcessor { config: config.clone(), tagger, index: Arc::default(), ctx }))
+    }
+}
+
+struct K8sAttributesProcessor {
+    config: K8sAttributesConfig,
+    tagger: Tagger,
+    index: Arc<ArcSwap<PodIndex>>,
+    ctx: ComponentContext,
+}
+
+/// Tags every resource; returns how many were named after a pod.
+pub fn tag_metrics(m: &mut Metrics, tagger: &Tagger, index: &PodIndex) -> usize {
+    let mut named = 0;
+    for r in m.resources_mut() {
+        let res = r.resource.get_or_insert_with(Default::default);
+        named += usize::from(tagger.tag(&mut res.attributes, index));
+    }
+    named
+}
+
+pub fn tag_logs(l: &mut Logs, tagger: &Tagger, index: &PodIndex) -> usize {
+    let mut named = 0;
+    for r in l.resources_mut() {
+        let res = r.resource.get_or_insert_with(Default::default);
+        named += usize::from(tagger.tag(&mut res.attributes, index));
+    }
+    named
+}
+
+/// Keeps `index` current from the runtime until shutdown.
+async fn follow_cri(
+    config: K8sAttributesConfig,
+    index: Arc<ArcSwap<PodIndex>>,
+    ctx: ComponentContext,
+    first: tokio::sync::oneshot::Sender<()>,
+) {
+    let client = match cri::CriClient::new(&config.cri.endpoint, config.cri.timeout.0) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.status.failed(e.to_string());
+            return;
+        }
+    };
+    let mut source = cri_source::CriSource::new(client, config.root_path.clone());
+    let mut first = Some(first);
+    let mut ticker = tokio::time::interval(config.cri.poll_interval.0);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match source.poll().await {
+            Ok((live, errors)) => {
+                let mut next = PodIndex::clone(&index.load());
+                next.replace(live, config.grace_period.0, Instant::now());
+                index.store(Arc::new(next));
+                for e in &errors {
+                    tracing::debug!(component = %ctx.id, "{e}");
+                }
+                if last_error.take().is_some() {
+                    tracing::info!(component = %ctx.id, endpoint = %config.cri.endpoint, "container runtime reachable again");
+                    ctx.status.running();
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(component = %ctx.id, "{text}: pods keep their last known names; retrying every {:?}", config.cri.poll_interval.0);
+                    ctx.status.failed(format!("{text} (retrying)"));
+                }
+                // Still age out the departed.
+                let mut next = PodIndex::clone(&index.load());
+                let live = next.by_netns.clone();
+                next.replace(live, config.grace_period.0, Instant::now());
+                index.store(Arc::new(next));
+                last_error = Some(text);
+            }
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Processor for K8sAttributesProcessor {
+    fn run(self: Box<Self>, mut input: Input, outputs: Outputs) -> BoxFuture {
+        Box::pin(async move {
+            let K8sAttributesProcessor { config, tagger, index, ctx } = *self;
+            if config.cri.enabled {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(follow_cri(config.clone(), index.clone(), ctx.clone(), tx));
+                // Data that comes before the first answer would go unnamed: wait for it, a
+                // bounded time.
+                let _ = tokio::time::timeout(config.cri.timeout.0 * 2, rx).await;
+            }
+            let process = |data: PData| -> PData {
+                let idx = index.load();
+                match data {
+                    PData::Metrics(mut m) => {
+                        tag_metrics(&mut m, &tagger, &idx);
+                        PData::Metrics(m)
+                    }
+                    PData::Logs(mut l) => {
+                        tag_logs(&mut l, &tagger, &idx);
+                        PData::Logs(l)
+                    }
+                }
+            };
+            loop {
+                let data = tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    d = input.recv() => match d { Some(d) => d, None => break },
+                };
+                outputs.send(process(data)).await;
+            }
+            while let Some(d) = input.try_recv() {
+                outputs.send(process(d)).await;
+            }
+        })
+    }
+}
