@@ -1,11 +1,18 @@
 //! Processor `k8s_attributes`: names each network namespace's pod. Every resource that
 //! carries a `podnet.netns.inode` (metrics and events alike) gets `k8s.pod.name`,
-//! `k8s.pod.uid`, `k8s.namespace.name`, `k8s.pod.ip`, the configured labels and
-//! annotations and KubeSkoop's `additional_labels`; the host namespace stays node level,
-//! and a namespace no source knows keeps its inode (it is never dropped).
+//! `k8s.pod.uid`, `k8s.namespace.name`, `k8s.pod.ip`, the workload (`k8s.deployment.name`,
+//! …), the configured labels and annotations and KubeSkoop's `additional_labels`; the host
+//! namespace stays node level, and a namespace no source knows keeps its inode (it is
+//! never dropped).
+//!
+//! Sources: the container runtime (CRI: sandbox → pid → namespace), enriched by the
+//! Kubernetes API (this node's pods, watched); with no runtime reachable, the API alone,
+//! matching each namespace's local address to a pod IP.
 
 pub mod cri;
 pub mod cri_source;
+pub mod ipmatch;
+pub mod kube;
 pub mod pods;
 
 use std::path::PathBuf;
@@ -58,6 +65,9 @@ pub struct K8sAttributesConfig {
     pub extract: Extract,
     /// KubeSkoop's `additionalLabels`: `name=text with ${labels:<pod label>}`.
     pub additional_labels: Vec<String>,
+    pub kube_api: kube::KubeApiConfig,
+    /// `ip netns` names, for matching namespaces by address.
+    pub names_path: PathBuf,
 }
 
 impl Default for K8sAttributesConfig {
@@ -68,6 +78,8 @@ impl Default for K8sAttributesConfig {
             grace_period: ConfigDuration::from_secs(30),
             extract: Extract::default(),
             additional_labels: Vec::new(),
+            kube_api: kube::KubeApiConfig::default(),
+            names_path: "/run/netns".into(),
         }
     }
 }
@@ -93,6 +105,9 @@ impl Factory for K8sAttributesProcessorFactory {
     }
     fn validate(&self, c: &K8sAttributesConfig) -> Result<(), String> {
         additional(c)?;
+        if !c.cri.enabled && c.kube_api.enabled == kube::Enabled::False {
+            return Err("no pod source: enable cri or kube_api".into());
+        }
         if c.cri.enabled {
             cri::socket_path(&c.cri.endpoint).map_err(|e| format!("cri::endpoint: {e}"))?;
             if c.cri.poll_interval.0.is_zero() || c.cri.timeout.0.is_zero() {
@@ -140,21 +155,22 @@ pub fn tag_logs(l: &mut Logs, tagger: &Tagger, index: &PodIndex) -> usize {
     named
 }
 
-/// Keeps `index` current from the runtime until shutdown.
-async fn follow_cri(
+/// Keeps `index` current until shutdown: polls the runtime, merges what the API knows,
+/// and falls back to address matching when no runtime answers.
+async fn maintain(
     config: K8sAttributesConfig,
     index: Arc<ArcSwap<PodIndex>>,
+    api: Option<kube::PodStore>,
     ctx: ComponentContext,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
-    let client = match cri::CriClient::new(&config.cri.endpoint, config.cri.timeout.0) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.status.failed(e.to_string());
-            return;
+    let mut cri = None;
+    if config.cri.enabled {
+        match cri::CriClient::new(&config.cri.endpoint, config.cri.timeout.0) {
+            Ok(c) => cri = Some(cri_source::CriSource::new(c, config.root_path.clone())),
+            Err(e) => ctx.status.failed(e.to_string()),
         }
-    };
-    let mut source = cri_source::CriSource::new(client, config.root_path.clone());
+    }
     let mut first = Some(first);
     let mut ticker = tokio::time::interval(config.cri.poll_interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,33 +180,52 @@ async fn follow_cri(
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match source.poll().await {
-            Ok((live, errors)) => {
-                let mut next = PodIndex::clone(&index.load());
-                next.replace(live, config.grace_period.0, Instant::now());
-                index.store(Arc::new(next));
-                for e in &errors {
-                    tracing::debug!(component = %ctx.id, "{e}");
+        let mut live = None;
+        if let Some(source) = &mut cri {
+            match source.poll().await {
+                Ok((pods, errors)) => {
+                    for e in &errors {
+                        tracing::debug!(component = %ctx.id, "{e}");
+                    }
+                    if last_error.take().is_some() {
+                        tracing::info!(component = %ctx.id, endpoint = %config.cri.endpoint, "container runtime reachable again");
+                        ctx.status.running();
+                    }
+                    live = Some(pods);
                 }
-                if last_error.take().is_some() {
-                    tracing::info!(component = %ctx.id, endpoint = %config.cri.endpoint, "container runtime reachable again");
-                    ctx.status.running();
+                Err(e) => {
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        let fallback = if api.is_some() {
+                            "matching namespaces to the API's pods by address"
+                        } else {
+                            "pods keep their last known names"
+                        };
+                        tracing::warn!(component = %ctx.id, "{text}: {fallback}; retrying every {:?}", config.cri.poll_interval.0);
+                        ctx.status.failed(format!("{text} (retrying)"));
+                    }
+                    last_error = Some(text);
                 }
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::warn!(component = %ctx.id, "{text}: pods keep their last known names; retrying every {:?}", config.cri.poll_interval.0);
-                    ctx.status.failed(format!("{text} (retrying)"));
-                }
-                // Still age out the departed.
-                let mut next = PodIndex::clone(&index.load());
-                let live = next.by_netns.clone();
-                next.replace(live, config.grace_period.0, Instant::now());
-                index.store(Arc::new(next));
-                last_error = Some(text);
             }
         }
+        let api_pods = api.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        let live = match (live, api_pods) {
+            (Some(mut pods), Some(api)) => {
+                ipmatch::enrich(&mut pods, &api);
+                Some(pods)
+            }
+            (Some(pods), None) => Some(pods),
+            (None, Some(api)) => {
+                let (root, names) = (config.root_path.clone(), config.names_path.clone());
+                tokio::task::spawn_blocking(move || ipmatch::match_by_ip(&root, &names, &api)).await.ok()
+            }
+            (None, None) => None,
+        };
+        let mut next = PodIndex::clone(&index.load());
+        // No source answered: keep the names, age out the departed.
+        let live = live.unwrap_or_else(|| next.by_netns.clone());
+        next.replace(live, config.grace_period.0, Instant::now());
+        index.store(Arc::new(next));
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
@@ -201,13 +236,29 @@ impl Processor for K8sAttributesProcessor {
     fn run(self: Box<Self>, mut input: Input, outputs: Outputs) -> BoxFuture {
         Box::pin(async move {
             let K8sAttributesProcessor { config, tagger, index, ctx } = *self;
-            if config.cri.enabled {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                tokio::spawn(follow_cri(config.clone(), index.clone(), ctx.clone(), tx));
-                // Data that comes before the first answer would go unnamed: wait for it, a
-                // bounded time.
-                let _ = tokio::time::timeout(config.cri.timeout.0 * 2, rx).await;
-            }
+            let api = match config.kube_api.endpoint(|k| std::env::var(k).ok()) {
+                Some(endpoint) => match kube::KubeClient::new(&endpoint, &config.kube_api, &ctx.host.node.name) {
+                    Ok(client) => {
+                        let store: kube::PodStore = Arc::default();
+                        let id = ctx.id.to_string();
+                        tracing::info!(component = %ctx.id, endpoint, node = %ctx.host.node.name, "watching this node's pods in the Kubernetes API");
+                        tokio::spawn(kube::follow(client, store.clone(), ctx.shutdown.clone(), move |e| {
+                            tracing::warn!(component = %id, "Kubernetes API: {e}");
+                        }));
+                        Some(store)
+                    }
+                    Err(e) => {
+                        tracing::warn!(component = %ctx.id, "Kubernetes API source off: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(maintain(config.clone(), index.clone(), api, ctx.clone(), tx));
+            // Data that comes before the first answer would go unnamed: wait for it, a
+            // bounded time.
+            let _ = tokio::time::timeout(config.cri.timeout.0 * 2, rx).await;
             let process = |data: PData| -> PData {
                 let idx = index.load();
                 match data {
