@@ -385,3 +385,38 @@ service:
     assert_eq!(cfg.probes.tcpretrans.unwrap().max_flows, Some(100));
     assert_eq!(cfg.probes.tcpreset, None, "a probe not listed is off");
 }
+
+fn k8s_errors(processor: &str) -> Vec<String> {
+    errors(&format!(
+        "receivers:
+  procfs:
+processors:
+  k8s_attributes:
+{processor}exporters:
+  prometheus:
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      processors: [k8s_attributes]
+      exporters: [prometheus]
+"
+    ))
+}
+
+#[test]
+fn k8s_attributes_options_are_checked() {
+    let e = k8s_errors("    cri: { endpoint: \"tcp://10.0.0.1:10010\" }\n");
+    assert_eq!(
+        e,
+        [
+            "processors::k8s_attributes: cri::endpoint: \"tcp://10.0.0.1:10010\" is not a unix socket endpoint (unix:///path/to/runtime.sock)"
+        ]
+    );
+    let e = k8s_errors("    cri: { enabled: false }\n    kube_api: { enabled: false }\n");
+    assert_eq!(e, ["processors::k8s_attributes: no pod source: enable cri or kube_api"]);
+    let e = k8s_errors("    additional_labels: [\"app\"]\n");
+    assert_eq!(e, ["processors::k8s_attributes: additional_labels::0: \"app\": expected name=value, e.g. app=${labels:app}"]);
+    let e = k8s_errors("    kube_api: { enabled: sometimes }\n");
+    assert!(e[0].starts_with("processors::k8s_attributes::kube_api::enabled") && e[0].contains("auto, true, false"), "{e:?}");
+}
