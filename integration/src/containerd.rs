@@ -13,6 +13,8 @@ use podnet_processor_k8s_attributes::cri::{
     PodSandboxConfig, PodSandboxMetadata,
 };
 
+static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct Containerd {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -152,19 +154,22 @@ state = "{d}/state"
     /// Creates a pod sandbox as kubelet would: metadata, `io.kubernetes.pod.*` labels plus
     /// `labels`; `host_network` puts it in the node's namespace.
     pub fn run_pod(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)], host_network: bool) -> Sandbox {
-        let uid = format!("uid-{namespace}-{name}-{}", std::process::id());
+        // A UID shaped like the API server's, which cgroup paths carry.
+        let n = NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uid = format!("{:08x}-7a51-4f0f-9d0e-{:012x}", std::process::id(), n);
         let mut all: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         all.insert("io.kubernetes.pod.name".into(), name.into());
         all.insert("io.kubernetes.pod.namespace".into(), namespace.into());
         all.insert("io.kubernetes.pod.uid".into(), uid.clone());
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata { name: name.into(), uid, namespace: namespace.into(), attempt: 0 }),
+            metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.clone(), namespace: namespace.into(), attempt: 0 }),
             hostname: if host_network { String::new() } else { name.into() },
             log_directory: String::new(),
             labels: all,
             annotations: [("podnet.test/annotation".to_string(), format!("{name}-note"))].into(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: String::new(),
+                // Where kubelet (cgroupfs driver) puts a BestEffort pod.
+                cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: if host_network { NAMESPACE_NODE } else { NAMESPACE_POD },
@@ -217,6 +222,13 @@ impl Drop for Containerd {
             let _ = Command::new("umount").args(["-l", m]).output();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        // The pods' cgroups (kubelet-style parents), deepest first; only empty ones go.
+        let out = Command::new("sh")
+            .args(["-c", "find /sys/fs/cgroup -depth -type d \\( -path '*kubepods*' -o -path '*/k8s.io*' \\) 2>/dev/null"])
+            .output();
+        for dir in out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default().lines() {
+            let _ = std::fs::remove_dir(dir);
+        }
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
     }
 }

@@ -14,7 +14,7 @@ fn config(endpoint: &str, events: &std::path::Path) -> String {
         "receivers:
   procfs:
     collection_interval: 300ms
-    probes: [udp, tcp]
+    probes: [udp, tcp, fd]
   ebpf:
     collection_interval: 300ms
     flush_interval: 50ms
@@ -39,17 +39,20 @@ exporters:
   file:
     path: {}
     format: kubeskoop
+  file/otlp:
+    path: {}.otlp
 service:
   pipelines:
     metrics:
       receivers: [procfs, ebpf]
       processors: [k8s_attributes]
-      exporters: [prometheus]
+      exporters: [prometheus, file/otlp]
     logs:
       receivers: [ebpf]
       processors: [k8s_attributes]
       exporters: [file]
 ",
+        events.display(),
         events.display()
     )
 }
@@ -111,8 +114,28 @@ fn pods_from_containerd_name_their_own_data() {
         m.lines().any(|l| l.starts_with("kubeskoop_udp_noports{") && l.contains("k8s_pod=\"web-0\"") && l.contains("team=\"blue\"")),
         "{m}"
     );
-    // The host-network pod is node level: its name appears nowhere, the host is k8s_pod="".
-    assert!(!m.contains("node-agent"), "a hostNetwork pod's data is the node's");
+    // The OTLP export: OTel resource attributes.
+    let otlp = std::fs::read_to_string(format!("{}.otlp", events.display())).unwrap();
+    let resource_with_db = otlp
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|v| v["resourceMetrics"].as_array().cloned().unwrap_or_default().into_iter().map(|r| r["resource"].to_string()));
+    let db_resources: Vec<String> = resource_with_db.filter(|r| r.contains("\"db-0\"")).collect();
+    assert!(!db_resources.is_empty(), "{otlp}");
+    for key in ["k8s.pod.name", "k8s.namespace.name", "k8s.pod.uid", "k8s.pod.ip", "k8s.node.name"] {
+        assert!(db_resources[0].contains(&format!("\"{key}\"")), "{key} in {}", db_resources[0]);
+    }
+    // The host-network pod's network data is the node's (k8s_pod=""); only its processes'
+    // fds (found by the pod UID in their cgroup) are its own, as in KubeSkoop.
+    assert!(
+        m.lines().filter(|l| l.contains("node-agent")).all(|l| l.starts_with("kubeskoop_fd_")),
+        "a hostNetwork pod has no network series of its own:\n{m}"
+    );
+    agent.wait_until(Duration::from_secs(10), "the host-network pod's fd series", || {
+        agent.metrics().lines().any(|l| {
+            l.starts_with("kubeskoop_fd_openfd{") && l.contains("k8s_pod=\"node-agent\"") && l.contains("k8s_namespace=\"kube-system\"")
+        })
+    });
     assert!(m.lines().any(|l| l.starts_with("kubeskoop_udp_noports{") && l.contains("k8s_pod=\"\"")), "{m}");
 
     // The reset event names the pod that sent it.

@@ -23,6 +23,7 @@ pub mod keys {
     pub const K8S_NODE_NAME: &str = "k8s.node.name";
     pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
     pub const K8S_POD_NAME: &str = "k8s.pod.name";
+    pub const K8S_POD_UID: &str = "k8s.pod.uid";
     pub const HOST_NAME: &str = "host.name";
     /// Inode of the network namespace a resource describes: the key the k8s_attributes
     /// processor uses to find the pod.

@@ -190,6 +190,23 @@ pub enum CriError {
     Timeout { method: &'static str, timeout: Duration },
 }
 
+/// Where the runtimes put their CRI socket, in the order `endpoint: auto` tries them.
+pub const DEFAULT_ENDPOINTS: &[&str] = &[
+    "unix:///run/containerd/containerd.sock",
+    "unix:///run/crio/crio.sock",
+    "unix:///run/cri-dockerd.sock",
+    "unix:///run/k3s/containerd/containerd.sock",
+];
+
+/// `auto`: the first default socket that exists under `root` (`/` on a host, `/host` when
+/// the host's /run is mounted there), else containerd's.
+pub fn resolve_endpoint(endpoint: &str, root: &std::path::Path) -> String {
+    if endpoint != "auto" {
+        return endpoint.to_string();
+    }
+    DEFAULT_ENDPOINTS.iter().find(|e| root.join(e.trim_start_matches("unix:///")).exists()).unwrap_or(&DEFAULT_ENDPOINTS[0]).to_string()
+}
+
 /// The socket path of `unix:///run/containerd/containerd.sock` (or a bare path).
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
@@ -283,6 +300,16 @@ mod tests {
         assert_eq!(socket_path("unix:///run/containerd/containerd.sock").unwrap(), PathBuf::from("/run/containerd/containerd.sock"));
         assert_eq!(socket_path("/run/crio/crio.sock").unwrap(), PathBuf::from("/run/crio/crio.sock"));
         assert!(socket_path("tcp://1.2.3.4:10010").unwrap_err().contains("not a unix socket"));
+    }
+
+    #[test]
+    fn auto_finds_the_runtime_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(resolve_endpoint("auto", dir.path()), "unix:///run/containerd/containerd.sock", "nothing there: containerd's");
+        std::fs::create_dir_all(dir.path().join("run/crio")).unwrap();
+        std::fs::write(dir.path().join("run/crio/crio.sock"), "").unwrap();
+        assert_eq!(resolve_endpoint("auto", dir.path()), "unix:///run/crio/crio.sock");
+        assert_eq!(resolve_endpoint("unix:///x.sock", dir.path()), "unix:///x.sock");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::pods::Pod;
 #[derive(Clone, Debug)]
 enum Sandbox {
     Pod(u64, Pod),
-    HostNetwork,
+    HostNetwork(Pod),
 }
 
 pub struct CriSource {
@@ -75,7 +75,7 @@ impl CriSource {
             };
             match podnet_netns::netns_inode(&self.root_path.join(pid.to_string())) {
                 Ok(inode) if Some(inode) == self.host_inode => {
-                    self.known.insert(id, Sandbox::HostNetwork);
+                    self.known.insert(id, Sandbox::HostNetwork(pod_of(&resp)));
                 }
                 Ok(inode) => {
                     self.known.insert(id, Sandbox::Pod(inode, pod_of(&resp)));
@@ -89,9 +89,20 @@ impl CriSource {
             .values()
             .filter_map(|s| match s {
                 Sandbox::Pod(inode, pod) => Some((*inode, pod.clone())),
-                Sandbox::HostNetwork => None,
+                Sandbox::HostNetwork(_) => None,
             })
             .collect();
         Ok((live, errors))
+    }
+
+    /// The host-network pods of the last poll, by UID.
+    pub fn host_network(&self) -> HashMap<String, Pod> {
+        self.known
+            .values()
+            .filter_map(|s| match s {
+                Sandbox::HostNetwork(p) => Some((p.uid.clone(), p.clone())),
+                Sandbox::Pod(..) => None,
+            })
+            .collect()
     }
 }

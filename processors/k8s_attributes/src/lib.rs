@@ -34,8 +34,8 @@ use crate::pods::{Additional, Extract, PodIndex, Tagger};
 #[serde(deny_unknown_fields, default)]
 pub struct CriConfig {
     pub enabled: bool,
-    /// `unix:///run/containerd/containerd.sock`, `unix:///run/crio/crio.sock`,
-    /// `unix:///run/cri-dockerd.sock`.
+    /// `auto` (the first of containerd's, CRI-O's, cri-dockerd's and k3s's sockets that
+    /// exists) or `unix:///path/to/runtime.sock`.
     pub endpoint: String,
     pub poll_interval: ConfigDuration,
     /// Per call.
@@ -46,7 +46,7 @@ impl Default for CriConfig {
     fn default() -> Self {
         CriConfig {
             enabled: true,
-            endpoint: "unix:///run/containerd/containerd.sock".into(),
+            endpoint: "auto".into(),
             poll_interval: ConfigDuration::from_secs(2),
             timeout: ConfigDuration::from_secs(2),
         }
@@ -108,11 +108,12 @@ impl Factory for K8sAttributesProcessorFactory {
         if !c.cri.enabled && c.kube_api.enabled == kube::Enabled::False {
             return Err("no pod source: enable cri or kube_api".into());
         }
-        if c.cri.enabled {
+        if c.cri.enabled && c.cri.endpoint != "auto" {
             cri::socket_path(&c.cri.endpoint).map_err(|e| format!("cri::endpoint: {e}"))?;
-            if c.cri.poll_interval.0.is_zero() || c.cri.timeout.0.is_zero() {
-                return Err("cri::poll_interval and cri::timeout must be greater than zero".into());
-            }
+        }
+        // The poll interval also paces address matching when the runtime is off.
+        if c.cri.poll_interval.0.is_zero() || c.cri.timeout.0.is_zero() {
+            return Err("cri::poll_interval and cri::timeout must be greater than zero".into());
         }
         Ok(())
     }
@@ -165,8 +166,9 @@ async fn maintain(
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut cri = None;
+    let endpoint = cri::resolve_endpoint(&config.cri.endpoint, std::path::Path::new("/"));
     if config.cri.enabled {
-        match cri::CriClient::new(&config.cri.endpoint, config.cri.timeout.0) {
+        match cri::CriClient::new(&endpoint, config.cri.timeout.0) {
             Ok(c) => cri = Some(cri_source::CriSource::new(c, config.root_path.clone())),
             Err(e) => ctx.status.failed(e.to_string()),
         }
@@ -188,7 +190,7 @@ async fn maintain(
                         tracing::debug!(component = %ctx.id, "{e}");
                     }
                     if last_error.take().is_some() {
-                        tracing::info!(component = %ctx.id, endpoint = %config.cri.endpoint, "container runtime reachable again");
+                        tracing::info!(component = %ctx.id, endpoint = %endpoint, "container runtime reachable again");
                         ctx.status.running();
                     }
                     live = Some(pods);
@@ -209,6 +211,10 @@ async fn maintain(
             }
         }
         let api_pods = api.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        let mut host_network = cri.as_ref().map(|c| c.host_network()).unwrap_or_default();
+        for p in api_pods.iter().flat_map(|a| a.values()).filter(|p| p.host_network) {
+            host_network.entry(p.pod.uid.clone()).or_insert_with(|| p.pod.clone());
+        }
         let live = match (live, api_pods) {
             (Some(mut pods), Some(api)) => {
                 ipmatch::enrich(&mut pods, &api);
@@ -225,6 +231,7 @@ async fn maintain(
         // No source answered: keep the names, age out the departed.
         let live = live.unwrap_or_else(|| next.by_netns.clone());
         next.replace(live, config.grace_period.0, Instant::now());
+        next.host_network = host_network;
         index.store(Arc::new(next));
         if let Some(tx) = first.take() {
             let _ = tx.send(());

@@ -25,6 +25,9 @@ pub struct Pod {
 pub struct PodIndex {
     pub by_netns: HashMap<u64, Pod>,
     pub departed: HashMap<u64, (Pod, Instant)>,
+    /// Host-network pods by UID: their data is found by the UID of their processes'
+    /// cgroup (io, fd), as they have no namespace of their own.
+    pub host_network: HashMap<String, Pod>,
 }
 
 impl PodIndex {
@@ -154,7 +157,10 @@ impl Tagger {
         }
         let pod = match attr_i64(attrs, keys::NETNS_INODE) {
             Some(inode) if !is_host(attrs) => index.get(inode as u64),
-            _ => None,
+            _ => attrs.iter().find(|kv| kv.key == keys::K8S_POD_UID).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(uid) => index.host_network.get(uid),
+                _ => None,
+            }),
         };
         for a in &self.additional {
             set(attrs, &a.name, &a.render(pod));
@@ -230,6 +236,10 @@ mod tests {
         }
         let mut host = vec![kv_int(keys::NETNS_INODE, 7), kv_bool(keys::NETNS_HOST, true)];
         assert!(!t.tag(&mut host, &index), "the host namespace stays node level");
+        index.host_network.insert("u-9".into(), pod("agent-x"));
+        let mut host_pod = vec![kv_int(keys::NETNS_INODE, 1), kv_bool(keys::NETNS_HOST, true), kv_str(keys::K8S_POD_UID, "u-9")];
+        assert!(t.tag(&mut host_pod, &index), "a host-network pod's processes, by UID");
+        assert_eq!(attr_string(&host_pod, keys::K8S_POD_NAME).as_deref(), Some("agent-x"));
         assert_eq!(attr_string(&host, "team").as_deref(), Some("t-"));
         assert_eq!(attr_string(&host, keys::KUBESKOOP_LABELS).as_deref(), Some("app,team"), "same labels on every series");
         let mut unknown = vec![kv_int(keys::NETNS_INODE, 9)];

@@ -6,6 +6,7 @@
 //! per probe. A namespace that vanishes between the scan and a read is normal (a pod was
 //! deleted): readers skip it.
 
+pub mod cgroup;
 mod extension;
 mod source;
 

@@ -243,7 +243,11 @@ impl ProcfsScraper {
         let files = NsFiles::new(ns);
         let mut errors = Vec::new();
         let resource = self.resource(ns);
-        let mut rb = builder.resource(resource);
+        // In the host namespace, host-network pods' processes are counted as their pods'
+        // (io, fd), apart from the node's own.
+        let wants_processes = self.config.probes.iter().any(|p| matches!(p, Probe::Io | Probe::Fd));
+        let (own, host_pods) = if ns.is_host && wants_processes { split_host_processes(ns) } else { (ns.clone(), Vec::new()) };
+        let mut rb = builder.resource(resource.clone());
         let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
         for probe in &self.config.probes {
             let result = match probe {
@@ -255,8 +259,8 @@ impl ProcfsScraper {
                 Probe::Ip6 => probes::snmp6_probe("ip6", &files, &mut out, &mut self.defs),
                 Probe::Tcpext => probes::tcpext(&files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
                 Probe::Sock => probes::sock(&files, &mut out),
-                Probe::Io => probes::io(ns, &mut out),
-                Probe::Fd => probes::fd(ns, &mut out),
+                Probe::Io => probes::io(&own, &mut out),
+                Probe::Fd => probes::fd(&own, &mut out),
                 Probe::Ipvs if ns.is_host && !self.ipvs_absent => match probes::ipvs(&files, &mut out) {
                     Ok(true) => Ok(()),
                     Ok(false) => {
@@ -270,6 +274,29 @@ impl ProcfsScraper {
             };
             if let Err(e) = result {
                 errors.push(e);
+            }
+        }
+        for (uid, pod) in host_pods {
+            let mut attrs = resource.clone();
+            attrs.push(kv_str(keys::K8S_POD_UID, uid.clone()));
+            let mut rb = builder.resource(attrs);
+            let key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::hash::DefaultHasher::new();
+                uid.hash(&mut h);
+                h.finish()
+            };
+            let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: key, origin: ns.start_unix_nanos, now };
+            for probe in &self.config.probes {
+                let result = match probe {
+                    Probe::Io => probes::io(&pod, &mut out),
+                    Probe::Fd => probes::fd(&pod, &mut out),
+                    _ => Ok(()),
+                };
+                // A pod's process that exits mid-read is not an error.
+                if let Err(e) = result {
+                    tracing::debug!("host-network pod {uid}: {}", e.message);
+                }
             }
         }
         errors
@@ -328,4 +355,22 @@ impl Scraper for ProcfsScraper {
         self.counters.end_round();
         Collection { metrics: builder.finish(), errors, unsupported: std::mem::take(&mut self.unsupported) }
     }
+}
+
+/// The host namespace's processes split into the node's own and each host-network pod's
+/// (by the pod UID in their cgroup path).
+fn split_host_processes(host: &Namespace) -> (Namespace, Vec<(String, Namespace)>) {
+    let root = host.proc_dir.parent().unwrap_or(&host.proc_dir);
+    let mut own = Vec::new();
+    let mut pods: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for pid in &host.pids {
+        let cgroup = std::fs::read_to_string(root.join(pid.to_string()).join("cgroup")).unwrap_or_default();
+        match podnet_netns::cgroup::pod_uid(&cgroup) {
+            Some(uid) => pods.entry(uid).or_default().push(*pid),
+            None => own.push(*pid),
+        }
+    }
+    let with = |pids: Vec<u32>| Namespace { pids, ..host.clone() };
+    let pods = pods.into_iter().map(|(uid, pids)| (uid, with(pids))).collect();
+    (with(own), pods)
 }
