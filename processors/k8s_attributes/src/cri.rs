@@ -178,6 +178,15 @@ pub struct PodSandboxIdRequest {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
 
+/// `ContainerEventResponse`: only that something changed matters to podnet.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerEvent {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(int32, tag = "2")]
+    pub container_event_type: i32,
+}
+
 // --- client -----------------------------------------------------------------------------------
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +262,33 @@ impl CriClient {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map(tonic::Response::into_inner),
             Err(_) => Err(CriError::Timeout { method, timeout: self.timeout }),
+        }
+    }
+
+    /// Calls `on_event` for each event of the runtime's event stream (CRI
+    /// `GetContainerEvents`: containerd 1.7+, CRI-O) until it ends. `Ok(false)`: the runtime
+    /// has no event stream.
+    pub async fn follow_events(&mut self, mut on_event: impl FnMut()) -> Result<bool, CriError> {
+        const METHOD: &str = "/runtime.v1.RuntimeService/GetContainerEvents";
+        let call = |status: tonic::Status| CriError::Call { method: METHOD, status: format!("{}: {}", status.code(), status.message()) };
+        tokio::time::timeout(self.timeout, self.grpc.ready())
+            .await
+            .map_err(|_| CriError::Timeout { method: METHOD, timeout: self.timeout })?
+            .map_err(|e| CriError::Call { method: METHOD, status: e.to_string() })?;
+        let codec = tonic_prost::ProstCodec::<Empty, ContainerEvent>::default();
+        let response = self.grpc.server_streaming(tonic::Request::new(Empty {}), http::uri::PathAndQuery::from_static(METHOD), codec).await;
+        let mut stream = match response {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(false),
+            Err(s) => return Err(call(s)),
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => on_event(),
+                Ok(None) => return Ok(true),
+                Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(false),
+                Err(s) => return Err(call(s)),
+            }
         }
     }
 

@@ -173,6 +173,14 @@ async fn maintain(
             Err(e) => ctx.status.failed(e.to_string()),
         }
     }
+    // Where the runtime streams events, a sandbox change triggers a poll at once; polling
+    // on the interval goes on regardless (a missed event costs one interval at most).
+    let changed = Arc::new(tokio::sync::Notify::new());
+    if config.cri.enabled
+        && let Ok(client) = cri::CriClient::new(&endpoint, config.cri.timeout.0)
+    {
+        tokio::spawn(follow_runtime_events(client, changed.clone(), ctx.clone()));
+    }
     let mut first = Some(first);
     let mut ticker = tokio::time::interval(config.cri.poll_interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,6 +189,7 @@ async fn maintain(
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = changed.notified() => {}
         }
         let mut live = None;
         if let Some(source) = &mut cri {
@@ -235,6 +244,29 @@ async fn maintain(
         index.store(Arc::new(next));
         if let Some(tx) = first.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// Follows the runtime's event stream, reconnecting after errors; stops for good when the
+/// runtime has none (containerd 1.6, cri-dockerd).
+async fn follow_runtime_events(mut client: cri::CriClient, changed: Arc<tokio::sync::Notify>, ctx: ComponentContext) {
+    loop {
+        let result = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = client.follow_events(|| changed.notify_one()) => r,
+        };
+        match result {
+            Ok(false) => {
+                tracing::info!(component = %ctx.id, "the container runtime has no event stream (CRI GetContainerEvents): polling only");
+                return;
+            }
+            Ok(true) => {}
+            Err(e) => tracing::debug!(component = %ctx.id, "runtime events: {e}"),
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
     }
 }
