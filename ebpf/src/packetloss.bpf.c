@@ -66,9 +66,8 @@ static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsig
 		bpf_map_update_elem(&drops, &key, &one, BPF_NOEXIST);
 
 	if (tuple.family) {
-		struct flow_key fk = { .netns = netns, .family = tuple.family, .l4proto = tuple.l4proto };
-		__builtin_memcpy(fk.saddr, tuple.saddr, 16);
-		__builtin_memcpy(fk.daddr, tuple.daddr, 16);
+		struct flow_key fk;
+		flow_key_of(&fk, netns, &tuple, 0);
 		struct flow_drops *f = bpf_map_lookup_elem(&drop_flows, &fk);
 		if (!f) {
 			struct flow_drops zero = {};
@@ -89,12 +88,7 @@ static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsig
 	e->location = location;
 	e->reason = reason;
 	e->protocol = proto;
-	e->family = tuple.family;
-	e->l4proto = tuple.l4proto;
-	e->sport = tuple.sport;
-	e->dport = tuple.dport;
-	__builtin_memcpy(e->saddr, tuple.saddr, 16);
-	__builtin_memcpy(e->daddr, tuple.daddr, 16);
+	event_tuple(e, &tuple);
 	add_stack(ctx, e);
 	submit_event(e);
 	return 0;

@@ -282,3 +282,29 @@ struct flow_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
+
+/* The flow of a parsed tuple; ports only where the table keeps them. */
+static __always_inline void flow_key_of(struct flow_key *fk, __u32 netns, const struct event *t, int ports)
+{
+	__builtin_memset(fk, 0, sizeof(*fk));
+	fk->netns = netns;
+	fk->family = t->family;
+	fk->l4proto = t->l4proto;
+	if (ports) {
+		fk->sport = t->sport;
+		fk->dport = t->dport;
+	}
+	__builtin_memcpy(fk->saddr, t->saddr, 16);
+	__builtin_memcpy(fk->daddr, t->daddr, 16);
+}
+
+/* Copies a parsed tuple into an event. */
+static __always_inline void event_tuple(struct event *e, const struct event *t)
+{
+	e->family = t->family;
+	e->l4proto = t->l4proto;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	__builtin_memcpy(e->saddr, t->saddr, 16);
+	__builtin_memcpy(e->daddr, t->daddr, 16);
+}

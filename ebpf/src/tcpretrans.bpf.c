@@ -37,10 +37,9 @@ static __always_inline int handle_retrans(void *ctx, const struct sock *sk)
 	else
 		bpf_map_update_elem(&retrans, &key, &one, BPF_NOEXIST);
 
-	struct flow_key fk = { .netns = key.netns, .family = tuple.family, .l4proto = IPPROTO_TCP,
-			       .sport = tuple.sport, .dport = tuple.dport };
-	__builtin_memcpy(fk.saddr, tuple.saddr, 16);
-	__builtin_memcpy(fk.daddr, tuple.daddr, 16);
+	tuple.l4proto = IPPROTO_TCP;
+	struct flow_key fk;
+	flow_key_of(&fk, key.netns, &tuple, 1);
 	v = bpf_map_lookup_elem(&retrans_flows, &fk);
 	if (v)
 		__sync_fetch_and_add(v, 1);
@@ -50,13 +49,8 @@ static __always_inline int handle_retrans(void *ctx, const struct sock *sk)
 	struct event *e = reserve_event(EV_RETRANS, key.netns);
 	if (!e)
 		return 0;
-	e->family = tuple.family;
 	e->state = tuple.state;
-	e->l4proto = IPPROTO_TCP;
-	e->sport = tuple.sport;
-	e->dport = tuple.dport;
-	__builtin_memcpy(e->saddr, tuple.saddr, 16);
-	__builtin_memcpy(e->daddr, tuple.daddr, 16);
+	event_tuple(e, &tuple);
 	add_stack(ctx, e);
 	submit_event(e);
 	return 0;

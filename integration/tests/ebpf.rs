@@ -22,6 +22,19 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a test with pods needs: its turn, two test pods with a process each, a directory.
+/// `None` (skipped) without root.
+fn pods_test(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Pods, podnet_integration::pods::Sleepers, tempfile::TempDir)> {
+    if !is_root() {
+        eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
+        return None;
+    }
+    let turn = serial();
+    let pods = Pods::create(tag);
+    let sleepers = pods.sleepers();
+    Some((turn, pods, sleepers, tempfile::tempdir().unwrap()))
+}
+
 /// The KubeSkoop event lines written so far.
 fn events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
@@ -49,14 +62,7 @@ fn otlp_records(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn probes_see_drops_resets_and_retransmits_per_pod() {
-    if !is_root() {
-        eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
-        return;
-    }
-    let _serial = serial();
-    let pods = Pods::create("e");
-    let _sleepers = pods.sleepers();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((_turn, pods, _sleepers, dir)) = pods_test("e") else { return };
     let events_file = dir.path().join("events.jsonl");
     let otlp_file = dir.path().join("events.otlp.jsonl");
     let config = dir.path().join("podnet.yaml");
@@ -330,14 +336,7 @@ service:
 
 #[test]
 fn a_drop_storm_is_rate_limited_and_the_flow_table_stays_bounded() {
-    if !is_root() {
-        eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
-        return;
-    }
-    let _serial = serial();
-    let pods = Pods::create("r");
-    let _sleepers = pods.sleepers();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((_turn, pods, _sleepers, dir)) = pods_test("r") else { return };
     let events_file = dir.path().join("events.jsonl");
     let config = dir.path().join("podnet.yaml");
     std::fs::write(

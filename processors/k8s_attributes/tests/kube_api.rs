@@ -62,6 +62,19 @@ async fn api_server(script: Vec<(u16, Vec<u8>, bool)>, seen: Arc<Mutex<Vec<Strin
     port
 }
 
+/// The source following the API at `port`: its store, the errors it reported, and how to
+/// stop it.
+fn start(port: u16) -> (PodStore, Arc<Mutex<Vec<String>>>, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let config = KubeApiConfig { token_file: "/nonexistent".into(), ..Default::default() };
+    let client = KubeClient::new(&format!("http://127.0.0.1:{port}"), &config, "node-1").unwrap();
+    let store: PodStore = Arc::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errs = errors.clone();
+    let task = tokio::spawn(follow(client, store.clone(), shutdown.clone(), move |e: &KubeError| errs.lock().unwrap().push(e.to_string())));
+    (store, errors, shutdown, task)
+}
+
 fn pods(store: &PodStore) -> Vec<ApiPod> {
     let mut v: Vec<ApiPod> = store.lock().unwrap().values().cloned().collect();
     v.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
@@ -82,13 +95,7 @@ async fn list_watch_resume_relist_on_410() {
         seen.clone(),
     )
     .await;
-    let config = KubeApiConfig { token_file: "/nonexistent".into(), ..Default::default() };
-    let client = KubeClient::new(&format!("http://127.0.0.1:{port}"), &config, "node-1").unwrap();
-    let store: PodStore = Arc::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let errs = errors.clone();
-    let task = tokio::spawn(follow(client, store.clone(), shutdown.clone(), move |e: &KubeError| errs.lock().unwrap().push(e.to_string())));
+    let (store, errors, shutdown, task) = start(port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while seen.lock().unwrap().len() < 5 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -122,13 +129,7 @@ async fn forbidden_names_the_missing_permission_and_retries() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let denied = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods is forbidden: User \"system:serviceaccount:podnet:podnet\" cannot list resource \"pods\"","reason":"Forbidden","code":403}"#.to_vec();
     let port = api_server(vec![(403, denied, false), (200, fixture("podlist-1.json"), false), (200, Vec::new(), true)], seen.clone()).await;
-    let config = KubeApiConfig { token_file: "/nonexistent".into(), ..Default::default() };
-    let client = KubeClient::new(&format!("http://127.0.0.1:{port}"), &config, "node-1").unwrap();
-    let store: PodStore = Arc::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let errs = errors.clone();
-    let task = tokio::spawn(follow(client, store.clone(), shutdown.clone(), move |e: &KubeError| errs.lock().unwrap().push(e.to_string())));
+    let (store, errors, shutdown, task) = start(port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.lock().unwrap().len() < 3 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
