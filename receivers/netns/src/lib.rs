@@ -19,7 +19,7 @@ pub use source::{NamespaceSource, Namespaces};
 
 use podnet_pipeline::pdata::{KeyValue, keys, kv_bool, kv_int, kv_str};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Namespace {
     /// The namespace's inode: its identity on this node.
     pub inode: u64,
@@ -49,10 +49,11 @@ impl Namespace {
         attrs
     }
 
-    /// Whether the process that stood for it is gone (the pod was deleted).
+    /// Whether the process that stood for it is gone (the pod was deleted): exited, a
+    /// zombie whose namespaces are already released (its `ns/net` link still lists, but
+    /// no longer resolves), or in another namespace now.
     pub fn vanished(&self) -> bool {
-        // lstat: the link itself, which exists exactly while the process does.
-        std::fs::symlink_metadata(self.proc_dir.join("ns/net")).is_err()
+        !netns_inode(&self.proc_dir).is_ok_and(|inode| inode == self.inode)
     }
 }
 
@@ -150,6 +151,27 @@ pub fn scan(root: &Path, run_dir: &Path) -> Result<Vec<Namespace>, String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_zombie_has_vanished() {
+        let me = netns_inode(Path::new("/proc/self")).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let ns = Namespace { inode: me, pid: child.id(), proc_dir: proc_dir.clone(), ..Default::default() };
+        // Exited, not yet reaped: its ns/net link still lists but no longer resolves.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default().contains(") Z ") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(std::fs::symlink_metadata(proc_dir.join("ns/net")).is_ok(), "the link is still listed");
+        assert!(ns.vanished());
+        child.wait().unwrap();
+        assert!(ns.vanished());
+        let other = Namespace { inode: me + 1, proc_dir: "/proc/self".into(), ..Default::default() };
+        assert!(other.vanished(), "a process now in another namespace no longer stands for this one");
+        let alive = Namespace { inode: me, proc_dir: "/proc/self".into(), ..Default::default() };
+        assert!(!alive.vanished());
+    }
 
     fn proc_entry(root: &Path, pid: u32, inode: u64) {
         let dir = root.join(pid.to_string());
