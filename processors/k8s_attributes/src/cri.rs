@@ -193,10 +193,10 @@ pub struct ContainerEvent {
 pub enum CriError {
     #[error("CRI endpoint {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
-    #[error("CRI {method}: {status}")]
-    Call { method: &'static str, status: String },
-    #[error("CRI {method}: no answer within {timeout:?}")]
-    Timeout { method: &'static str, timeout: Duration },
+    #[error("CRI {endpoint} {method}: {status}")]
+    Call { endpoint: String, method: &'static str, status: String },
+    #[error("CRI {endpoint} {method}: no answer within {timeout:?}")]
+    Timeout { endpoint: String, method: &'static str, timeout: Duration },
 }
 
 /// Where the runtimes put their CRI socket, in the order `endpoint: auto` tries them.
@@ -229,6 +229,7 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
 pub struct CriClient {
     grpc: tonic::client::Grpc<Channel>,
     timeout: Duration,
+    endpoint: String,
 }
 
 impl CriClient {
@@ -242,7 +243,7 @@ impl CriClient {
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             },
         ));
-        Ok(CriClient { grpc: tonic::client::Grpc::new(channel), timeout })
+        Ok(CriClient { grpc: tonic::client::Grpc::new(channel), timeout, endpoint: endpoint.to_string() })
     }
 
     async fn call<Req, Resp>(&mut self, method: &'static str, req: Req) -> Result<Resp, CriError>
@@ -252,16 +253,18 @@ impl CriClient {
     {
         let path = http::uri::PathAndQuery::from_static(method);
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        let endpoint = self.endpoint.clone();
         let fut = async {
-            self.grpc.ready().await.map_err(|e| CriError::Call { method, status: e.to_string() })?;
-            self.grpc
-                .unary(tonic::Request::new(req), path, codec)
-                .await
-                .map_err(|s| CriError::Call { method, status: format!("{}: {}", s.code(), s.message()) })
+            self.grpc.ready().await.map_err(|e| CriError::Call { endpoint: endpoint.clone(), method, status: e.to_string() })?;
+            self.grpc.unary(tonic::Request::new(req), path, codec).await.map_err(|s| CriError::Call {
+                endpoint: endpoint.clone(),
+                method,
+                status: format!("{}: {}", s.code(), s.message()),
+            })
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map(tonic::Response::into_inner),
-            Err(_) => Err(CriError::Timeout { method, timeout: self.timeout }),
+            Err(_) => Err(CriError::Timeout { endpoint, method, timeout: self.timeout }),
         }
     }
 
@@ -270,11 +273,16 @@ impl CriClient {
     /// has no event stream.
     pub async fn follow_events(&mut self, mut on_event: impl FnMut()) -> Result<bool, CriError> {
         const METHOD: &str = "/runtime.v1.RuntimeService/GetContainerEvents";
-        let call = |status: tonic::Status| CriError::Call { method: METHOD, status: format!("{}: {}", status.code(), status.message()) };
+        let endpoint = self.endpoint.clone();
+        let call = |status: tonic::Status| CriError::Call {
+            endpoint: endpoint.clone(),
+            method: METHOD,
+            status: format!("{}: {}", status.code(), status.message()),
+        };
         tokio::time::timeout(self.timeout, self.grpc.ready())
             .await
-            .map_err(|_| CriError::Timeout { method: METHOD, timeout: self.timeout })?
-            .map_err(|e| CriError::Call { method: METHOD, status: e.to_string() })?;
+            .map_err(|_| CriError::Timeout { endpoint: self.endpoint.clone(), method: METHOD, timeout: self.timeout })?
+            .map_err(|e| CriError::Call { endpoint: self.endpoint.clone(), method: METHOD, status: e.to_string() })?;
         let codec = tonic_prost::ProstCodec::<Empty, ContainerEvent>::default();
         let response = self.grpc.server_streaming(tonic::Request::new(Empty {}), http::uri::PathAndQuery::from_static(METHOD), codec).await;
         let mut stream = match response {
