@@ -155,9 +155,12 @@ static __always_inline void submit_event(struct event *e)
 {
 	__u64 flags = 0;
 	if (wakeup_batch > 1) {
-		__u64 size = emit_stack ? sizeof(struct event_with_stack) : sizeof(struct event);
+		/* Wake the reader once each time the backlog crosses another `wakeup_batch`
+		 * records, not on every record while it lags: a wake-up costs far more than a record. */
+		__u64 rec = (emit_stack ? sizeof(struct event_with_stack) : sizeof(struct event)) + 8;
+		__u64 step = (__u64)wakeup_batch * rec;
 		__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		flags = pending >= (__u64)wakeup_batch * (size + 8) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+		flags = pending >= rec && pending / step != (pending - rec) / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	}
 	bpf_ringbuf_submit(e, flags);
 	stat_inc(ST_EVENTS);

@@ -180,6 +180,22 @@ pub fn kv_bool(key: &str, value: bool) -> KeyValue {
 }
 
 /// The value of `key` rendered as a string (ints and bools included), if present.
+/// A string attribute's value, borrowed (no copy; `None` for other types).
+pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// An integer attribute's value.
+pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()? {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
 pub fn attr_string(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
 }

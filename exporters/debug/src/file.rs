@@ -100,7 +100,15 @@ impl Exporter for FileExporter {
         Box::pin(async move {
             let FileExporter { mut file, format, ctx } = *self;
             let mut warned = false;
-            crate::drive(&ctx, &mut input, |d| match render_lines(d, format)? {
+            // One buffer for every batch of event lines: no large allocation per batch.
+            let mut buf = String::new();
+            crate::drive(&ctx, &mut input, |d| match (format, d) {
+                (LineFormat::Kubeskoop, PData::Logs(l)) => {
+                    buf.clear();
+                    crate::kubeskoop::lines_into(&mut buf, l, "");
+                    file.write_all(buf.as_bytes()).map_err(|e| format!("write: {e}"))
+                }
+                _ => match render_lines(d, format)? {
                 Some(text) => file.write_all(text.as_bytes()).map_err(|e| format!("write: {e}")),
                 None => {
                     if !warned {
@@ -109,6 +117,7 @@ impl Exporter for FileExporter {
                     }
                     Ok(())
                 }
+                },
             })
             .await;
             if let Err(e) = file.sync_data() {

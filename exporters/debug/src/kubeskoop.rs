@@ -4,28 +4,13 @@
 //! (so `labels[0]` is the pod, as KubeSkoop's own LogQL expects), and drop and
 //! retransmit events add their tuple after them.
 
-use podnet_pipeline::pdata::{KeyValue, LogRecord, Logs, any_value, attr_string, keys, kubeskoop_pod};
-use serde::Serialize;
+use std::fmt::Write as _;
 
-#[derive(Serialize)]
-struct Label {
-    name: &'static str,
-    value: String,
-}
-
-/// Field order is KubeSkoop's (Go's encoding/json keeps struct order).
-#[derive(Serialize)]
-struct Event<'a> {
-    timestamp: u64,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    labels: Vec<Label>,
-    msg: String,
-}
+use podnet_pipeline::pdata::{KeyValue, LogRecord, Logs, any_value, attr_int, attr_str, keys, kubeskoop_pod};
 
 /// `GetSkcStateStr` from an OTel `network.connection.state`.
 fn state(attrs: &[KeyValue]) -> &'static str {
-    match attr_string(attrs, keys::NETWORK_CONNECTION_STATE).as_deref() {
+    match attr_str(attrs, keys::NETWORK_CONNECTION_STATE) {
         Some("established") => "TCP_ESTABLISHED",
         Some("syn_sent") => "TCP_SYN_SENT",
         Some("syn_received") => "TCP_SYN_RECV",
@@ -35,7 +20,7 @@ fn state(attrs: &[KeyValue]) -> &'static str {
 }
 
 fn protocol(attrs: &[KeyValue]) -> &'static str {
-    match attr_string(attrs, "network.transport").as_deref() {
+    match attr_str(attrs, "network.transport") {
         Some("tcp") => "TCP",
         Some("udp") => "UDP",
         Some("icmp") => "ICMP",
@@ -44,16 +29,100 @@ fn protocol(attrs: &[KeyValue]) -> &'static str {
     }
 }
 
-fn tuple(attrs: &[KeyValue]) -> [(&'static str, String); 5] {
-    let get = |k: &str| attr_string(attrs, k).unwrap_or_default();
-    let port = |k: &str| attr_string(attrs, k).unwrap_or_else(|| "0".into());
-    [
-        ("protocol", protocol(attrs).to_string()),
-        ("src", get("source.address")),
-        ("sport", port("source.port")),
-        ("dst", get("destination.address")),
-        ("dport", port("destination.port")),
-    ]
+/// A JSON string as Go's encoding/json writes it (`<`, `>`, `&` escaped too). Runs that
+/// need no escaping are copied whole.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            b'&' => "\\u0026",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+fn push_label(out: &mut String, first: &mut bool, name: &str, value: &str) {
+    if !std::mem::take(first) {
+        out.push(',');
+    }
+    out.push_str("{\"name\":");
+    push_json_str(out, name);
+    out.push_str(",\"value\":");
+    push_json_str(out, value);
+    out.push('}');
+}
+
+/// The pod labels of a resource, computed once for all its records.
+struct PodLabels {
+    pod: String,
+    namespace: String,
+    node: String,
+}
+
+impl PodLabels {
+    fn of(resource: &[KeyValue]) -> PodLabels {
+        PodLabels {
+            pod: kubeskoop_pod(resource),
+            namespace: attr_str(resource, keys::K8S_NAMESPACE_NAME).unwrap_or_default().to_string(),
+            node: attr_str(resource, keys::K8S_NODE_NAME).unwrap_or_default().to_string(),
+        }
+    }
+}
+
+fn port(attrs: &[KeyValue], key: &str) -> i64 {
+    attr_int(attrs, key).unwrap_or(0)
+}
+
+/// Appends one event line (without the newline); field order is KubeSkoop's.
+fn push_event(out: &mut String, pod: &PodLabels, rec: &LogRecord) {
+    let attrs = &rec.attributes;
+    let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+    let kind = if rec.event_name.is_empty() { "Log" } else { rec.event_name.as_str() };
+    let _ = write!(out, "{{\"timestamp\":{time},\"type\":");
+    push_json_str(out, kind);
+    out.push_str(",\"labels\":[");
+    let mut first = true;
+    push_label(out, &mut first, "pod", &pod.pod);
+    push_label(out, &mut first, "namespace", &pod.namespace);
+    push_label(out, &mut first, "node", &pod.node);
+    let (src, dst) = (attr_str(attrs, "source.address").unwrap_or_default(), attr_str(attrs, "destination.address").unwrap_or_default());
+    let (sport, dport) = (port(attrs, "source.port"), port(attrs, "destination.port"));
+    let msg = match kind {
+        "PacketLoss" | "TCPRetrans" => {
+            push_label(out, &mut first, "protocol", protocol(attrs));
+            push_label(out, &mut first, "src", src);
+            push_label(out, &mut first, "sport", &sport.to_string());
+            push_label(out, &mut first, "dst", dst);
+            push_label(out, &mut first, "dport", &dport.to_string());
+            attr_str(attrs, "code.stacktrace").unwrap_or_default().to_string()
+        }
+        // KubeSkoop's `"%s state:%s "` over a tuple that ends in a space.
+        k if k.starts_with("TCPRESET_") => {
+            format!("protocol={} saddr={src} sport={sport} daddr={dst} dport={dport}  state:{} ", protocol(attrs), state(attrs))
+        }
+        _ => body(rec),
+    };
+    out.push_str("],\"msg\":");
+    push_json_str(out, &msg);
+    out.push('}');
 }
 
 fn body(rec: &LogRecord) -> String {
@@ -66,41 +135,29 @@ fn body(rec: &LogRecord) -> String {
 
 /// One event line (without the newline) for a record under a resource.
 pub fn event_line(resource: &[KeyValue], rec: &LogRecord) -> String {
-    let attrs = &rec.attributes;
-    let mut labels = vec![
-        Label { name: "pod", value: kubeskoop_pod(resource) },
-        Label { name: "namespace", value: attr_string(resource, keys::K8S_NAMESPACE_NAME).unwrap_or_default() },
-        Label { name: "node", value: attr_string(resource, keys::K8S_NODE_NAME).unwrap_or_default() },
-    ];
-    let t = tuple(attrs);
-    let msg = match rec.event_name.as_str() {
-        "PacketLoss" | "TCPRetrans" => {
-            labels.extend(t.iter().map(|(n, v)| Label { name: n, value: v.clone() }));
-            attr_string(attrs, "code.stacktrace").unwrap_or_default()
-        }
-        kind if kind.starts_with("TCPRESET_") => {
-            // KubeSkoop's `"%s state:%s "` over a tuple that ends in a space.
-            format!("protocol={} saddr={} sport={} daddr={} dport={}  state:{} ", t[0].1, t[1].1, t[2].1, t[3].1, t[4].1, state(attrs))
-        }
-        _ => body(rec),
-    };
-    let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
-    let kind = if rec.event_name.is_empty() { "Log" } else { rec.event_name.as_str() };
-    serde_json::to_string(&Event { timestamp: time, kind, labels, msg }).unwrap_or_default()
+    let mut out = String::with_capacity(256);
+    push_event(&mut out, &PodLabels::of(resource), rec);
+    out
 }
 
 /// Every record of a batch, one line each, with `prefix` before each (`event: ` on stderr).
 pub fn lines(logs: &Logs, prefix: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(logs.record_count() * 256);
+    lines_into(&mut out, logs, prefix);
+    out
+}
+
+/// As [`lines`], appending to `out` (a buffer reused from batch to batch).
+pub fn lines_into(out: &mut String, logs: &Logs, prefix: &str) {
     for rl in logs.resources() {
         let resource: &[KeyValue] = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let pod = PodLabels::of(resource);
         for rec in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
             out.push_str(prefix);
-            out.push_str(&event_line(resource, rec));
+            push_event(out, &pod, rec);
             out.push('\n');
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -149,6 +206,15 @@ mod tests {
         assert_eq!(v["labels"][3], serde_json::json!({"name": "protocol", "value": "TCP"}));
         assert_eq!(v["labels"][7], serde_json::json!({"name": "dport", "value": "80"}));
         assert_eq!(v["msg"], "kfree_skb+0x1\ntcp_v4_rcv+0x91");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_go_does() {
+        let mut out = String::new();
+        push_json_str(&mut out, "a\"b\\c\nd<e>&\u{1}");
+        assert_eq!(out, r#""a\"b\\c\nd\u003ce\u003e\u0026\u0001""#);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v, "a\"b\\c\nd<e>&\u{1}");
     }
 
     #[test]

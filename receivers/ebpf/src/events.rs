@@ -3,6 +3,7 @@
 //! pod) and the tuple, reasons, state and stack as attributes.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,18 +50,28 @@ impl NamespaceIndex {
         self.host.as_ref()
     }
 
-    /// (resource key, attributes) of `inode`. Inode 0 (a packet with neither device nor
-    /// socket) is node level; an inode no scan knows keeps its own resource.
-    pub fn resource(&mut self, inode: u32) -> (u64, Vec<KeyValue>) {
+    /// The resource key of `inode`: the namespace's inode, the host's for inode 0 (a packet
+    /// with neither device nor socket is node level). An inode no scan knows triggers a
+    /// rescan (at most once a second) and otherwise keeps a resource of its own.
+    pub fn resource_key(&mut self, inode: u32) -> u64 {
         let inode = u64::from(inode);
         if inode != 0 && !self.by_inode.contains_key(&inode) && self.refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             let _ = self.refresh();
         }
-        match (inode, self.by_inode.get(&inode), &self.host) {
-            (_, Some(ns), _) => (ns.inode, ns.resource_attributes(&self.node)),
-            (0, _, Some(host)) => (host.inode, host.resource_attributes(&self.node)),
-            _ => (inode, vec![kv_str(keys::K8S_NODE_NAME, self.node.clone()), kv_int(keys::NETNS_INODE, inode as i64)]),
+        match (inode, &self.host) {
+            (0, Some(host)) => host.inode,
+            _ => inode,
         }
+    }
+
+    /// (resource key, attributes) of `inode`.
+    pub fn resource(&mut self, inode: u32) -> (u64, Vec<KeyValue>) {
+        let key = self.resource_key(inode);
+        let attrs = match self.by_inode.get(&key) {
+            Some(ns) => ns.resource_attributes(&self.node),
+            None => vec![kv_str(keys::K8S_NODE_NAME, self.node.clone()), kv_int(keys::NETNS_INODE, key as i64)],
+        };
+        (key, attrs)
     }
 }
 
@@ -103,30 +114,31 @@ impl Decoder {
         frames.join("\n")
     }
 
-    /// The log record of one event, and its resource.
-    pub fn log_record(&self, r: &Record) -> ((u64, Vec<KeyValue>), LogRecord) {
+    /// The log record of one event, and its resource key (attributes: [`Decoder::resource`]).
+    pub fn log_record(&self, r: &Record) -> (u64, LogRecord) {
         let e = &r.event;
         let kind = EventKind::from_raw(e.kind).unwrap_or(EventKind::Drop);
-        let mut attrs = Vec::with_capacity(12);
+        let mut attrs = Vec::with_capacity(14);
         let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
         let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
         let transport = abi::transport(e.l4proto);
+        let mut summary = String::with_capacity(160);
+        let _ = write!(summary, "protocol={} saddr={src} sport={} daddr={dst} dport={}", transport.to_uppercase(), e.sport, e.dport);
         attrs.push(kv_str(probes::NETWORK_TRANSPORT, transport));
         if e.family == abi::AF_INET || e.family == abi::AF_INET6 {
             attrs.push(kv_str(probes::NETWORK_TYPE, if e.family == abi::AF_INET6 { "ipv6" } else { "ipv4" }));
-            attrs.push(kv_str(probes::SOURCE_ADDRESS, src.clone()));
+            attrs.push(kv_str(probes::SOURCE_ADDRESS, src));
             attrs.push(kv_int(probes::SOURCE_PORT, i64::from(e.sport)));
-            attrs.push(kv_str(probes::DESTINATION_ADDRESS, dst.clone()));
+            attrs.push(kv_str(probes::DESTINATION_ADDRESS, dst));
             attrs.push(kv_int(probes::DESTINATION_PORT, i64::from(e.dport)));
         }
-        let mut summary = format!("protocol={} saddr={src} sport={} daddr={dst} dport={}", transport.to_uppercase(), e.sport, e.dport);
         match kind {
             EventKind::Drop => {
                 let reason = self.reasons.drop.name(e.reason);
-                summary.push_str(&format!(" reason={reason}"));
+                let _ = write!(summary, " reason={reason}");
                 attrs.push(kv_str(probes::DROP_REASON, reason));
                 if let Some(sym) = self.kallsyms.as_ref().and_then(|k| k.resolve(e.location)) {
-                    summary.push_str(&format!(" location={sym}"));
+                    let _ = write!(summary, " location={sym}");
                     attrs.push(kv_str(probes::DROP_LOCATION, sym));
                 }
             }
@@ -134,7 +146,7 @@ impl Decoder {
                 attrs.push(kv_str(probes::RESET_KIND, kind.reset_kind()));
                 if kind != EventKind::ResetReceive {
                     let reason = self.reasons.reset.name(e.reason);
-                    summary.push_str(&format!(" reason={reason}"));
+                    let _ = write!(summary, " reason={reason}");
                     attrs.push(kv_str(probes::RESET_REASON, reason));
                 }
             }
@@ -142,7 +154,7 @@ impl Decoder {
         }
         if e.state != 0 {
             let state = abi::tcp_state(e.state);
-            summary.push_str(&format!(" state={state}"));
+            let _ = write!(summary, " state={state}");
             attrs.push(kv_str(keys::NETWORK_CONNECTION_STATE, state));
         }
         if !r.stack.is_empty() {
@@ -160,7 +172,13 @@ impl Decoder {
             event_name: kind.kubeskoop_type().to_string(),
             ..Default::default()
         };
-        let resource = self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource(e.netns);
-        (resource, record)
+        let key = self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource_key(e.netns);
+        (key, record)
+    }
+
+    /// The resource attributes for a resource key (built once per batch and namespace).
+    pub fn resource(&self, key: u64) -> Vec<KeyValue> {
+        let inode = u32::try_from(key).unwrap_or(u32::MAX);
+        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource(inode).1
     }
 }

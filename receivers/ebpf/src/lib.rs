@@ -476,8 +476,8 @@ impl Pump {
         while let Some(item) = ring.next() {
             match abi::decode(&item) {
                 Ok(record) => {
-                    let ((key, attrs), log) = self.decoder.log_record(&record);
-                    batch.push(key, || attrs, log);
+                    let (key, log) = self.decoder.log_record(&record);
+                    batch.push(key, || self.decoder.resource(key), log);
                 }
                 Err(e) => {
                     let n = self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
