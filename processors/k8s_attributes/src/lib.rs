@@ -25,7 +25,7 @@ use podnet_pipeline::component::{
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::{Input, Outputs};
-use podnet_pipeline::pdata::{Logs, Metrics, PData, Signal};
+use podnet_pipeline::pdata::{Logs, Metrics, PData, Resource, Signal};
 use serde::{Deserialize, Serialize};
 
 use crate::pods::{Additional, Extract, PodIndex, Tagger};
@@ -137,23 +137,17 @@ struct K8sAttributesProcessor {
     ctx: ComponentContext,
 }
 
-/// Tags every resource; returns how many were named after a pod.
+/// Tags each resource; returns how many were named after a pod.
+fn tag_resources<'a>(resources: impl Iterator<Item = &'a mut Option<Resource>>, tagger: &Tagger, index: &PodIndex) -> usize {
+    resources.map(|r| usize::from(tagger.tag(&mut r.get_or_insert_with(Default::default).attributes, index))).sum()
+}
+
 pub fn tag_metrics(m: &mut Metrics, tagger: &Tagger, index: &PodIndex) -> usize {
-    let mut named = 0;
-    for r in m.resources_mut() {
-        let res = r.resource.get_or_insert_with(Default::default);
-        named += usize::from(tagger.tag(&mut res.attributes, index));
-    }
-    named
+    tag_resources(m.resources_mut().iter_mut().map(|r| &mut r.resource), tagger, index)
 }
 
 pub fn tag_logs(l: &mut Logs, tagger: &Tagger, index: &PodIndex) -> usize {
-    let mut named = 0;
-    for r in l.resources_mut() {
-        let res = r.resource.get_or_insert_with(Default::default);
-        named += usize::from(tagger.tag(&mut res.attributes, index));
-    }
-    named
+    tag_resources(l.resources_mut().iter_mut().map(|r| &mut r.resource), tagger, index)
 }
 
 /// Keeps `index` current until shutdown: polls the runtime, merges what the API knows,
@@ -167,19 +161,17 @@ async fn maintain(
 ) {
     let mut cri = None;
     let endpoint = cri::resolve_endpoint(&config.cri.endpoint, std::path::Path::new("/"));
-    if config.cri.enabled {
-        match cri::CriClient::new(&endpoint, config.cri.timeout.0) {
-            Ok(c) => cri = Some(cri_source::CriSource::new(c, config.root_path.clone())),
-            Err(e) => ctx.status.failed(e.to_string()),
-        }
-    }
     // Where the runtime streams events, a sandbox change triggers a poll at once; polling
     // on the interval goes on regardless (a missed event costs one interval at most).
     let changed = Arc::new(tokio::sync::Notify::new());
-    if config.cri.enabled
-        && let Ok(client) = cri::CriClient::new(&endpoint, config.cri.timeout.0)
-    {
-        tokio::spawn(follow_runtime_events(client, changed.clone(), ctx.clone()));
+    if config.cri.enabled {
+        match cri::CriClient::new(&endpoint, config.cri.timeout.0) {
+            Ok(c) => {
+                tokio::spawn(follow_runtime_events(c.clone(), changed.clone(), ctx.clone()));
+                cri = Some(cri_source::CriSource::new(c, config.root_path.clone()));
+            }
+            Err(e) => ctx.status.failed(e.to_string()),
+        }
     }
     let mut first = Some(first);
     let mut ticker = tokio::time::interval(config.cri.poll_interval.0);

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use podnet_pipeline::pdata::{KeyValue, any_value, keys, kv_str};
+use podnet_pipeline::pdata::{KeyValue, any_value, attr_str, keys, kv_str};
 
 /// One pod, from whichever source knew it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -157,10 +157,7 @@ impl Tagger {
         }
         let pod = match attr_i64(attrs, keys::NETNS_INODE) {
             Some(inode) if !is_host(attrs) => index.get(inode as u64),
-            _ => attrs.iter().find(|kv| kv.key == keys::K8S_POD_UID).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::StringValue(uid) => index.host_network.get(uid),
-                _ => None,
-            }),
+            _ => attr_str(attrs, keys::K8S_POD_UID).and_then(|uid| index.host_network.get(uid)),
         };
         for a in &self.additional {
             set(attrs, &a.name, &a.render(pod));

@@ -64,14 +64,12 @@ impl NamespaceIndex {
         }
     }
 
-    /// (resource key, attributes) of `inode`.
-    pub fn resource(&mut self, inode: u32) -> (u64, Vec<KeyValue>) {
-        let key = self.resource_key(inode);
-        let attrs = match self.by_inode.get(&key) {
+    /// The attributes of the resource keyed `key` (from [`NamespaceIndex::resource_key`]).
+    pub fn attributes(&self, key: u64) -> Vec<KeyValue> {
+        match self.by_inode.get(&key) {
             Some(ns) => ns.resource_attributes(&self.node),
             None => vec![kv_str(keys::K8S_NODE_NAME, self.node.clone()), kv_int(keys::NETNS_INODE, key as i64)],
-        };
-        (key, attrs)
+        }
     }
 }
 
@@ -178,7 +176,6 @@ impl Decoder {
 
     /// The resource attributes for a resource key (built once per batch and namespace).
     pub fn resource(&self, key: u64) -> Vec<KeyValue> {
-        let inode = u32::try_from(key).unwrap_or(u32::MAX);
-        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource(inode).1
+        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).attributes(key)
     }
 }

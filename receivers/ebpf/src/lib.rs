@@ -410,7 +410,8 @@ fn collect(
     let mut i = 0;
     while i < rows.len() {
         let netns = rows[i].netns;
-        let (key, attrs) = index.resource(netns);
+        let key = index.resource_key(netns);
+        let attrs = index.attributes(key);
         let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
         let mut rb = builder.resource(attrs);
         let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
