@@ -23,6 +23,18 @@ enum event_kind {
 	EV_RESET_PROCESS = 4,
 	EV_RESET_RECEIVE = 5,
 	EV_RETRANS = 6,
+	/* Latency events: `latency_ns` is set, `reason` is 1 when the latency is above the
+	 * probe's high threshold (KubeSkoop's `_100MS` types). */
+	EV_RX_KERNEL = 7,
+	EV_TX_KERNEL = 8,
+	EV_NETIF_QDISC = 9,
+	EV_NETIF_XMIT = 10,
+	EV_SOCK_READ = 11,
+	EV_SOCK_WRITE = 12,
+	EV_SOFTIRQ_SCHED = 13,
+	EV_SOFTIRQ_EXEC = 14,
+	EV_VIRTCMD = 15,
+	EV_BIO = 16,
 };
 
 /* Indexes of the `stats` per-CPU array. */
@@ -33,7 +45,10 @@ enum probe_stat {
 	ST_RATE_LIMITED = 3, /* events suppressed by the per-namespace limit */
 	ST_FILTERED = 4,    /* hook calls ignored (not IP, not a drop) */
 	ST_FLOWS_NEW = 5,   /* flows added to the flow table (evictions = added - present) */
-	ST_MAX = 8,
+	ST_STARTED = 6,     /* latency probes: start timestamps stored */
+	ST_COMPLETED = 7,   /* latency probes: start timestamps consumed by a completion */
+	ST_SERIES_FULL = 8, /* latency probes: a new histogram series found its map full */
+	ST_MAX = 10,
 };
 
 struct event {
@@ -51,6 +66,12 @@ struct event {
 	__u16 stack_len; /* frames in `stack` (stack-carrying records only) */
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u64 latency_ns; /* latency events */
+	__u32 pid;        /* the task, where the hook runs in one (tgid) */
+	__u32 cpu;
+	__u32 detail;     /* softirq vector, block device (dev_t), interface index */
+	__u32 pad;
+	char name[16];    /* the task's comm, or the device's name */
 };
 
 struct event_with_stack {

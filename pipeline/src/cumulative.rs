@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use crate::pdata::{KeyValue, MetricDef, MetricKind, ResourceMetricsBuilder, Value};
+use crate::pdata::{KeyValue, Log2Histogram, MetricDef, MetricKind, ResourceMetricsBuilder, Value};
 
 #[derive(Clone, Copy, Debug)]
 struct Series {
@@ -111,7 +111,7 @@ pub struct PointWriter<'a, 'b> {
 impl PointWriter<'_, '_> {
     pub fn point(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: u64) {
         let start = match def.kind {
-            MetricKind::Gauge => 0,
+            MetricKind::Gauge | MetricKind::Histogram => 0,
             // Up-down values fall as a matter of course: that is no reset.
             MetricKind::UpDownCounter => self.origin.min(self.now),
             MetricKind::Counter => {
@@ -119,6 +119,12 @@ impl PointWriter<'_, '_> {
             }
         };
         self.rb.point(def, attrs, start, self.now, value.into());
+    }
+
+    /// A cumulative histogram: its count is the monotonic value that tells a reset.
+    pub fn histogram(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, h: &Log2Histogram) {
+        let start = self.counters.observe((self.resource_key, def.name, attributes_hash(&attrs)), h.count(), self.now, self.origin);
+        self.rb.histogram(def, attrs, start, self.now, h);
     }
 
     /// A kernel value that may be negative (a setting like MaxConn = -1): gauges keep the

@@ -13,7 +13,8 @@ pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsService
 pub use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 pub use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, exponential_histogram_data_point, metric, number_data_point,
 };
 pub use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -251,6 +252,9 @@ pub enum MetricKind {
     UpDownCounter,
     /// A current value (connections, queue bytes).
     Gauge,
+    /// A cumulative distribution with base-2 buckets (OTLP exponential histogram): latencies
+    /// bucketed in the kernel.
+    Histogram,
 }
 
 /// The KubeSkoop Prometheus name(s) of a metric, so `kubeskoop` naming mode reproduces
@@ -263,6 +267,13 @@ pub enum KubeskoopName {
     /// (`system.network.io{network.io.direction=receive}` → `kubeskoop_netdev_rxbytes`).
     /// The attribute is not exported as a label in kubeskoop mode.
     SplitBy { attribute: &'static str, names: &'static [(&'static str, &'static str)] },
+    /// `SplitBy`, with KubeSkoop's own names for the remaining attributes
+    /// (`podnet.softirq.type` → `softirq_type`).
+    SplitByRelabeled {
+        attribute: &'static str,
+        names: &'static [(&'static str, &'static str)],
+        labels: &'static [(&'static str, &'static str)],
+    },
     /// One KubeSkoop metric whose labels have KubeSkoop's own names:
     /// (attribute key, label name) pairs, e.g. flow tuples (`source.address` → `src`).
     Relabeled { name: &'static str, labels: &'static [(&'static str, &'static str)] },
@@ -302,6 +313,9 @@ impl MetricDef {
     pub const fn gauge(name: &'static str, description: &'static str, unit: &'static str) -> Self {
         MetricDef { name, description, unit, kind: MetricKind::Gauge, kubeskoop: None }
     }
+    pub const fn histogram(name: &'static str, description: &'static str, unit: &'static str) -> Self {
+        MetricDef { name, description, unit, kind: MetricKind::Histogram, kubeskoop: None }
+    }
     /// The metric's KubeSkoop name, when it maps 1:1.
     pub const fn kubeskoop(self, name: &'static str) -> Self {
         MetricDef { kubeskoop: Some(KubeskoopName::Same(name)), ..self }
@@ -323,6 +337,15 @@ impl MetricDef {
                     metadata.push(kv_str(&format!("{}{value}", kubeskoop_meta::NAME_FOR), *name));
                 }
             }
+            Some(KubeskoopName::SplitByRelabeled { attribute, names, labels }) => {
+                metadata.push(kv_str(kubeskoop_meta::SPLIT_BY, attribute));
+                for (value, name) in names {
+                    metadata.push(kv_str(&format!("{}{value}", kubeskoop_meta::NAME_FOR), *name));
+                }
+                for (key, label) in labels {
+                    metadata.push(kv_str(&format!("{}{key}", kubeskoop_meta::LABEL_FOR), *label));
+                }
+            }
             None => {}
         }
         let data = match self.kind {
@@ -332,6 +355,10 @@ impl MetricDef {
                 is_monotonic: self.kind == MetricKind::Counter,
             }),
             MetricKind::Gauge => metric::Data::Gauge(Gauge { data_points: Vec::new() }),
+            MetricKind::Histogram => metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: Vec::new(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            }),
         };
         Metric {
             name: self.name.to_string(),
@@ -450,20 +477,24 @@ pub struct ResourceMetricsBuilder<'a> {
 }
 
 impl ResourceMetricsBuilder<'_> {
-    /// Adds one data point. `start_unix_nanos` is ignored for gauges.
-    pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, start_unix_nanos: u64, time_unix_nanos: u64, value: Value) {
+    fn metric(&mut self, def: &MetricDef) -> &mut Metric {
         // Points of one metric usually come together: try the newest metric first.
         let found = match self.scope.metrics.last() {
             Some(last) if last.name == def.name => Some(self.scope.metrics.len() - 1),
             _ => self.scope.metrics.iter().rposition(|m| m.name == def.name),
         };
-        let metric = match found {
+        match found {
             Some(i) => &mut self.scope.metrics[i],
             None => {
                 self.scope.metrics.push(def.empty_metric());
                 self.scope.metrics.last_mut().expect("just pushed")
             }
-        };
+        }
+    }
+
+    /// Adds one data point. `start_unix_nanos` is ignored for gauges.
+    pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, start_unix_nanos: u64, time_unix_nanos: u64, value: Value) {
+        let metric = self.metric(def);
         let mut dp = NumberDataPoint {
             attributes,
             start_time_unix_nano: start_unix_nanos,
@@ -477,7 +508,67 @@ impl ResourceMetricsBuilder<'_> {
                 dp.start_time_unix_nano = 0;
                 g.data_points.push(dp)
             }
-            _ => unreachable!("MetricDef only builds sums and gauges"),
+            // A histogram definition given a number: a receiver bug, not worth a panic.
+            _ => debug_assert!(false, "{} is a histogram: use histogram()", def.name),
+        }
+    }
+
+    /// Adds one histogram data point (`def` must be a [`MetricKind::Histogram`]).
+    pub fn histogram(
+        &mut self,
+        def: &MetricDef,
+        attributes: Vec<KeyValue>,
+        start_unix_nanos: u64,
+        time_unix_nanos: u64,
+        h: &Log2Histogram,
+    ) {
+        let metric = self.metric(def);
+        if let Some(metric::Data::ExponentialHistogram(e)) = &mut metric.data {
+            e.data_points.push(h.data_point(attributes, start_unix_nanos, time_unix_nanos));
+        } else {
+            debug_assert!(false, "{} is not a histogram", def.name);
+        }
+    }
+}
+
+/// A distribution in base-2 buckets as the kernel keeps it: `buckets[i]` counts values `v`
+/// with 2^(i-1) < v ≤ 2^i (so `buckets[0]` counts v = 1), `zero` counts v = 0. These are
+/// exactly the buckets of an OTLP exponential histogram at scale 0 (bucket index i-1), and
+/// their upper bounds are inclusive, as Prometheus' `le` is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Log2Histogram {
+    pub zero: u64,
+    pub buckets: Vec<u64>,
+    pub sum: f64,
+}
+
+impl Log2Histogram {
+    pub fn count(&self) -> u64 {
+        self.zero.saturating_add(self.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b)))
+    }
+
+    /// The OTLP point: scale 0, only the populated range of buckets (cumulative counts only
+    /// grow, so the range only widens from one collection to the next).
+    pub fn data_point(&self, attributes: Vec<KeyValue>, start: u64, time: u64) -> ExponentialHistogramDataPoint {
+        let first = self.buckets.iter().position(|c| *c != 0);
+        let last = self.buckets.iter().rposition(|c| *c != 0);
+        let positive = match (first, last) {
+            (Some(f), Some(l)) => {
+                Some(exponential_histogram_data_point::Buckets { offset: f as i32 - 1, bucket_counts: self.buckets[f..=l].to_vec() })
+            }
+            _ => None,
+        };
+        ExponentialHistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            count: self.count(),
+            sum: Some(self.sum),
+            scale: 0,
+            zero_count: self.zero,
+            positive,
+            negative: None,
+            ..Default::default()
         }
     }
 }

@@ -66,6 +66,13 @@ pub const PROBE_METRICS: &[(&str, &str, &str, bool)] = &[
     ("podnet.ebpf.program.run_time", "Time eBPF programs spent running (kernel BPF statistics).", "s", true),
     ("podnet.ebpf.events", "Probe events by outcome: sent, lost (ring buffer full), rate_limited, decode_error.", "{event}", true),
     ("podnet.ebpf.flows.evicted", "Flows evicted from a probe's bounded flow table (their series end).", "{flow}", true),
+    (
+        "podnet.ebpf.latency.starts",
+        "Latency probes: start timestamps by outcome: completed (measured), reclaimed (the LRU made room; the completion never came), inflight.",
+        "{start}",
+        true,
+    ),
+    ("podnet.ebpf.latency.series_full", "Latency probes: new histogram series refused because the map was full.", "{series}", true),
 ];
 
 /// Published sample sets: (component attributes, the set); a stopped receiver's set is gone.

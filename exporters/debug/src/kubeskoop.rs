@@ -118,6 +118,11 @@ fn push_event(out: &mut String, pod: &PodLabels, rec: &LogRecord) {
         k if k.starts_with("TCPRESET_") => {
             format!("protocol={} saddr={src} sport={sport} daddr={dst} dport={dport}  state:{} ", protocol(attrs), state(attrs))
         }
+        // KubeSkoop labels softirq events with the softirq's name.
+        k if k.starts_with("SOFTIRQ_") => {
+            push_label(out, &mut first, "type", attr_str(attrs, "podnet.softirq.type").unwrap_or_default());
+            body(rec)
+        }
         _ => body(rec),
     };
     out.push_str("],\"msg\":");

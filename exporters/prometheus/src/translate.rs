@@ -9,8 +9,8 @@
 
 use podnet_pipeline::pdata::kubeskoop_pod;
 use podnet_pipeline::pdata::{
-    AggregationTemporality, KeyValue, Metric, NumberDataPoint, ResourceMetrics, any_value_to_string, attr_string, keys, kubeskoop_meta,
-    metric, number_value_f64,
+    AggregationTemporality, ExponentialHistogramDataPoint, KeyValue, Metric, NumberDataPoint, ResourceMetrics, any_value_to_string,
+    attr_string, keys, kubeskoop_meta, metric, number_value_f64,
 };
 use serde::{Deserialize, Serialize};
 
@@ -189,49 +189,89 @@ impl Translator<'_> {
                 }
                 for dp in &h.data_points {
                     let Some((family, _)) = self.family_name(m, FamilyType::Histogram, &dp.attributes) else { continue };
-                    let mut labels = merge(base, &dp.attributes, None);
-                    if self.naming == Naming::Otel {
-                        labels.sort();
+                    let buckets =
+                        dp.explicit_bounds.iter().copied().chain(std::iter::once(f64::INFINITY)).zip(dp.bucket_counts.iter().copied());
+                    let point = HistogramPoint { family, help: &help, base, attributes: &dp.attributes, time_unix_nano: dp.time_unix_nano };
+                    self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0), dp.count, out);
+                }
+            }
+            Some(metric::Data::ExponentialHistogram(h)) => {
+                if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                    skipped.delta += h.data_points.len();
+                    return;
+                }
+                // Time units become seconds, Prometheus' base unit: bounds and sum are scaled.
+                let (unit, to_unit) = match m.unit.as_str() {
+                    "ns" => ("s", 1e9),
+                    "us" => ("s", 1e6),
+                    "ms" => ("s", 1e3),
+                    other => (other, 1.0),
+                };
+                for dp in &h.data_points {
+                    if dp.negative.as_ref().is_some_and(|n| n.bucket_counts.iter().any(|c| *c != 0)) {
+                        // Classic buckets cannot hold negative values; podnet's latencies have none.
+                        skipped.unsupported += 1;
+                        continue;
                     }
-                    let mut cumulative = 0u64;
-                    for (i, count) in dp.bucket_counts.iter().enumerate() {
-                        cumulative += count;
-                        let le = dp.explicit_bounds.get(i).map(|b| format_value(*b)).unwrap_or_else(|| "+Inf".to_string());
-                        let mut l = labels.clone();
-                        l.push(("le".into(), le));
-                        out.push(Sample {
-                            family: family.clone(),
-                            help: help.clone(),
-                            kind: FamilyType::Histogram,
-                            suffix: "_bucket",
-                            labels: l,
-                            value: cumulative as f64,
-                            time_unix_nano: dp.time_unix_nano,
-                        });
-                    }
-                    out.push(Sample {
-                        family: family.clone(),
-                        help: help.clone(),
-                        kind: FamilyType::Histogram,
-                        suffix: "_sum",
-                        labels: labels.clone(),
-                        value: dp.sum.unwrap_or(0.0),
-                        time_unix_nano: dp.time_unix_nano,
-                    });
-                    out.push(Sample {
-                        family,
-                        help: help.clone(),
-                        kind: FamilyType::Histogram,
-                        suffix: "_count",
-                        labels,
-                        value: dp.count as f64,
-                        time_unix_nano: dp.time_unix_nano,
-                    });
+                    let family = match self.family_name(m, FamilyType::Histogram, &dp.attributes) {
+                        Some((name, _)) if self.naming == Naming::Otel || attr_string(&m.metadata, kubeskoop_meta::NAME).is_none() => {
+                            if unit != m.unit {
+                                otel_metric_name(self.namespace, &m.name, unit, FamilyType::Histogram)
+                            } else {
+                                name
+                            }
+                        }
+                        Some((name, _)) => name,
+                        None => continue,
+                    };
+                    let buckets = exponential_buckets(dp, to_unit);
+                    let point = HistogramPoint { family, help: &help, base, attributes: &dp.attributes, time_unix_nano: dp.time_unix_nano };
+                    self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0) / to_unit, dp.count, out);
                 }
             }
             Some(_) => skipped.unsupported += podnet_pipeline::pdata::metric_point_count(m),
             None => {}
         }
+    }
+
+    /// `_bucket` (cumulative, ascending `le`, ending at `+Inf`), `_sum` and `_count` samples.
+    fn histogram_samples(
+        &self,
+        p: HistogramPoint<'_>,
+        buckets: impl Iterator<Item = (f64, u64)>,
+        sum: f64,
+        count: u64,
+        out: &mut Vec<Sample>,
+    ) {
+        let mut labels = merge(p.base, p.attributes, None);
+        if self.naming == Naming::Otel {
+            labels.sort();
+        }
+        let sample = |suffix: &'static str, labels: Labels, value: f64| Sample {
+            family: p.family.clone(),
+            help: p.help.to_string(),
+            kind: FamilyType::Histogram,
+            suffix,
+            labels,
+            value,
+            time_unix_nano: p.time_unix_nano,
+        };
+        let mut cumulative = 0u64;
+        let mut saw_inf = false;
+        for (le, n) in buckets {
+            cumulative = cumulative.saturating_add(n);
+            saw_inf |= le.is_infinite();
+            let mut l = labels.clone();
+            l.push(("le".into(), format_value(le)));
+            out.push(sample("_bucket", l, cumulative as f64));
+        }
+        if !saw_inf {
+            let mut l = labels.clone();
+            l.push(("le".into(), "+Inf".into()));
+            out.push(sample("_bucket", l, count as f64));
+        }
+        out.push(sample("_sum", labels.clone(), sum));
+        out.push(sample("_count", labels, count as f64));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -249,6 +289,32 @@ impl Translator<'_> {
         let value = number_value_f64(dp);
         out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value, time_unix_nano: dp.time_unix_nano });
     }
+}
+
+/// What the `_bucket`/`_sum`/`_count` samples of one histogram point share.
+struct HistogramPoint<'a> {
+    family: String,
+    help: &'a str,
+    base: &'a Labels,
+    attributes: &'a [KeyValue],
+    time_unix_nano: u64,
+}
+
+/// An exponential histogram's buckets as classic (upper bound, count) pairs: the zero
+/// bucket first (bound: the zero threshold, or 0), then each positive bucket `i` with its
+/// inclusive upper bound base^(i+1), base = 2^(2^-scale). Bounds are divided by `to_unit`
+/// (1e9 turns nanoseconds into seconds; a division keeps 2^k/1e9 exactly rounded).
+pub fn exponential_buckets(dp: &ExponentialHistogramDataPoint, to_unit: f64) -> impl Iterator<Item = (f64, u64)> + '_ {
+    let zero = std::iter::once((dp.zero_threshold / to_unit, dp.zero_count));
+    let scale = dp.scale;
+    let positive = dp.positive.iter().flat_map(move |b| {
+        b.bucket_counts.iter().enumerate().map(move |(k, n)| {
+            let index = i64::from(b.offset) + k as i64 + 1;
+            let bound = if scale == 0 { 2f64.powi(index as i32) } else { 2f64.powf(index as f64 * 2f64.powi(-scale)) };
+            (bound / to_unit, *n)
+        })
+    });
+    zero.chain(positive)
 }
 
 fn merge(base: &Labels, attrs: &[KeyValue], skip: Option<&str>) -> Labels {

@@ -177,6 +177,7 @@ fn packetloss_metrics_only() -> loader::LoadedProbe {
         wakeup_batch: 64,
         ring_buffer_bytes: 1 << 20,
         max_flows: 10240,
+        latency: None,
     };
     loader::load(ProbeKind::Packetloss.spec(), &opts, Some(&btf)).unwrap_or_else(|e| panic!("packetloss: {}", e.0))
 }

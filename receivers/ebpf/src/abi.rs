@@ -16,6 +16,16 @@ pub enum EventKind {
     ResetProcess,
     ResetReceive,
     Retrans,
+    RxKernel,
+    TxKernel,
+    NetifQdisc,
+    NetifXmit,
+    SockRead,
+    SockWrite,
+    SoftirqSched,
+    SoftirqExec,
+    Virtcmd,
+    Bio,
 }
 
 impl EventKind {
@@ -27,13 +37,37 @@ impl EventKind {
             4 => EventKind::ResetProcess,
             5 => EventKind::ResetReceive,
             6 => EventKind::Retrans,
+            7 => EventKind::RxKernel,
+            8 => EventKind::TxKernel,
+            9 => EventKind::NetifQdisc,
+            10 => EventKind::NetifXmit,
+            11 => EventKind::SockRead,
+            12 => EventKind::SockWrite,
+            13 => EventKind::SoftirqSched,
+            14 => EventKind::SoftirqExec,
+            15 => EventKind::Virtcmd,
+            16 => EventKind::Bio,
             _ => return None,
         })
     }
 
-    /// The event type KubeSkoop users know.
-    pub fn kubeskoop_type(self) -> &'static str {
+    /// The event type KubeSkoop users know. `high`: the latency is above the probe's high
+    /// threshold (KubeSkoop types softirq and virtio events by the larger threshold).
+    pub fn kubeskoop_type(self, high: bool) -> &'static str {
         match self {
+            EventKind::RxKernel => "RXKERNEL_SLOW",
+            EventKind::TxKernel => "TXKERNEL_SLOW",
+            EventKind::NetifQdisc => "NETIFTXLAT_QDISC",
+            EventKind::NetifXmit => "NETIFTXLAT_XMIT",
+            EventKind::SockRead => "SOCKETLAT_READSLOW",
+            EventKind::SockWrite => "SOCKETLAT_SENDSLOW",
+            EventKind::SoftirqSched if high => "SOFTIRQ_SCHED_100MS",
+            EventKind::SoftirqSched => "SOFTIRQ_SCHED_SLOW",
+            EventKind::SoftirqExec if high => "SOFTIRQ_EXCUTE_100MS",
+            EventKind::SoftirqExec => "SOFTIRQ_EXCUTE_SLOW",
+            EventKind::Virtcmd if high => "VIRTCMDEXCUTE_100MS",
+            EventKind::Virtcmd => "VIRTCMDEXCUTE",
+            EventKind::Bio => "BIOLAT_10MS",
             EventKind::Drop => "PacketLoss",
             EventKind::ResetNosock => "TCPRESET_NOSOCK",
             EventKind::ResetActive => "TCPRESET_ACTIVE",
@@ -73,8 +107,26 @@ pub struct Event {
     pub stack_len: u16,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
+    pub latency_ns: u64,
+    pub pid: u32,
+    pub cpu: u32,
+    pub detail: u32,
+    pub pad: u32,
+    /// The task's comm or the device's name, NUL-padded.
+    pub name: [u8; 16],
 }
-const _: () = assert!(std::mem::size_of::<Event>() == 72);
+const _: () = assert!(std::mem::size_of::<Event>() == 112);
+
+impl Event {
+    pub fn is_latency(&self) -> bool {
+        self.kind >= 7
+    }
+    /// `name` up to its first NUL, as text.
+    pub fn name(&self) -> String {
+        let end = self.name.iter().position(|b| *b == 0).unwrap_or(self.name.len());
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
+}
 pub const EVENT_WITH_STACK_SIZE: usize = std::mem::size_of::<Event>() + MAX_STACK * 8;
 
 /// One decoded ring buffer record.
@@ -86,7 +138,7 @@ pub struct Record {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("record of {0} bytes is shorter than an event (72 bytes)")]
+    #[error("record of {0} bytes is shorter than an event (112 bytes)")]
     Short(usize),
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
@@ -193,6 +245,56 @@ pub mod stat {
     pub const RATE_LIMITED: u32 = 3;
     pub const FILTERED: u32 = 4;
     pub const FLOWS_NEW: u32 = 5;
+    pub const STARTED: u32 = 6;
+    pub const COMPLETED: u32 = 7;
+    pub const SERIES_FULL: u32 = 8;
+}
+
+/// Buckets of `struct lat_hist` (`LAT_SLOTS` in latency.h).
+pub const LAT_SLOTS: usize = 48;
+
+/// `struct lat_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LatKey {
+    pub netns: u32,
+    pub stage: u32,
+    pub dim: u32,
+}
+// SAFETY: repr(C), no padding, every bit pattern valid.
+unsafe impl aya::Pod for LatKey {}
+
+/// `struct lat_hist`: one CPU's share of a latency series.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatHist {
+    pub slots: [u64; LAT_SLOTS],
+    pub zero: u64,
+    pub sum_ns: u64,
+    pub over_low: u64,
+    pub over_high: u64,
+}
+const _: () = assert!(std::mem::size_of::<LatHist>() == (LAT_SLOTS + 4) * 8);
+// SAFETY: as above.
+unsafe impl aya::Pod for LatHist {}
+
+impl Default for LatHist {
+    fn default() -> Self {
+        LatHist { slots: [0; LAT_SLOTS], zero: 0, sum_ns: 0, over_low: 0, over_high: 0 }
+    }
+}
+
+impl LatHist {
+    /// Adds another CPU's share.
+    pub fn add(&mut self, o: &LatHist) {
+        for (a, b) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+        self.zero = self.zero.wrapping_add(o.zero);
+        self.sum_ns = self.sum_ns.wrapping_add(o.sum_ns);
+        self.over_low = self.over_low.wrapping_add(o.over_low);
+        self.over_high = self.over_high.wrapping_add(o.over_high);
+    }
 }
 
 /// TCP states as the kernel numbers them (`include/net/tcp_states.h`), in the spelling of
@@ -264,7 +366,7 @@ mod tests {
         let e = Event { kind: 99, ..Default::default() };
         assert_eq!(decode(&raw(&e, &[])).unwrap_err(), DecodeError::UnknownKind(99));
         let e = Event { kind: 1, stack_len: 3, ..Default::default() };
-        assert_eq!(decode(&raw(&e, &[1])).unwrap_err(), DecodeError::Stack { frames: 3, len: 80 });
+        assert_eq!(decode(&raw(&e, &[1])).unwrap_err(), DecodeError::Stack { frames: 3, len: 120 });
     }
 
     #[test]

@@ -12,7 +12,16 @@ use podnet_pipeline::pdata::{AnyValue, KeyValue, LogRecord, any_value, keys, kv_
 
 use crate::abi::{self, EventKind, Record};
 use crate::kallsyms::Kallsyms;
+use crate::latency;
 use crate::probes::{self, Reasons};
+
+/// The slow interval, in nanoseconds.
+pub const LATENCY: &str = "podnet.latency";
+/// How the probe that measured it is attached: tp_btf, tracepoint, kprobe.
+pub const HOOK: &str = "podnet.probe.hook";
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_NAME: &str = "process.executable.name";
+pub const CPU: &str = "cpu.logical_number";
 
 /// Network namespace inode → its resource, refreshed when an unknown inode shows up
 /// (at most once a second: a storm from a namespace that just vanished must not turn
@@ -113,9 +122,13 @@ impl Decoder {
     }
 
     /// The log record of one event, and its resource key (attributes: [`Decoder::resource`]).
-    pub fn log_record(&self, r: &Record) -> (u64, LogRecord) {
+    /// `hook` names how the probe attached (tp_btf, tracepoint, kprobe).
+    pub fn log_record(&self, r: &Record, hook: &'static str) -> (u64, LogRecord) {
         let e = &r.event;
         let kind = EventKind::from_raw(e.kind).unwrap_or(EventKind::Drop);
+        if e.is_latency() {
+            return self.latency_record(e, kind, hook);
+        }
         let mut attrs = Vec::with_capacity(14);
         let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
         let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
@@ -148,7 +161,8 @@ impl Decoder {
                     attrs.push(kv_str(probes::RESET_REASON, reason));
                 }
             }
-            EventKind::Retrans => {}
+            // Latency kinds are written by latency_record.
+            _ => {}
         }
         if e.state != 0 {
             let state = abi::tcp_state(e.state);
@@ -167,7 +181,86 @@ impl Decoder {
             severity_text: "WARN".into(),
             body: Some(AnyValue { value: Some(any_value::Value::StringValue(summary)) }),
             attributes: attrs,
-            event_name: kind.kubeskoop_type().to_string(),
+            event_name: kind.kubeskoop_type(false).to_string(),
+            ..Default::default()
+        };
+        let key = self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource_key(e.netns);
+        (key, record)
+    }
+
+    /// A slow interval: the latency, what it is about (tuple, softirq type, device, disk,
+    /// task) and the hook that measured it; the body is KubeSkoop's message for the type.
+    fn latency_record(&self, e: &abi::Event, kind: EventKind, hook: &'static str) -> (u64, LogRecord) {
+        let mut attrs = Vec::with_capacity(12);
+        let latency = e.latency_ns;
+        attrs.push(kv_int(LATENCY, i64::try_from(latency).unwrap_or(i64::MAX)));
+        attrs.push(kv_str(HOOK, hook));
+        let ht = latency::human_time(latency);
+        let has_tuple = e.family == abi::AF_INET || e.family == abi::AF_INET6;
+        let tuple = if has_tuple {
+            let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
+            let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
+            let transport = abi::transport(e.l4proto);
+            let text = format!(
+                "protocol={} saddr={src} sport={} daddr={dst} dport={} ",
+                transport.to_uppercase().replace("ICMPV6", "ICMP6"),
+                e.sport,
+                e.dport
+            );
+            attrs.push(kv_str(probes::NETWORK_TRANSPORT, transport));
+            attrs.push(kv_str(probes::NETWORK_TYPE, if e.family == abi::AF_INET6 { "ipv6" } else { "ipv4" }));
+            attrs.push(kv_str(probes::SOURCE_ADDRESS, src));
+            attrs.push(kv_int(probes::SOURCE_PORT, i64::from(e.sport)));
+            attrs.push(kv_str(probes::DESTINATION_ADDRESS, dst));
+            attrs.push(kv_int(probes::DESTINATION_PORT, i64::from(e.dport)));
+            text
+        } else {
+            String::new()
+        };
+        let name = e.name();
+        let task = |attrs: &mut Vec<KeyValue>| {
+            if e.pid != 0 {
+                attrs.push(kv_int(PROCESS_PID, i64::from(e.pid)));
+                attrs.push(kv_str(PROCESS_NAME, name.clone()));
+            }
+        };
+        let body = match kind {
+            EventKind::RxKernel | EventKind::NetifQdisc | EventKind::NetifXmit => format!("{tuple} latency:{ht}"),
+            EventKind::TxKernel | EventKind::SockRead | EventKind::SockWrite => format!("{tuple} latency={ht}"),
+            EventKind::SoftirqSched | EventKind::SoftirqExec => {
+                format!("cpu={} pid={} latency={ht} ", e.cpu, e.pid)
+            }
+            EventKind::Virtcmd => format!("cpu={}  pid={}  latency={ht}", e.cpu, e.pid),
+            EventKind::Bio => format!("{name} {} latency {ht}", e.pid),
+            _ => String::new(),
+        };
+        match kind {
+            EventKind::NetifQdisc | EventKind::NetifXmit => attrs.push(kv_str(latency::INTERFACE, name.clone())),
+            EventKind::SoftirqSched | EventKind::SoftirqExec => {
+                attrs.push(kv_str(latency::SOFTIRQ_TYPE, latency::softirq_name(e.detail)));
+                attrs.push(kv_int(CPU, i64::from(e.cpu)));
+                task(&mut attrs);
+            }
+            EventKind::Virtcmd => {
+                attrs.push(kv_int(CPU, i64::from(e.cpu)));
+                task(&mut attrs);
+            }
+            EventKind::Bio => {
+                attrs.push(kv_str(latency::DEVICE, format!("{}:{}", e.detail >> 20, e.detail & 0xfffff)));
+                task(&mut attrs);
+            }
+            EventKind::SockRead => task(&mut attrs),
+            _ => {}
+        }
+        let time = (i128::from(e.ts_ns) + self.boot_offset_nanos).clamp(0, i128::from(u64::MAX)) as u64;
+        let record = LogRecord {
+            time_unix_nano: time,
+            observed_time_unix_nano: now_unix_nanos(),
+            severity_number: 13,
+            severity_text: "WARN".into(),
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(body)) }),
+            attributes: attrs,
+            event_name: kind.kubeskoop_type(e.reason != 0).to_string(),
             ..Default::default()
         };
         let key = self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).resource_key(e.netns);

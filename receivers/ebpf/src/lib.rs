@@ -9,6 +9,7 @@ pub mod abi;
 pub mod btf;
 pub mod events;
 pub mod kallsyms;
+pub mod latency;
 pub mod loader;
 pub mod probes;
 
@@ -52,11 +53,44 @@ pub struct ProbeOptions {
     /// Size of the probe's flow table (packetloss, tcpretrans); the least recently
     /// updated flow makes room, and its series end.
     pub max_flows: Option<u32>,
+    /// Latency probes: the two thresholds counted in the kernel, `[low, high]`
+    /// (KubeSkoop's: 1ms/100ms for socketlatency, 10ms/100ms for the others).
+    pub thresholds: Option<[ConfigDuration; 2]>,
+    /// Latency probes: an event for every interval longer than this.
+    pub event_threshold: Option<ConfigDuration>,
+    /// softirq: the types measured (default: net_rx, net_tx).
+    pub softirq_types: Option<Vec<String>>,
+    /// Latency probes: size of each table of start timestamps (packets, sockets or IOs
+    /// in flight); when full, the oldest entry makes room and is counted as reclaimed.
+    pub max_inflight: Option<u32>,
 }
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        ProbeOptions { hook: Hook::Auto, events: true, stack: false, events_per_second: 100, max_flows: None }
+        ProbeOptions {
+            hook: Hook::Auto,
+            events: true,
+            stack: false,
+            events_per_second: 100,
+            max_flows: None,
+            thresholds: None,
+            event_threshold: None,
+            softirq_types: None,
+            max_inflight: None,
+        }
+    }
+}
+
+impl ProbeOptions {
+    /// The latency settings of `kind`: the config's, or the probe's defaults.
+    pub fn latency_settings(&self, kind: ProbeKind) -> Option<probes::LatencySettings> {
+        let lk = kind.latency()?;
+        let types = self.softirq_types.clone().unwrap_or_else(|| vec!["net_rx".into(), "net_tx".into()]);
+        Some(probes::LatencySettings {
+            thresholds: self.thresholds.map(|t| [t[0].0, t[1].0]).unwrap_or(lk.thresholds),
+            event_threshold: self.event_threshold.map(|d| d.0).unwrap_or(lk.event_threshold),
+            softirq_types: types.iter().filter_map(|t| latency::SOFTIRQ_NAMES.iter().position(|n| n == t)).map(|i| i as u32).collect(),
+        })
     }
 }
 
@@ -74,14 +108,36 @@ pub struct ProbesConfig {
     pub tcpreset: Option<ProbeOptions>,
     #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub tcpretrans: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub softirq: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub netiftxlat: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub socketlatency: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub kernellatency: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub virtcmdlatency: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub biolatency: Option<ProbeOptions>,
 }
 
 impl ProbesConfig {
     pub fn enabled(&self) -> Vec<(ProbeKind, &ProbeOptions)> {
-        [(ProbeKind::Packetloss, &self.packetloss), (ProbeKind::Tcpreset, &self.tcpreset), (ProbeKind::Tcpretrans, &self.tcpretrans)]
-            .into_iter()
-            .filter_map(|(k, o)| o.as_ref().map(|o| (k, o)))
-            .collect()
+        [
+            (ProbeKind::Packetloss, &self.packetloss),
+            (ProbeKind::Tcpreset, &self.tcpreset),
+            (ProbeKind::Tcpretrans, &self.tcpretrans),
+            (ProbeKind::Softirq, &self.softirq),
+            (ProbeKind::Netiftxlat, &self.netiftxlat),
+            (ProbeKind::Socketlatency, &self.socketlatency),
+            (ProbeKind::Kernellatency, &self.kernellatency),
+            (ProbeKind::Virtcmdlatency, &self.virtcmdlatency),
+            (ProbeKind::Biolatency, &self.biolatency),
+        ]
+        .into_iter()
+        .filter_map(|(k, o)| o.as_ref().map(|o| (k, o)))
+        .collect()
     }
 }
 
@@ -122,6 +178,9 @@ impl Default for EbpfConfig {
 }
 
 const DEFAULT_MAX_FLOWS: u32 = 10240;
+const DEFAULT_MAX_INFLIGHT: u32 = 16384;
+/// Histogram series per latency probe: namespaces × stages × devices.
+const MAX_LATENCY_SERIES: u32 = 16384;
 /// Log records per batch sent on.
 const BATCH_RECORDS: usize = 1024;
 
@@ -137,6 +196,24 @@ const PROBES: &[ProbeInfo] = &[
         overhead: Overhead::Low,
     },
     ProbeInfo { name: "tcpretrans", data_source: "eBPF tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb)", overhead: Overhead::Low },
+    ProbeInfo { name: "softirq", data_source: "eBPF irq:softirq_raise, softirq_entry, softirq_exit", overhead: Overhead::High },
+    ProbeInfo { name: "netiftxlat", data_source: "eBPF net:net_dev_queue, net_dev_start_xmit, net_dev_xmit", overhead: Overhead::High },
+    ProbeInfo {
+        name: "socketlatency",
+        data_source: "eBPF sock:sk_data_ready, sock_recv_length, tcp:tcp_sendmsg_locked, net:net_dev_queue, tcp:tcp_destroy_sock (kprobes sock_def_readable, tcp_cleanup_rbuf, tcp_sendmsg_locked, tcp_write_xmit)",
+        overhead: Overhead::High,
+    },
+    ProbeInfo {
+        name: "kernellatency",
+        data_source: "eBPF net:netif_receive_skb, tcp:tcp_probe, net:net_dev_queue",
+        overhead: Overhead::High,
+    },
+    ProbeInfo { name: "virtcmdlatency", data_source: "eBPF kprobe+kretprobe virtnet_send_command(_reply)", overhead: Overhead::Low },
+    ProbeInfo {
+        name: "biolatency",
+        data_source: "eBPF block:block_io_start, block_io_done (block_bio_queue, block_rq_complete)",
+        overhead: Overhead::Medium,
+    },
 ];
 
 pub struct EbpfReceiverFactory;
@@ -150,7 +227,7 @@ impl Factory for EbpfReceiverFactory {
             kind: Kind::Receiver,
             signals: &[Signal::Metrics, Signal::Logs],
             stability: Stability::Alpha,
-            description: "Packet drops with kernel drop reasons, TCP resets and retransmits from eBPF programs, as metrics and events",
+            description: "Packet drops with kernel drop reasons, TCP resets and retransmits, and latency histograms (softirq, qdisc and driver, socket, kernel path, virtio, block IO) from eBPF programs, as metrics and events",
             probes: PROBES,
         }
     }
@@ -159,7 +236,10 @@ impl Factory for EbpfReceiverFactory {
             return Err("collection_interval and flush_interval must be greater than zero".into());
         }
         if c.probes.enabled().is_empty() {
-            return Err("probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans)".into());
+            return Err(format!(
+                "probes must enable at least one probe (valid probes: {})",
+                ProbeKind::ALL.iter().map(|k| k.spec().name).collect::<Vec<_>>().join(", ")
+            ));
         }
         if !c.ring_buffer_size.is_power_of_two() || c.ring_buffer_size < 4096 {
             return Err(format!("ring_buffer_size must be a power of two of at least 4096 bytes, got {}", c.ring_buffer_size));
@@ -170,12 +250,60 @@ impl Factory for EbpfReceiverFactory {
             return Err("probes::tcpreset::max_flows: tcpreset keeps no flow table; remove the key".into());
         }
         for (kind, o) in c.probes.enabled() {
+            let name = kind.spec().name;
             if o.max_flows == Some(0) {
-                return Err(format!("probes::{}::max_flows must be at least 1", kind.spec().name));
+                return Err(format!("probes::{name}::max_flows must be at least 1"));
             }
+            validate_latency(kind, o).map_err(|e| format!("probes::{name}::{e}"))?;
         }
         Ok(())
     }
+}
+
+fn validate_latency(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
+    let Some(_) = kind.latency() else {
+        let misplaced = [
+            ("thresholds", o.thresholds.is_some()),
+            ("event_threshold", o.event_threshold.is_some()),
+            ("softirq_types", o.softirq_types.is_some()),
+            ("max_inflight", o.max_inflight.is_some()),
+        ];
+        return match misplaced.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!("{key}: only the latency probes take this key; remove it")),
+            None => Ok(()),
+        };
+    };
+    if o.max_flows.is_some() {
+        return Err("max_flows: latency probes keep no flow table; remove the key (max_inflight sizes their tables)".into());
+    }
+    if o.stack {
+        return Err("stack: latency events carry no stack; remove the key".into());
+    }
+    if let Some([low, high]) = o.thresholds
+        && (low.0.is_zero() || low.0 >= high.0)
+    {
+        return Err(format!("thresholds: expected [low, high] with 0 < low < high, got [{:?}, {:?}]", low.0, high.0));
+    }
+    if o.max_inflight == Some(0) {
+        return Err("max_inflight must be at least 1".into());
+    }
+    if let Some(types) = &o.softirq_types {
+        if kind != ProbeKind::Softirq {
+            return Err("softirq_types: only the softirq probe takes this key; remove it".into());
+        }
+        if types.is_empty() {
+            return Err(format!("softirq_types: list at least one of {}", latency::SOFTIRQ_NAMES.join(", ")));
+        }
+        if let Some(bad) = types.iter().find(|t| !latency::SOFTIRQ_NAMES.contains(&t.as_str())) {
+            return Err(format!("softirq_types: unknown softirq type {bad:?} (valid types: {})", latency::SOFTIRQ_NAMES.join(", ")));
+        }
+    }
+    let valid_hooks: Vec<Hook> = kind.spec().hooks.iter().map(|(h, _)| *h).collect();
+    if o.hook != Hook::Auto && !valid_hooks.contains(&o.hook) {
+        let names: Vec<&str> = valid_hooks.iter().map(|h| h.as_str()).collect();
+        return Err(format!("hook: {} is not a hook of this probe (valid hooks: auto, {})", o.hook.as_str(), names.join(", ")));
+    }
+    Ok(())
 }
 
 impl ReceiverFactory for EbpfReceiverFactory {
@@ -207,10 +335,21 @@ struct Running {
     probe: LoadedProbe,
     flows: FlowTable,
     counters: Arc<EventCounters>,
+    latency: Option<probes::LatencySettings>,
 }
 
-fn load_options(c: &EbpfConfig, o: &ProbeOptions, events: bool) -> LoadOptions {
+fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, events: bool) -> LoadOptions {
+    let latency = o.latency_settings(kind).map(|s| loader::LatencyGlobals {
+        threshold_low_ns: s.thresholds[0].as_nanos() as u64,
+        threshold_high_ns: s.thresholds[1].as_nanos() as u64,
+        event_threshold_ns: s.event_threshold.as_nanos() as u64,
+        softirq_mask: s.softirq_types.iter().fold(0u32, |m, v| m | (1 << v)),
+        max_inflight: o.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+        max_series: MAX_LATENCY_SERIES,
+        start_maps: kind.latency().map(|l| l.start_maps).unwrap_or(&[]),
+    });
     LoadOptions {
+        latency,
         hook: o.hook,
         events: events && o.events,
         stack: o.stack,
@@ -245,7 +384,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
             .probes
             .enabled()
             .into_iter()
-            .map(|(kind, o)| (kind, loader::load(kind.spec(), &load_options(&cfg, o, want_events), btf.as_ref())))
+            .map(|(kind, o)| (kind, loader::load(kind.spec(), &load_options(&cfg, kind, o, want_events), btf.as_ref())))
             .collect();
         let (reasons, warnings) = reasons(&cfg);
         let kallsyms = match kallsyms::Kallsyms::load(&cfg.kallsyms_path) {
@@ -285,7 +424,8 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
                     attributes: vec![("probe", name.into()), ("hook", p.hook.as_str().into())],
                     value: 1.0,
                 });
-                running.push(Running { kind, probe: p, flows: FlowTable::default(), counters: Arc::default() });
+                let latency = config.probes.enabled().into_iter().find(|(k, _)| *k == kind).and_then(|(_, o)| o.latency_settings(kind));
+                running.push(Running { kind, probe: p, flows: FlowTable::default(), counters: Arc::default(), latency });
             }
             Err(e) => {
                 tracing::warn!(component = %ctx.id, probe = name, "unsupported on this kernel: {}", e.0);
@@ -329,6 +469,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
         if let Some(ring) = r.probe.events.take() {
             let pump = Pump {
                 probe: r.kind.spec().name,
+                hook: r.probe.hook.as_str(),
                 decoder: decoder.clone(),
                 outputs: outputs.clone(),
                 counters: r.counters.clone(),
@@ -344,6 +485,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
     let attached_at = now_unix_nanos();
     let mut counters: CumulativeTracker<SeriesKey> = CumulativeTracker::default();
     let mut graveyard = Graveyard::default();
+    let mut disks = latency::DiskNames::default();
     let mut ticker = tokio::time::interval(config.collection_interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -352,7 +494,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
             _ = ticker.tick() => {}
         }
         let started = std::time::Instant::now();
-        let metrics = collect(&mut running, &reasons, &decoder, &mut counters, &mut graveyard, &scope, attached_at, &ctx);
+        let metrics = collect(&mut running, &reasons, &decoder, &mut counters, &mut graveyard, &mut disks, &scope, attached_at, &ctx);
         ctx.telemetry.collection_duration(started.elapsed().as_secs_f64());
         probe_stats.publish(self_samples(&running, &up));
         if outputs.wants(Signal::Metrics) && !metrics.resources().is_empty() {
@@ -374,6 +516,7 @@ fn collect(
     decoder: &Decoder,
     counters: &mut CumulativeTracker<SeriesKey>,
     graveyard: &mut Graveyard,
+    disks: &mut latency::DiskNames,
     scope: &str,
     attached_at: u64,
     ctx: &ComponentContext,
@@ -385,7 +528,11 @@ fn collect(
     }
     let mut rows = Vec::new();
     for r in running.iter_mut() {
-        match probes::read(r.kind, &r.probe, reasons, &mut r.flows) {
+        let read = match &r.latency {
+            Some(settings) => probes::read_latency(r.kind, &r.probe, settings, disks),
+            None => probes::read(r.kind, &r.probe, reasons, &mut r.flows),
+        };
+        match read {
             Ok(v) => rows.extend(v),
             Err(e) => {
                 ctx.telemetry.collection_error("read");
@@ -417,7 +564,10 @@ fn collect(
         let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
         while i < rows.len() && rows[i].netns == netns {
             let row = &rows[i];
-            out.point(row.def, row.attrs.clone(), row.value);
+            match &row.value {
+                probes::RowValue::Count(v) => out.point(row.def, row.attrs.clone(), *v),
+                probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.clone(), h),
+            }
             i += 1;
         }
     }
@@ -447,6 +597,21 @@ fn self_samples(running: &[Running], up: &[ProbeSample]) -> Vec<ProbeSample> {
                 value: v as f64,
             });
         }
+        if r.latency.is_some() {
+            let (completed, reclaimed, inflight) = probes::latency_starts(r.kind, &r.probe);
+            for (outcome, v) in [("completed", completed), ("reclaimed", reclaimed), ("inflight", inflight)] {
+                out.push(ProbeSample {
+                    metric: "podnet.ebpf.latency.starts",
+                    attributes: vec![("probe", probe.to_string()), ("outcome", outcome.to_string())],
+                    value: v as f64,
+                });
+            }
+            out.push(ProbeSample {
+                metric: "podnet.ebpf.latency.series_full",
+                attributes: vec![("probe", probe.to_string())],
+                value: r.probe.stat(abi::stat::SERIES_FULL) as f64,
+            });
+        }
         if r.kind.spec().flow_map.is_some() {
             out.push(ProbeSample {
                 metric: "podnet.ebpf.flows.evicted",
@@ -463,6 +628,7 @@ fn self_samples(running: &[Running], up: &[ProbeSample]) -> Vec<ProbeSample> {
 /// in batches.
 struct Pump {
     probe: &'static str,
+    hook: &'static str,
     decoder: Arc<Decoder>,
     outputs: Outputs,
     counters: Arc<EventCounters>,
@@ -477,7 +643,7 @@ impl Pump {
         while let Some(item) = ring.next() {
             match abi::decode(&item) {
                 Ok(record) => {
-                    let (key, log) = self.decoder.log_record(&record);
+                    let (key, log) = self.decoder.log_record(&record, self.hook);
                     batch.push(key, || self.decoder.resource(key), log);
                 }
                 Err(e) => {

@@ -40,7 +40,7 @@ pub enum Attach {
     TpBtf { program: &'static str, event: &'static str },
     /// `tracepoint/<category>/<event>`.
     Tracepoint { program: &'static str, category: &'static str, event: &'static str },
-    /// `kprobe/<function>`.
+    /// `kprobe/<function>` (or `kretprobe/<function>`: the program's section decides).
     Kprobe { program: &'static str, function: &'static str },
 }
 
@@ -79,6 +79,22 @@ pub struct LoadOptions {
     pub wakeup_batch: u32,
     pub ring_buffer_bytes: u32,
     pub max_flows: u32,
+    /// Latency probes only.
+    pub latency: Option<LatencyGlobals>,
+}
+
+/// What a latency probe is told at load time.
+#[derive(Clone, Debug)]
+pub struct LatencyGlobals {
+    pub threshold_low_ns: u64,
+    pub threshold_high_ns: u64,
+    pub event_threshold_ns: u64,
+    /// softirq: bit per vector.
+    pub softirq_mask: u32,
+    /// Size of each map of start timestamps, and of the histogram map.
+    pub max_inflight: u32,
+    pub max_series: u32,
+    pub start_maps: &'static [crate::latency::StartMap],
 }
 
 /// A probe attached to the kernel. Dropping it detaches every program.
@@ -182,6 +198,17 @@ fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attach
         .map_max_entries("events", opts.ring_buffer_bytes);
     if let Some(map) = spec.flow_map {
         loader.map_max_entries(map, opts.max_flows);
+    }
+    if let Some(l) = &opts.latency {
+        loader
+            .override_global("threshold_low_ns", &l.threshold_low_ns, true)
+            .override_global("threshold_high_ns", &l.threshold_high_ns, true)
+            .override_global("event_threshold_ns", &l.event_threshold_ns, true)
+            .override_global("softirq_mask", &l.softirq_mask, false)
+            .map_max_entries("latency", l.max_series);
+        for map in l.start_maps {
+            loader.map_max_entries(map.name, l.max_inflight);
+        }
     }
     let mut ebpf = loader.load(spec.object).map_err(|e| {
         let text = chain(&e);

@@ -3,11 +3,12 @@
 use std::collections::{HashMap, HashSet};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
-use podnet_pipeline::pdata::{KeyValue, KubeskoopName, MetricDef, keys, kv_int, kv_str};
+use podnet_pipeline::pdata::{KeyValue, KubeskoopName, Log2Histogram, MetricDef, keys, kv_int, kv_str};
 use serde::{Deserialize, Serialize};
 
 use crate::abi::{self, DropKey, FlowDrops, FlowKey, ResetKey, StateKey};
 use crate::btf::ReasonNames;
+use crate::latency::{self, DiskNames, LatencyKind};
 use crate::loader::{Attach, Hook, LoadedProbe, ProbeSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -16,18 +17,62 @@ pub enum ProbeKind {
     Packetloss,
     Tcpreset,
     Tcpretrans,
+    Softirq,
+    Netiftxlat,
+    Socketlatency,
+    Kernellatency,
+    Virtcmdlatency,
+    Biolatency,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 3] = [ProbeKind::Packetloss, ProbeKind::Tcpreset, ProbeKind::Tcpretrans];
+    pub const ALL: [ProbeKind; 9] = [
+        ProbeKind::Packetloss,
+        ProbeKind::Tcpreset,
+        ProbeKind::Tcpretrans,
+        ProbeKind::Softirq,
+        ProbeKind::Netiftxlat,
+        ProbeKind::Socketlatency,
+        ProbeKind::Kernellatency,
+        ProbeKind::Virtcmdlatency,
+        ProbeKind::Biolatency,
+    ];
 
     pub fn spec(self) -> &'static ProbeSpec {
         match self {
             ProbeKind::Packetloss => &PACKETLOSS,
             ProbeKind::Tcpreset => &TCPRESET,
             ProbeKind::Tcpretrans => &TCPRETRANS,
+            ProbeKind::Softirq => &latency::SOFTIRQ,
+            ProbeKind::Netiftxlat => &latency::NETIFTXLAT,
+            ProbeKind::Socketlatency => &latency::SOCKETLATENCY,
+            ProbeKind::Kernellatency => &latency::KERNELLATENCY,
+            ProbeKind::Virtcmdlatency => &latency::VIRTCMDLATENCY,
+            ProbeKind::Biolatency => &latency::BIOLATENCY,
         }
     }
+
+    /// What a latency probe measures; `None` for the counting probes.
+    pub fn latency(self) -> Option<&'static LatencyKind> {
+        match self {
+            ProbeKind::Softirq => Some(&latency::SOFTIRQ_KIND),
+            ProbeKind::Netiftxlat => Some(&latency::NETIFTXLAT_KIND),
+            ProbeKind::Socketlatency => Some(&latency::SOCKETLATENCY_KIND),
+            ProbeKind::Kernellatency => Some(&latency::KERNELLATENCY_KIND),
+            ProbeKind::Virtcmdlatency => Some(&latency::VIRTCMDLATENCY_KIND),
+            ProbeKind::Biolatency => Some(&latency::BIOLATENCY_KIND),
+            _ => None,
+        }
+    }
+}
+
+/// A latency probe's settings, resolved from the config and the probe's defaults.
+#[derive(Clone, Debug)]
+pub struct LatencySettings {
+    pub thresholds: [std::time::Duration; 2],
+    pub event_threshold: std::time::Duration,
+    /// softirq: the vectors measured.
+    pub softirq_types: Vec<u32>,
 }
 
 pub static PACKETLOSS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/packetloss.bpf.o"));
@@ -143,7 +188,17 @@ pub struct Row {
     pub netns: u32,
     pub def: &'static MetricDef,
     pub attrs: Vec<KeyValue>,
-    pub value: u64,
+    pub value: RowValue,
+}
+
+#[derive(Clone, Debug)]
+pub enum RowValue {
+    Count(u64),
+    Histogram(Log2Histogram),
+}
+
+fn count(netns: u32, def: &'static MetricDef, attrs: Vec<KeyValue>, value: u64) -> Row {
+    Row { netns, def, attrs, value: RowValue::Count(value) }
 }
 
 /// Reason names from the kernel's BTF.
@@ -221,13 +276,13 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
     match kind {
         ProbeKind::Packetloss => {
             for (k, v) in per_cpu::<DropKey>(probe, "drops")? {
-                rows.push(Row { netns: k.netns, def: &DROPS, attrs: vec![kv_str(DROP_REASON, reasons.drop.name(k.reason))], value: v });
+                rows.push(count(k.netns, &DROPS, vec![kv_str(DROP_REASON, reasons.drop.name(k.reason))], v));
             }
             let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for (k, v) in list {
-                rows.push(Row { netns: k.netns, def: &DROP_FLOWS, attrs: tuple_attrs(&k, false), value: v.total });
-                rows.push(Row { netns: k.netns, def: &DROP_FLOWS_NETFILTER, attrs: tuple_attrs(&k, false), value: v.netfilter });
+                rows.push(count(k.netns, &DROP_FLOWS, tuple_attrs(&k, false), v.total));
+                rows.push(count(k.netns, &DROP_FLOWS_NETFILTER, tuple_attrs(&k, false), v.netfilter));
             }
         }
         ProbeKind::Tcpreset => {
@@ -237,22 +292,67 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
                 if ev != abi::EventKind::ResetReceive {
                     attrs.push(kv_str(RESET_REASON, reasons.reset.name(u32::from(k.reason))));
                 }
-                rows.push(Row { netns: k.netns, def: &RESETS, attrs, value: v });
+                rows.push(count(k.netns, &RESETS, attrs, v));
             }
         }
         ProbeKind::Tcpretrans => {
             for (k, v) in per_cpu::<StateKey>(probe, "retrans")? {
                 let state = abi::tcp_state(k.state as u8);
-                rows.push(Row { netns: k.netns, def: &RETRANSMITS, attrs: vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], value: v });
+                rows.push(count(k.netns, &RETRANSMITS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], v));
             }
             let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for (k, v) in list {
-                rows.push(Row { netns: k.netns, def: &RETRANSMIT_FLOWS, attrs: tuple_attrs(&k, true), value: v });
+                rows.push(count(k.netns, &RETRANSMIT_FLOWS, tuple_attrs(&k, true), v));
             }
+        }
+        _ => return Err(format!("{}: a latency probe: read it with read_latency", probe.name)),
+    }
+    Ok(rows)
+}
+
+/// Reads a latency probe's histograms: per series a histogram and its two threshold
+/// counts. softirq and virtcmdlatency series exist from the start, at zero, as KubeSkoop's do.
+pub fn read_latency(kind: ProbeKind, probe: &LoadedProbe, settings: &LatencySettings, disks: &mut DiskNames) -> Result<Vec<Row>, String> {
+    let Some(lk) = kind.latency() else { return Err(format!("{}: not a latency probe", probe.name)) };
+    let mut series = latency::read_series(probe)?;
+    let mut seed = |stage: u32, dim: u32| {
+        if !series.iter().any(|s| s.key.stage == stage && s.key.dim == dim && s.key.netns == 0) {
+            series.push(latency::LatSeries { key: abi::LatKey { netns: 0, stage, dim }, hist: abi::LatHist::default() });
+        }
+    };
+    match kind {
+        ProbeKind::Softirq => {
+            for vec in &settings.softirq_types {
+                seed(0, *vec);
+                seed(1, *vec);
+            }
+        }
+        ProbeKind::Virtcmdlatency => seed(0, 0),
+        _ => {}
+    }
+    let names = if kind == ProbeKind::Netiftxlat { latency::dim_names(probe) } else { HashMap::new() };
+    let labels = settings.thresholds.map(latency::threshold_label);
+    let mut rows = Vec::with_capacity(series.len() * 3);
+    for s in &series {
+        let Some((hist_def, slow_def)) = lk.stages.get(s.key.stage as usize) else { continue };
+        let attrs = latency::dim_attrs(kind.spec(), s, &names, disks);
+        rows.push(Row { netns: s.key.netns, def: hist_def, attrs: attrs.clone(), value: RowValue::Histogram(s.histogram()) });
+        for (label, n) in labels.iter().zip([s.hist.over_low, s.hist.over_high]) {
+            let mut a = attrs.clone();
+            a.push(kv_str(latency::THRESHOLD, label.clone()));
+            rows.push(count(s.key.netns, slow_def, a, n));
         }
     }
     Ok(rows)
+}
+
+/// A latency probe's start timestamps: (completed, reclaimed by the LRU, in flight).
+pub fn latency_starts(kind: ProbeKind, probe: &LoadedProbe) -> (u64, u64, u64) {
+    let Some(lk) = kind.latency() else { return (0, 0, 0) };
+    let present: u64 = lk.start_maps.iter().map(|m| latency::present(probe, m)).sum();
+    let completed = probe.stat(abi::stat::COMPLETED);
+    (completed, latency::reclaimed(probe.stat(abi::stat::STARTED), completed, present), present)
 }
 
 /// Deletes the entries of namespaces that are gone, so the kernel maps do not fill up
@@ -286,6 +386,14 @@ pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, flows: &mut FlowTable, de
             remove_per_cpu::<StateKey>(probe, "retrans", dead, |k| k.netns);
             let n = remove_flows::<u64>(probe, "retrans_flows", dead);
             flows.pruned(n);
+        }
+        _ => {
+            let Some(m) = probe.ebpf.map_mut("latency") else { return };
+            let Ok(mut h) = PerCpuHashMap::<&mut MapData, abi::LatKey, abi::LatHist>::try_from(m) else { return };
+            let doomed: Vec<abi::LatKey> = h.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.netns)).collect();
+            for k in doomed {
+                let _ = h.remove(&k);
+            }
         }
     }
 }
