@@ -177,6 +177,27 @@ mod tests {
     }
 
     #[test]
+    fn a_histogram_keeps_its_start_until_its_count_falls() {
+        use crate::pdata::{Log2Histogram, MetricsBuilder, metric};
+        const H: MetricDef = MetricDef::histogram("lat", "", "ns");
+        let mut counters = CumulativeTracker::default();
+        let mut starts = Vec::new();
+        for (now, count) in [(100u64, 3u64), (200, 5), (300, 2)] {
+            let mut b = MetricsBuilder::new("t");
+            let mut rb = b.resource(Vec::new());
+            counters.begin_round();
+            let mut w = PointWriter { rb: &mut rb, counters: &mut counters, resource_key: 1, origin: 10, now };
+            w.histogram(&H, Vec::new(), &Log2Histogram { zero: 0, buckets: vec![0, count], sum: 2.0 * count as f64 });
+            counters.end_round();
+            let m = b.finish();
+            let Some(metric::Data::ExponentialHistogram(e)) = &m.resources()[0].scope_metrics[0].metrics[0].data else { panic!() };
+            assert_eq!(e.data_points[0].count, count);
+            starts.push(e.data_points[0].start_time_unix_nano);
+        }
+        assert_eq!(starts, vec![10, 10, 200], "the count fell at 300: a reset since the observation at 200");
+    }
+
+    #[test]
     fn origin_after_now_is_clamped() {
         let mut t = CumulativeTracker::default();
         t.begin_round();

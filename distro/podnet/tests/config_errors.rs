@@ -359,7 +359,44 @@ fn ebpf_probe_options_are_checked() {
     let e = ebpf_errors("    ring_buffer_size: 5000\n    probes:\n      tcpreset:\n");
     assert_eq!(e, ["receivers::ebpf: ring_buffer_size must be a power of two of at least 4096 bytes, got 5000"]);
     let e = ebpf_errors("    probes: {}\n");
-    assert_eq!(e, ["receivers::ebpf: probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans)"]);
+    assert_eq!(
+        e,
+        [
+            "receivers::ebpf: probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans, softirq, netiftxlat, socketlatency, kernellatency, virtcmdlatency, biolatency)"
+        ]
+    );
+}
+
+#[test]
+fn latency_probe_options_are_checked() {
+    let e = ebpf_errors("    probes:\n      softirq: { softirq_types: [net_rx, nett_tx] }\n");
+    assert_eq!(
+        e,
+        [
+            "receivers::ebpf: probes::softirq::softirq_types: unknown softirq type \"nett_tx\" (valid types: hi, timer, net_tx, net_rx, block, irq_poll, tasklet, sched, hrtimer, rcu)"
+        ]
+    );
+    let e = ebpf_errors("    probes:\n      socketlatency: { thresholds: [100ms, 1ms] }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::socketlatency::thresholds: expected [low, high] with 0 < low < high, got [100ms, 1ms]"]);
+    let e = ebpf_errors("    probes:\n      netiftxlat: { softirq_types: [net_rx] }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::netiftxlat::softirq_types: only the softirq probe takes this key; remove it"]);
+    let e = ebpf_errors("    probes:\n      packetloss: { event_threshold: 10ms }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::packetloss::event_threshold: only the latency probes take this key; remove it"]);
+    let e = ebpf_errors("    probes:\n      biolatency: { max_flows: 10 }\n");
+    assert_eq!(
+        e,
+        [
+            "receivers::ebpf: probes::biolatency::max_flows: latency probes keep no flow table; remove the key (max_inflight sizes their tables)"
+        ]
+    );
+    let e = ebpf_errors("    probes:\n      softirq: { hook: kprobe }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::softirq::hook: kprobe is not a hook of this probe (valid hooks: auto, tp_btf, tracepoint)"]);
+    let e = ebpf_errors("    probes:\n      kernellatency: { max_inflight: 0 }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::kernellatency::max_inflight must be at least 1"]);
+    let e = ebpf_errors("    probes:\n      socketlatency: { event_threshold: 100 }\n");
+    assert!(e[0].contains("probes::socketlatency::event_threshold") && e[0].contains("add a unit"), "{e:?}");
+    let e = ebpf_errors("    probes:\n      softirq: { stack: true }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::softirq::stack: latency events carry no stack; remove the key"]);
 }
 
 #[test]

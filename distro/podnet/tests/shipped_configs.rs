@@ -33,6 +33,41 @@ fn daemonset_configmap_is_valid() {
     assert_eq!(body.trim_end(), kubeskoop.trim_end(), "the DaemonSet's ConfigMap is configs/kubeskoop.yaml verbatim");
 }
 
+/// configs/kubeskoop.yaml with its commented-out latency probes switched on.
+fn kubeskoop_with_latency_probes() -> String {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/kubeskoop.yaml")).unwrap();
+    const PROBES: [&str; 6] = ["softirq", "netiftxlat", "socketlatency", "kernellatency", "virtcmdlatency", "biolatency"];
+    let is_probe = |line: &str| line.strip_prefix("      # ").and_then(|r| r.strip_suffix(':')).is_some_and(|p| PROBES.contains(&p));
+    let mut out = String::new();
+    let mut in_probe = false;
+    for line in text.lines() {
+        let uncommented = if is_probe(line) {
+            in_probe = true;
+            line.replacen("      # ", "      ", 1)
+        } else if in_probe && line.starts_with("      #   ") {
+            line.replacen("      #   ", "        ", 1)
+        } else {
+            in_probe = false;
+            line.to_string()
+        };
+        out.push_str(&uncommented);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_commented_latency_probes_of_kubeskoop_yaml_are_valid() {
+    let text = kubeskoop_with_latency_probes();
+    let config =
+        podnet_pipeline::config::load_str(&text, "kubeskoop.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    for probe in ["softirq:", "netiftxlat:", "socketlatency:", "kernellatency:", "virtcmdlatency:", "biolatency:"] {
+        assert!(text.contains(&format!("\n      {probe}\n")), "{probe} uncommented\n{text}");
+    }
+    assert!(text.contains("        softirq_types: [net_rx, net_tx]\n"));
+}
+
 #[test]
 fn embedded_default_is_node_yaml() {
     let on_disk = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/node.yaml")).unwrap();
@@ -58,6 +93,8 @@ fn components_listing_names_every_component_and_probe() {
         "exporter  stderr",
         "receiver  ebpf",
         "probe packetloss",
+        "probe socketlatency",
+        "probe virtcmdlatency",
         "probe tcpreset",
         "probe tcpretrans",
     ] {

@@ -93,6 +93,27 @@ pub fn render(id: &str, data: &PData, verbosity: Verbosity) -> String {
                                     (if x.is_monotonic { "counter" } else { "updowncounter" }, x.data_points.iter().collect())
                                 }
                                 Some(metric::Data::Gauge(x)) => ("gauge", x.data_points.iter().collect()),
+                                Some(metric::Data::ExponentialHistogram(h)) => {
+                                    let _ = writeln!(out, "    {} (exponential histogram, {})", metric.name, metric.unit);
+                                    for dp in &h.data_points {
+                                        let buckets =
+                                            dp.positive.as_ref().map(|b| (b.offset, b.bucket_counts.as_slice())).unwrap_or((0, &[]));
+                                        let _ = writeln!(
+                                            out,
+                                            "      count={} sum={} zero={} scale={} offset={} buckets={:?} {{{}}} start={} time={}",
+                                            dp.count,
+                                            dp.sum.unwrap_or(0.0),
+                                            dp.zero_count,
+                                            dp.scale,
+                                            buckets.0,
+                                            buckets.1,
+                                            attrs(&dp.attributes),
+                                            dp.start_time_unix_nano,
+                                            dp.time_unix_nano
+                                        );
+                                    }
+                                    continue;
+                                }
                                 Some(_) => ("other", Vec::new()),
                                 None => ("empty", Vec::new()),
                             };

@@ -528,6 +528,114 @@ mod tests {
         assert_eq!(sanitize_label("__name__"), "__name__");
     }
 
+    fn one_histogram(def: &podnet_pipeline::pdata::MetricDef, naming: Naming) -> Vec<Sample> {
+        use podnet_pipeline::pdata::{Log2Histogram, MetricsBuilder, kv_str};
+        let mut b = MetricsBuilder::new("test");
+        // Buckets 10 and 28: values in (2^9, 2^10] ns and (2^27, 2^28] ns; two zeros.
+        let mut buckets = vec![0u64; 29];
+        buckets[10] = 3;
+        buckets[28] = 1;
+        let h = Log2Histogram { zero: 2, buckets, sum: 150_003_000.0 };
+        b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n"), kv_str(keys::K8S_POD_NAME, "web")]).histogram(
+            def,
+            vec![kv_str("podnet.softirq.type", "net_rx")],
+            1,
+            2,
+            &h,
+        );
+        let m = b.finish();
+        let t = Translator { naming, namespace: "", resource_labels: &[keys::K8S_POD_NAME.to_string()], const_labels: &[] };
+        let mut out = Vec::new();
+        assert_eq!(t.translate(m.resources(), &mut out), Skipped::default());
+        out
+    }
+
+    fn le_values(samples: &[Sample]) -> Vec<(String, f64)> {
+        samples
+            .iter()
+            .filter(|s| s.suffix == "_bucket")
+            .map(|s| (s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()).unwrap_or_default(), s.value))
+            .collect()
+    }
+
+    #[test]
+    fn exponential_histogram_in_nanoseconds_becomes_classic_buckets_in_seconds() {
+        const DEF: podnet_pipeline::pdata::MetricDef =
+            podnet_pipeline::pdata::MetricDef::histogram("podnet.softirq.schedule.delay", "d", "ns");
+        let out = one_histogram(&DEF, Naming::Otel);
+        assert!(out.iter().all(|s| s.family == "podnet_softirq_schedule_delay_seconds" && s.kind == FamilyType::Histogram));
+        let mut expected = vec![("0".to_string(), 2.0)];
+        // OTel index 9..=27 (buckets 10..=28): upper bounds 2^10 .. 2^28 ns, in seconds.
+        for k in 10..=28 {
+            let cumulative = if k < 28 { 5.0 } else { 6.0 };
+            expected.push((format_value(2f64.powi(k) / 1e9), cumulative));
+        }
+        expected.push(("+Inf".to_string(), 6.0));
+        assert_eq!(le_values(&out), expected);
+        assert_eq!(expected[1].0, "0.000001024", "2^10 ns");
+        assert_eq!(expected[19].0, "0.268435456", "2^28 ns");
+        let sum = out.iter().find(|s| s.suffix == "_sum").unwrap();
+        assert!((sum.value - 0.150003).abs() < 1e-12, "{}", sum.value);
+        assert_eq!(out.iter().find(|s| s.suffix == "_count").unwrap().value, 6.0);
+        let bucket = out.iter().find(|s| s.suffix == "_bucket").unwrap();
+        assert!(
+            bucket.labels.contains(&("podnet_softirq_type".into(), "net_rx".into()))
+                && bucket.labels.contains(&("k8s_pod_name".into(), "web".into()))
+        );
+    }
+
+    #[test]
+    fn kubeskoop_naming_keeps_the_histogram_with_kubeskoop_labels() {
+        const DEF: podnet_pipeline::pdata::MetricDef = podnet_pipeline::pdata::MetricDef::histogram("podnet.socket.read.delay", "d", "ns");
+        let out = one_histogram(&DEF, Naming::Kubeskoop);
+        assert!(out.iter().all(|s| s.family == "podnet_socket_read_delay_seconds"), "{out:?}");
+        let count = out.iter().find(|s| s.suffix == "_count").unwrap();
+        assert_eq!(
+            &count.labels[..3],
+            &[("k8s_node".into(), "n".into()), ("k8s_namespace".into(), "".into()), ("k8s_pod".into(), "web".into())]
+        );
+    }
+
+    #[test]
+    fn threshold_counters_take_kubeskoops_names_and_labels() {
+        use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricsBuilder, Value, kv_str};
+        const SLOW: MetricDef = MetricDef {
+            kubeskoop: Some(KubeskoopName::SplitByRelabeled {
+                attribute: "podnet.latency.threshold",
+                names: &[("10ms", "kubeskoop_softirq_schedslow"), ("100ms", "kubeskoop_softirq_schedslow100ms")],
+                labels: &[("podnet.softirq.type", "softirq_type")],
+            }),
+            ..MetricDef::counter("podnet.softirq.schedule.slow", "d", "{event}")
+        };
+        let mut b = MetricsBuilder::new("test");
+        let mut rb = b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]);
+        for (threshold, v) in [("10ms", 4u64), ("100ms", 1), ("5ms", 9)] {
+            rb.point(
+                &SLOW,
+                vec![kv_str("podnet.softirq.type", "net_rx"), kv_str("podnet.latency.threshold", threshold)],
+                1,
+                2,
+                Value::from(v),
+            );
+        }
+        let m = b.finish();
+        let t = Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[] };
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        let got: Vec<(String, Labels, f64)> = out.into_iter().map(|s| (s.family, s.labels, s.value)).collect();
+        let labels = vec![
+            ("k8s_node".to_string(), "n".to_string()),
+            ("k8s_namespace".to_string(), String::new()),
+            ("k8s_pod".to_string(), String::new()),
+            ("softirq_type".to_string(), "net_rx".to_string()),
+        ];
+        // A threshold KubeSkoop has no name for (5ms) is not given one of its names.
+        assert_eq!(
+            got,
+            vec![("kubeskoop_softirq_schedslow".into(), labels.clone(), 4.0), ("kubeskoop_softirq_schedslow100ms".into(), labels, 1.0)]
+        );
+    }
+
     #[test]
     fn number_format() {
         assert_eq!(format_value(50118222.0), "50118222");
