@@ -83,7 +83,8 @@ static __always_inline __u32 lat_slot(__u64 v)
 	return s < LAT_SLOTS ? s : LAT_SLOTS - 1;
 }
 
-static __always_inline struct lat_hist *lat_series(struct lat_key *k, const char *name)
+/* `dev`, when set, names the series' dimension: read only when the series is new. */
+static __always_inline struct lat_hist *lat_series(struct lat_key *k, const struct net_device *dev)
 {
 	struct lat_hist *h = bpf_map_lookup_elem(&latency, k);
 	if (h)
@@ -98,16 +99,19 @@ static __always_inline struct lat_hist *lat_series(struct lat_key *k, const char
 		stat_inc(ST_SERIES_FULL);
 		return 0;
 	}
-	if (name)
+	if (dev) {
+		char name[16] = {};
+		BPF_CORE_READ_STR_INTO(&name, dev, name);
 		bpf_map_update_elem(&dim_names, k, name, BPF_NOEXIST);
+	}
 	return h;
 }
 
 /* Counts one interval of `ns` nanoseconds. */
-static __always_inline void lat_record(__u32 netns, __u32 stage, __u32 dim, __u64 ns, const char *name)
+static __always_inline void lat_record(__u32 netns, __u32 stage, __u32 dim, __u64 ns, const struct net_device *dev)
 {
 	struct lat_key k = { .netns = netns, .stage = stage, .dim = dim };
-	struct lat_hist *h = lat_series(&k, name);
+	struct lat_hist *h = lat_series(&k, dev);
 	if (!h)
 		return;
 	stat_inc(ST_HITS);

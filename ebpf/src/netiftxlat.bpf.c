@@ -17,37 +17,61 @@ struct {
 	__type(value, __u64);
 } queued SEC(".maps");
 
+/* The driver stage runs start_xmit -> xmit on one CPU without sleeping, nested only when
+ * one device's driver transmits on another (tunnels, bonds): a small per-CPU stack, no
+ * hash. */
+#define DRIVER_DEPTH 4
+
 struct in_driver {
+	__u64 skb;
 	__u64 ts;
 	const struct net_device *dev;
 };
 
+struct driver_stack {
+	__u32 depth;
+	__u32 pad;
+	struct in_driver slot[DRIVER_DEPTH];
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct in_driver);
-} xmitting SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct driver_stack);
+} in_driver SEC(".maps");
 
 static __always_inline void record(const struct net_device *dev, __u32 stage, __u32 kind, __u64 ns, const struct sk_buff *skb)
 {
 	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
-	char name[16] = {};
-	BPF_CORE_READ_STR_INTO(&name, dev, name);
-	lat_record(netns, stage, ifindex, ns, name);
+	lat_record(netns, stage, ifindex, ns, dev);
 	struct event *e = lat_event(kind, netns, ns);
 	if (!e)
 		return;
 	e->detail = ifindex;
-	__builtin_memcpy(e->name, name, sizeof(name));
+	BPF_CORE_READ_STR_INTO(&e->name, dev, name);
 	if (skb)
 		e->protocol = tuple_from_skb(skb, e);
 	submit_event(e);
 }
 
+/* Devices without a queue (noqueue: veth, bridges, loopback) hand packets straight to the
+ * driver: there is no qdisc time to measure. */
+static __always_inline int has_queue(const struct sk_buff *skb)
+{
+	char id[8] = {};
+	struct Qdisc *q = BPF_CORE_READ(skb, dev, qdisc);
+	if (!q)
+		return 0;
+	BPF_CORE_READ_INTO(&id, q, ops, id);
+	return __builtin_memcmp(id, "noqueue", 8) != 0;
+}
+
 static __always_inline int on_queue(const struct sk_buff *skb)
 {
+	if (!has_queue(skb))
+		return 0;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
 	if (!bpf_map_update_elem(&queued, &key, &now, BPF_ANY))
 		stat_inc(ST_STARTED);
@@ -66,23 +90,34 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb, const struct
 		stat_inc(ST_COMPLETED);
 		record(dev, STAGE_QDISC, EV_NETIF_QDISC, ns, skb);
 	}
-	struct in_driver d = { .ts = now, .dev = dev };
-	if (!bpf_map_update_elem(&xmitting, &key, &d, BPF_ANY))
-		stat_inc(ST_STARTED);
+	__u32 zero = 0;
+	struct driver_stack *st = bpf_map_lookup_elem(&in_driver, &zero);
+	if (!st)
+		return 0;
+	__u32 d = st->depth;
+	if (d >= DRIVER_DEPTH)
+		return 0;
+	st->slot[d].skb = key;
+	st->slot[d].ts = bpf_ktime_get_ns();
+	st->slot[d].dev = dev;
+	st->depth = d + 1;
 	return 0;
 }
 
 static __always_inline int on_xmit(const struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb;
-	struct in_driver *d = bpf_map_lookup_elem(&xmitting, &key);
-	if (!d)
+	__u32 zero = 0;
+	struct driver_stack *st = bpf_map_lookup_elem(&in_driver, &zero);
+	if (!st)
 		return 0;
-	__u64 ns = bpf_ktime_get_ns() - d->ts;
-	const struct net_device *dev = d->dev;
-	bpf_map_delete_elem(&xmitting, &key);
-	stat_inc(ST_COMPLETED);
-	record(dev, STAGE_XMIT, EV_NETIF_XMIT, ns, 0);
+	__u32 d = st->depth;
+	if (d == 0 || d > DRIVER_DEPTH)
+		return 0;
+	d -= 1;
+	st->depth = d;
+	if (st->slot[d].skb != (__u64)skb)
+		return 0;
+	record(st->slot[d].dev, STAGE_XMIT, EV_NETIF_XMIT, bpf_ktime_get_ns() - st->slot[d].ts, 0);
 	return 0;
 }
 

@@ -171,7 +171,7 @@ pub static NETIFTXLAT_KIND: LatencyKind = LatencyKind {
     stages: &[(&NETIF_QUEUE, &NETIF_QUEUE_SLOW), (&NETIF_DRIVER, &NETIF_DRIVER_SLOW)],
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(100),
-    start_maps: &[start_map("queued", 8, 8), start_map("xmitting", 8, 16)],
+    start_maps: &[start_map("queued", 8, 8)],
 };
 pub static SOCKETLATENCY_KIND: LatencyKind = LatencyKind {
     stages: &[(&SOCKET_READ, &SOCKET_READ_SLOW), (&SOCKET_WRITE, &SOCKET_WRITE_SLOW)],

@@ -157,6 +157,9 @@ pub struct EbpfConfig {
     pub wakeup_batch: u32,
     /// The longest an event waits in podnet before it is sent on.
     pub flush_interval: ConfigDuration,
+    /// Keep the kernel's BPF run-time statistics on (`podnet_ebpf_program_run_time`). They
+    /// are global: every BPF program on the node then reads the clock twice per run.
+    pub program_stats: bool,
     pub probes: ProbesConfig,
 }
 
@@ -172,6 +175,7 @@ impl Default for EbpfConfig {
             ring_buffer_size: 1 << 20,
             wakeup_batch: 512,
             flush_interval: ConfigDuration(Duration::from_millis(200)),
+            program_stats: true,
             probes: ProbesConfig::default(),
         }
     }
@@ -379,7 +383,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
     // Loading parses the kernel's BTF and runs the verifier: keep it off the async threads.
     let loaded = tokio::task::spawn_blocking(move || {
         let btf = aya::Btf::from_sys_fs().ok();
-        let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let stats_fd = if cfg.program_stats { aya::sys::enable_stats(aya::sys::Stats::RunTime).ok() } else { None };
         let probes: Vec<(ProbeKind, Result<LoadedProbe, loader::Unsupported>)> = cfg
             .probes
             .enabled()
