@@ -30,7 +30,10 @@ volatile const __u64 threshold_low_ns = 10000000ULL;
 volatile const __u64 threshold_high_ns = 100000000ULL;
 volatile const __u64 event_threshold_ns = 10000000ULL;
 
-/* Allocated per key as it appears: a node with few pods pays for few. */
+#ifndef LAT_FIXED_SERIES
+/* Allocated per key as it appears: a node with few pods pays for few. A probe with a small
+ * fixed set of node-level series (softirq) defines LAT_FIXED_SERIES and keeps them in a
+ * per-CPU array of its own named `latency`, indexed stage * LAT_FIXED_DIMS + dim. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);
@@ -38,6 +41,14 @@ struct {
 	__type(key, struct lat_key);
 	__type(value, struct lat_hist);
 } latency SEC(".maps");
+#else
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LAT_FIXED_SERIES);
+	__type(key, __u32);
+	__type(value, struct lat_hist);
+} latency SEC(".maps");
+#endif
 
 /* Never written: the zeroes a new series starts from (too big for the BPF stack). */
 struct {
@@ -83,6 +94,25 @@ static __always_inline __u32 lat_slot(__u64 v)
 	return s < LAT_SLOTS ? s : LAT_SLOTS - 1;
 }
 
+/* Counts one interval of `ns` nanoseconds into a series. */
+static __always_inline void lat_count(struct lat_hist *h, __u64 ns)
+{
+	stat_inc(ST_HITS);
+	if (ns == 0) {
+		h->zero += 1;
+	} else {
+		__u32 s = lat_slot(ns);
+		if (s < LAT_SLOTS)
+			h->slots[s] += 1;
+	}
+	h->sum_ns += ns;
+	if (ns > threshold_low_ns)
+		h->over_low += 1;
+	if (ns > threshold_high_ns)
+		h->over_high += 1;
+}
+
+#ifndef LAT_FIXED_SERIES
 /* `dev`, when set, names the series' dimension: read only when the series is new. */
 static __always_inline struct lat_hist *lat_series(struct lat_key *k, const struct net_device *dev)
 {
@@ -112,22 +142,10 @@ static __always_inline void lat_record(__u32 netns, __u32 stage, __u32 dim, __u6
 {
 	struct lat_key k = { .netns = netns, .stage = stage, .dim = dim };
 	struct lat_hist *h = lat_series(&k, dev);
-	if (!h)
-		return;
-	stat_inc(ST_HITS);
-	if (ns == 0) {
-		h->zero += 1;
-	} else {
-		__u32 s = lat_slot(ns);
-		if (s < LAT_SLOTS)
-			h->slots[s] += 1;
-	}
-	h->sum_ns += ns;
-	if (ns > threshold_low_ns)
-		h->over_low += 1;
-	if (ns > threshold_high_ns)
-		h->over_high += 1;
+	if (h)
+		lat_count(h, ns);
 }
+#endif
 
 /* A slow-event record, or 0 when the interval is not slow enough or events are off. */
 static __always_inline struct event *lat_event(__u32 kind, __u32 netns, __u64 ns)
@@ -141,6 +159,25 @@ static __always_inline struct event *lat_event(__u32 kind, __u32 netns, __u64 ns
 	e->reason = ns > threshold_high_ns;
 	e->cpu = bpf_get_smp_processor_id();
 	return e;
+}
+
+/* A field read: a plain load where the program holds a BTF pointer (tp_btf: `btf` is a
+ * constant 1 in the inlined handler, so the other branch compiles away), a CO-RE probe
+ * read where it holds a bare address (classic tracepoints, kprobes). */
+#define KREAD(btf, ptr, field) ((btf) ? (ptr)->field : BPF_CORE_READ(ptr, field))
+
+static __always_inline __u32 dev_netns(int btf, const struct net_device *dev)
+{
+	if (btf)
+		return dev->nd_net.net->ns.inum;
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+static __always_inline __u32 sock_netns(int btf, const struct sock *sk)
+{
+	if (btf)
+		return sk->__sk_common.skc_net.net->ns.inum;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 /* The task the hook runs in (meaningless in softirq context: callers decide). */

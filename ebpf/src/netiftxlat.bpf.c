@@ -41,10 +41,10 @@ struct {
 	__type(value, struct driver_stack);
 } in_driver SEC(".maps");
 
-static __always_inline void record(const struct net_device *dev, __u32 stage, __u32 kind, __u64 ns, const struct sk_buff *skb)
+static __always_inline void record(int btf, const struct net_device *dev, __u32 stage, __u32 kind, __u64 ns, const struct sk_buff *skb)
 {
-	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u32 netns = dev_netns(btf, dev);
+	__u32 ifindex = KREAD(btf, dev, ifindex);
 	lat_record(netns, stage, ifindex, ns, dev);
 	struct event *e = lat_event(kind, netns, ns);
 	if (!e)
@@ -58,19 +58,26 @@ static __always_inline void record(const struct net_device *dev, __u32 stage, __
 
 /* Devices without a queue (noqueue: veth, bridges, loopback) hand packets straight to the
  * driver: there is no qdisc time to measure. */
-static __always_inline int has_queue(const struct sk_buff *skb)
+static __always_inline int has_queue(int btf, const struct sk_buff *skb)
 {
-	char id[8] = {};
-	struct Qdisc *q = BPF_CORE_READ(skb, dev, qdisc);
+	struct net_device *dev = KREAD(btf, skb, dev);
+	if (!dev)
+		return 0;
+	struct Qdisc *q = KREAD(btf, dev, qdisc);
 	if (!q)
 		return 0;
-	BPF_CORE_READ_INTO(&id, q, ops, id);
-	return __builtin_memcmp(id, "noqueue", 8) != 0;
+	const struct Qdisc_ops *ops = KREAD(btf, q, ops);
+	if (!ops)
+		return 0;
+	__u64 id = 0;
+	bpf_probe_read_kernel(&id, sizeof(id), &ops->id);
+	/* "noqueue\0" as a little-endian u64 */
+	return id != 0x0065756575716f6eULL;
 }
 
-static __always_inline int on_queue(const struct sk_buff *skb)
+static __always_inline int on_queue(int btf, const struct sk_buff *skb)
 {
-	if (!has_queue(skb))
+	if (!has_queue(btf, skb))
 		return 0;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
 	if (!bpf_map_update_elem(&queued, &key, &now, BPF_ANY))
@@ -78,7 +85,7 @@ static __always_inline int on_queue(const struct sk_buff *skb)
 	return 0;
 }
 
-static __always_inline int on_start_xmit(const struct sk_buff *skb, const struct net_device *dev)
+static __always_inline int on_start_xmit(int btf, const struct sk_buff *skb, const struct net_device *dev)
 {
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
 	if (!dev)
@@ -88,7 +95,7 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb, const struct
 		__u64 ns = now - *ts;
 		bpf_map_delete_elem(&queued, &key);
 		stat_inc(ST_COMPLETED);
-		record(dev, STAGE_QDISC, EV_NETIF_QDISC, ns, skb);
+		record(btf, dev, STAGE_QDISC, EV_NETIF_QDISC, ns, skb);
 	}
 	__u32 zero = 0;
 	struct driver_stack *st = bpf_map_lookup_elem(&in_driver, &zero);
@@ -104,7 +111,8 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb, const struct
 	return 0;
 }
 
-static __always_inline int on_xmit(const struct sk_buff *skb)
+/* `dev`: the tracepoint's own device argument (tp_btf), or 0 to use the one remembered. */
+static __always_inline int on_xmit(int btf, const struct sk_buff *skb, const struct net_device *dev)
 {
 	__u32 zero = 0;
 	struct driver_stack *st = bpf_map_lookup_elem(&in_driver, &zero);
@@ -117,45 +125,49 @@ static __always_inline int on_xmit(const struct sk_buff *skb)
 	st->depth = d;
 	if (st->slot[d].skb != (__u64)skb)
 		return 0;
-	record(st->slot[d].dev, STAGE_XMIT, EV_NETIF_XMIT, bpf_ktime_get_ns() - st->slot[d].ts, 0);
+	__u64 ns = bpf_ktime_get_ns() - st->slot[d].ts;
+	if (btf && dev)
+		record(1, dev, STAGE_XMIT, EV_NETIF_XMIT, ns, 0);
+	else /* a pointer that came back from a map: only probe reads may follow it */
+		record(0, st->slot[d].dev, STAGE_XMIT, EV_NETIF_XMIT, ns, 0);
 	return 0;
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(netiftxlat_queue_btf, struct sk_buff *skb)
 {
-	return on_queue(skb);
+	return on_queue(1, skb);
 }
 
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(netiftxlat_start_btf, const struct sk_buff *skb, const struct net_device *dev)
 {
-	return on_start_xmit(skb, dev);
+	return on_start_xmit(1, skb, dev);
 }
 
 SEC("tp_btf/net_dev_xmit")
-int BPF_PROG(netiftxlat_xmit_btf, const struct sk_buff *skb)
+int BPF_PROG(netiftxlat_xmit_btf, const struct sk_buff *skb, int rc, struct net_device *dev)
 {
-	return on_xmit(skb);
+	return on_xmit(1, skb, dev);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int netiftxlat_queue_tp(struct trace_event_raw_net_dev_template *args)
 {
-	return on_queue(BPF_CORE_READ(args, skbaddr));
+	return on_queue(0, BPF_CORE_READ(args, skbaddr));
 }
 
 SEC("tracepoint/net/net_dev_start_xmit")
 int netiftxlat_start_tp(struct trace_event_raw_net_dev_start_xmit *args)
 {
 	const struct sk_buff *skb = BPF_CORE_READ(args, skbaddr);
-	return on_start_xmit(skb, BPF_CORE_READ(skb, dev));
+	return on_start_xmit(0, skb, BPF_CORE_READ(skb, dev));
 }
 
 SEC("tracepoint/net/net_dev_xmit")
 int netiftxlat_xmit_tp(struct trace_event_raw_net_dev_xmit *args)
 {
-	return on_xmit(BPF_CORE_READ(args, skbaddr));
+	return on_xmit(0, BPF_CORE_READ(args, skbaddr), 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -24,12 +24,12 @@ struct {
 	__type(value, struct sock_times);
 } socks SEC(".maps");
 
-static __always_inline int is_tcp(const struct sock *sk)
+static __always_inline int is_tcp(int btf, const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = KREAD(btf, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP_;
+	return KREAD(btf, sk, sk_protocol) == IPPROTO_TCP_;
 }
 
 static __always_inline struct sock_times *times_of(const struct sock *sk, int create)
@@ -57,9 +57,9 @@ static __always_inline void slow(__u32 kind, const struct sock *sk, __u32 netns,
 	submit_event(e);
 }
 
-static __always_inline int on_data_ready(const struct sock *sk)
+static __always_inline int on_data_ready(int btf, const struct sock *sk)
 {
-	if (!sk || !is_tcp(sk))
+	if (!sk || !is_tcp(btf, sk))
 		return 0;
 	struct sock_times *t = times_of(sk, 1);
 	if (t && !t->unread_since)
@@ -67,7 +67,7 @@ static __always_inline int on_data_ready(const struct sock *sk)
 	return 0;
 }
 
-static __always_inline int on_read(const struct sock *sk, int copied, int flags)
+static __always_inline int on_read(int btf, const struct sock *sk, int copied, int flags)
 {
 	if (!sk || copied <= 0 || (flags & MSG_PEEK_))
 		return 0;
@@ -76,7 +76,7 @@ static __always_inline int on_read(const struct sock *sk, int copied, int flags)
 		return 0;
 	__u64 ns = bpf_ktime_get_ns() - t->unread_since;
 	t->unread_since = 0;
-	__u32 netns = sk_netns(sk);
+	__u32 netns = sock_netns(btf, sk);
 	lat_record(netns, STAGE_READ, 0, ns, 0);
 	slow(EV_SOCK_READ, sk, netns, ns, 1);
 	return 0;
@@ -92,16 +92,17 @@ static __always_inline int on_send(const struct sock *sk)
 	return 0;
 }
 
-static __always_inline int on_transmit(const struct sock *sk)
+static __always_inline int on_transmit(int btf, const struct sock *sk)
 {
-	if (!sk)
+	/* Only TCP sockets are in the table: a protocol check is cheaper than a lookup. */
+	if (!sk || KREAD(btf, sk, sk_protocol) != IPPROTO_TCP_)
 		return 0;
 	struct sock_times *t = times_of(sk, 0);
 	if (!t || !t->unsent_since)
 		return 0;
 	__u64 ns = bpf_ktime_get_ns() - t->unsent_since;
 	t->unsent_since = 0;
-	__u32 netns = sk_netns(sk);
+	__u32 netns = sock_netns(btf, sk);
 	lat_record(netns, STAGE_WRITE, 0, ns, 0);
 	slow(EV_SOCK_WRITE, sk, netns, ns, 0);
 	return 0;
@@ -118,13 +119,13 @@ static __always_inline int on_destroy(const struct sock *sk)
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(socketlatency_ready_btf, const struct sock *sk)
 {
-	return on_data_ready(sk);
+	return on_data_ready(1, sk);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(socketlatency_read_btf, struct sock *sk, int ret, int flags)
 {
-	return on_read(sk, ret, flags);
+	return on_read(1, sk, ret, flags);
 }
 
 SEC("tp_btf/tcp_sendmsg_locked")
@@ -136,7 +137,7 @@ int BPF_PROG(socketlatency_send_btf, const struct sock *sk)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(socketlatency_xmit_btf, struct sk_buff *skb)
 {
-	return on_transmit(skb->sk);
+	return on_transmit(1, skb->sk);
 }
 
 SEC("tp_btf/tcp_destroy_sock")
@@ -149,13 +150,13 @@ int BPF_PROG(socketlatency_destroy_btf, struct sock *sk)
 SEC("kprobe/sock_def_readable")
 int BPF_KPROBE(socketlatency_ready_kprobe, struct sock *sk)
 {
-	return on_data_ready(sk);
+	return on_data_ready(0, sk);
 }
 
 SEC("kprobe/tcp_cleanup_rbuf")
 int BPF_KPROBE(socketlatency_read_kprobe, struct sock *sk, int copied)
 {
-	return on_read(sk, copied, 0);
+	return on_read(0, sk, copied, 0);
 }
 
 SEC("kprobe/tcp_sendmsg_locked")
@@ -167,7 +168,7 @@ int BPF_KPROBE(socketlatency_send_kprobe, struct sock *sk)
 SEC("kprobe/tcp_write_xmit")
 int BPF_KPROBE(socketlatency_xmit_kprobe, struct sock *sk)
 {
-	return on_transmit(sk);
+	return on_transmit(0, sk);
 }
 
 SEC("kprobe/tcp_v4_destroy_sock")

@@ -2,9 +2,10 @@
 /* softirq: per softirq type, the scheduling delay (raise -> entry) and the execution time
  * (entry -> exit), node level. A softirq runs on the CPU that raised it, so the start
  * times live in per-CPU arrays indexed by vector: bounded, nothing to leak. */
+#define NR_VEC 10
+#define LAT_FIXED_SERIES (2 * NR_VEC)
 #include "latency.h"
 
-#define NR_VEC 10
 enum { STAGE_SCHED = 0, STAGE_EXEC = 1 };
 
 /* Bit per vector (NET_TX = 2, NET_RX = 3, ...); set by the receiver. */
@@ -23,6 +24,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } entered SEC(".maps");
+
+static __always_inline void record(__u32 stage, __u32 vec, __u64 ns)
+{
+	__u32 i = stage * NR_VEC + vec;
+	struct lat_hist *h = bpf_map_lookup_elem(&latency, &i);
+	if (h)
+		lat_count(h, ns);
+}
 
 static __always_inline int wanted(__u32 vec)
 {
@@ -62,7 +71,7 @@ static __always_inline int on_entry(__u32 vec)
 		__u64 ns = now - *ts;
 		*ts = 0;
 		stat_inc(ST_COMPLETED);
-		lat_record(0, STAGE_SCHED, vec, ns, 0);
+		record(STAGE_SCHED, vec, ns);
 		slow_event(EV_SOFTIRQ_SCHED, vec, ns);
 	}
 	__u64 *start = bpf_map_lookup_elem(&entered, &vec);
@@ -80,7 +89,7 @@ static __always_inline int on_exit(__u32 vec)
 		return 0;
 	__u64 ns = bpf_ktime_get_ns() - *start;
 	*start = 0;
-	lat_record(0, STAGE_EXEC, vec, ns, 0);
+	record(STAGE_EXEC, vec, ns);
 	slow_event(EV_SOFTIRQ_EXEC, vec, ns);
 	return 0;
 }

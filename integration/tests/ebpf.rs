@@ -73,6 +73,7 @@ fn probes_see_drops_resets_and_retransmits_per_pod() {
   ebpf:
     collection_interval: 300ms
     flush_interval: 50ms
+    program_stats: true
     probes:
       packetloss: {{ stack: true }}
       tcpreset:

@@ -160,9 +160,8 @@ fn socketlatency_sees_a_reader_that_leaves_data_unread_for_150ms() {
     assert!((0.15..0.5).contains(&sum), "read delay sum {sum}");
 
     let ev = events(s.dir.path());
-    let slow: Vec<_> = ev.iter().filter(|e| e["type"] == "SOCKETLAT_READSLOW").collect();
+    let slow: Vec<_> = ev.iter().filter(|e| e["type"] == "SOCKETLAT_READSLOW" && label(e, "pod") == Some(b)).collect();
     assert_eq!(slow.len(), 1, "{ev:#?}");
-    assert_eq!(label(slow[0], "pod"), Some(b));
     let msg = slow[0]["msg"].as_str().unwrap();
     assert!(msg.starts_with("protocol=TCP saddr=10.213.0.2 sport=7300 daddr=10.213.0.1 dport="), "{msg}");
     assert!(msg.contains("  latency=15") && msg.ends_with(" ms"), "KubeSkoop's message with the latency: {msg}");
@@ -213,9 +212,14 @@ fn netiftxlat_sees_packets_held_in_a_qdisc() {
     // veth hands the packet to its peer in pod b: the driver stage is still pod a's device.
     assert!(labeled_sum(&m, "podnet_netif_tx_driver_duration_seconds_count", &[("k8s_pod", a)]) >= 20.0, "{m}");
 
-    let ev = events(s.dir.path());
-    let q: Vec<_> = ev.iter().filter(|e| e["type"] == "NETIFTXLAT_QDISC").collect();
-    assert_eq!(q.len() as f64, slow, "an event per packet over the 100 ms event threshold: {ev:#?}");
+    // An event per packet over the 100 ms event threshold, once the last flush is in.
+    let qdisc_events = || events(s.dir.path()).into_iter().filter(|e| e["type"] == "NETIFTXLAT_QDISC").collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (qdisc_events().len() as f64) < held(&agent.metrics()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let q = qdisc_events();
+    assert_eq!(q.len() as f64, held(&agent.metrics()), "{q:#?}");
     assert!(q.iter().all(|e| label(e, "pod") == Some(a)));
     let msg = q[0]["msg"].as_str().unwrap();
     assert!(msg.starts_with("protocol=UDP saddr=10.213.0.1 sport=") && msg.contains("daddr=10.213.0.2 dport=9000  latency:"), "{msg}");
@@ -265,12 +269,16 @@ fn biolatency_names_the_pod_that_wrote() {
         events(s.dir.path()).iter().filter(|e| e["type"] == "BIOLAT_10MS" && label(e, "pod") == Some(a)).count() >= 64
     });
     // With a 1 ns event threshold, an event per IO of pod a on the disk (dd's writes, and
-    // what opening the device reads).
-    let m = agent.metrics();
-    let ios = labeled_sum(&m, "podnet_disk_io_latency_seconds_count", &[("k8s_pod", a), ("system_device", &disk)]);
+    // what opening the device reads), once the last collection and the last flush are in.
+    let count_ios = || labeled_sum(&agent.metrics(), "podnet_disk_io_latency_seconds_count", &[("k8s_pod", a), ("system_device", &disk)]);
+    let count_events = || events(s.dir.path()).iter().filter(|e| e["type"] == "BIOLAT_10MS" && label(e, "pod") == Some(a)).count() as f64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_ios() != count_events() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count_events(), count_ios(), "{}", agent.metrics());
     let ev = events(s.dir.path());
     let bio: Vec<_> = ev.iter().filter(|e| e["type"] == "BIOLAT_10MS" && label(e, "pod") == Some(a)).collect();
-    assert_eq!(bio.len() as f64, ios, "{m}");
     assert!(bio[0]["msg"].as_str().unwrap().starts_with("dd "), "KubeSkoop's `<comm> <pid> latency <time>`: {}", bio[0]["msg"]);
 }
 

@@ -80,7 +80,7 @@ fn load(kind: ProbeKind) -> LoadedProbe {
             event_threshold_ns: lk.event_threshold.as_nanos() as u64,
             softirq_mask: 0b1100,
             max_inflight: 16384,
-            max_series: 16384,
+            max_series: lk.fixed_dims.is_none().then_some(16384),
             start_maps: lk.start_maps,
         }),
     };

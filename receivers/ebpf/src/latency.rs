@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use podnet_pipeline::pdata::{KeyValue, KubeskoopName, Log2Histogram, MetricDef, kv_str};
 
 use crate::abi::{LatHist, LatKey};
@@ -34,6 +34,9 @@ pub struct LatencyKind {
     pub event_threshold: Duration,
     /// Maps of start timestamps, for the reclaimed count (started - completed - present).
     pub start_maps: &'static [StartMap],
+    /// Node-level probes with a small fixed set of series keep them in a per-CPU array
+    /// indexed `stage * dims + dim` (no hashing per event): the number of dims.
+    pub fixed_dims: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -166,36 +169,42 @@ pub static SOFTIRQ_KIND: LatencyKind = LatencyKind {
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(10),
     start_maps: &[],
+    fixed_dims: Some(SOFTIRQ_NAMES.len() as u32),
 };
 pub static NETIFTXLAT_KIND: LatencyKind = LatencyKind {
     stages: &[(&NETIF_QUEUE, &NETIF_QUEUE_SLOW), (&NETIF_DRIVER, &NETIF_DRIVER_SLOW)],
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(100),
     start_maps: &[start_map("queued", 8, 8)],
+    fixed_dims: None,
 };
 pub static SOCKETLATENCY_KIND: LatencyKind = LatencyKind {
     stages: &[(&SOCKET_READ, &SOCKET_READ_SLOW), (&SOCKET_WRITE, &SOCKET_WRITE_SLOW)],
     thresholds: [ms(1), ms(100)],
     event_threshold: ms(100),
     start_maps: &[start_map("socks", 8, 16)],
+    fixed_dims: None,
 };
 pub static KERNELLATENCY_KIND: LatencyKind = LatencyKind {
     stages: &[(&KERNEL_RX, &KERNEL_RX_SLOW), (&KERNEL_TX, &KERNEL_TX_SLOW)],
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(10),
     start_maps: &[start_map("rx_start", 8, 8)],
+    fixed_dims: None,
 };
 pub static VIRTCMDLATENCY_KIND: LatencyKind = LatencyKind {
     stages: &[(&VIRTCMD, &VIRTCMD_SLOW)],
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(10),
     start_maps: &[start_map("inflight", 4, 8)],
+    fixed_dims: None,
 };
 pub static BIOLATENCY_KIND: LatencyKind = LatencyKind {
     stages: &[(&BIO, &BIO_SLOW), (&BIO, &BIO_SLOW), (&BIO, &BIO_SLOW)],
     thresholds: [ms(10), ms(100)],
     event_threshold: ms(10),
     start_maps: &[start_map("started", 16, 32)],
+    fixed_dims: None,
 };
 
 macro_rules! object {
@@ -385,8 +394,23 @@ impl LatSeries {
 }
 
 /// Reads a probe's `latency` map, summed over CPUs.
-pub fn read_series(probe: &LoadedProbe) -> Result<Vec<LatSeries>, String> {
+pub fn read_series(probe: &LoadedProbe, fixed_dims: Option<u32>) -> Result<Vec<LatSeries>, String> {
     let m = probe.ebpf.map("latency").ok_or_else(|| format!("{}: map latency missing", probe.name))?;
+    if let Some(dims) = fixed_dims {
+        let a: PerCpuArray<&MapData, LatHist> = PerCpuArray::try_from(m).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
+        let mut out = Vec::new();
+        for i in 0..a.len() {
+            let values = a.get(&i, 0).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
+            let mut hist = LatHist::default();
+            for v in values.iter() {
+                hist.add(v);
+            }
+            if hist.slots.iter().any(|c| *c != 0) || hist.zero != 0 {
+                out.push(LatSeries { key: LatKey { netns: 0, stage: i / dims, dim: i % dims }, hist });
+            }
+        }
+        return Ok(out);
+    }
     let h: PerCpuHashMap<&MapData, LatKey, LatHist> =
         PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
     let mut out = Vec::new();

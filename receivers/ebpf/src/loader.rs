@@ -91,9 +91,10 @@ pub struct LatencyGlobals {
     pub event_threshold_ns: u64,
     /// softirq: bit per vector.
     pub softirq_mask: u32,
-    /// Size of each map of start timestamps, and of the histogram map.
+    /// Size of each map of start timestamps.
     pub max_inflight: u32,
-    pub max_series: u32,
+    /// Size of the histogram map; `None` for a probe whose series are a fixed array.
+    pub max_series: Option<u32>,
     pub start_maps: &'static [crate::latency::StartMap],
 }
 
@@ -204,8 +205,10 @@ fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attach
             .override_global("threshold_low_ns", &l.threshold_low_ns, true)
             .override_global("threshold_high_ns", &l.threshold_high_ns, true)
             .override_global("event_threshold_ns", &l.event_threshold_ns, true)
-            .override_global("softirq_mask", &l.softirq_mask, false)
-            .map_max_entries("latency", l.max_series);
+            .override_global("softirq_mask", &l.softirq_mask, false);
+        if let Some(n) = l.max_series {
+            loader.map_max_entries("latency", n);
+        }
         for map in l.start_maps {
             loader.map_max_entries(map.name, l.max_inflight);
         }

@@ -315,7 +315,7 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
 /// counts. softirq and virtcmdlatency series exist from the start, at zero, as KubeSkoop's do.
 pub fn read_latency(kind: ProbeKind, probe: &LoadedProbe, settings: &LatencySettings, disks: &mut DiskNames) -> Result<Vec<Row>, String> {
     let Some(lk) = kind.latency() else { return Err(format!("{}: not a latency probe", probe.name)) };
-    let mut series = latency::read_series(probe)?;
+    let mut series = latency::read_series(probe, lk.fixed_dims)?;
     let mut seed = |stage: u32, dim: u32| {
         if !series.iter().any(|s| s.key.stage == stage && s.key.dim == dim && s.key.netns == 0) {
             series.push(latency::LatSeries { key: abi::LatKey { netns: 0, stage, dim }, hist: abi::LatHist::default() });

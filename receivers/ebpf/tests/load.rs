@@ -12,7 +12,7 @@ fn options(kind: ProbeKind, hook: Hook) -> LoadOptions {
         event_threshold_ns: 10_000_000,
         softirq_mask: 0b1100,
         max_inflight: 256,
-        max_series: 256,
+        max_series: l.fixed_dims.is_none().then_some(256),
         start_maps: l.start_maps,
     });
     // Latency events carry no stack.
