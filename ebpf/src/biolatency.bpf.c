@@ -28,16 +28,20 @@ struct {
 	__type(value, struct bio_start);
 } started SEC(".maps");
 
-static __always_inline __u32 task_netns(void)
+static __always_inline __u32 task_netns(int btf)
 {
+	if (btf) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		return t->nsproxy->net_ns->ns.inum;
+	}
 	struct task_struct *t = (void *)bpf_get_current_task();
 	return BPF_CORE_READ(t, nsproxy, net_ns, ns.inum);
 }
 
-static __always_inline int on_start(__u32 dev, __u64 sector)
+static __always_inline int on_start(int btf, __u32 dev, __u64 sector)
 {
 	struct bio_key k = { .dev = dev, .sector = sector };
-	struct bio_start s = { .ts = bpf_ktime_get_ns(), .netns = task_netns(), .pid = bpf_get_current_pid_tgid() >> 32 };
+	struct bio_start s = { .ts = bpf_ktime_get_ns(), .netns = task_netns(btf), .pid = bpf_get_current_pid_tgid() >> 32 };
 	bpf_get_current_comm(s.comm, sizeof(s.comm));
 	if (!bpf_map_update_elem(&started, &k, &s, BPF_ANY))
 		stat_inc(ST_STARTED);
@@ -79,36 +83,37 @@ static __always_inline int on_done(__u32 dev, __u64 sector, __u32 stage)
 	return 0;
 }
 
+/* tp_btf only: plain loads through the request's BTF pointer. */
 static __always_inline __u32 rq_dev(const struct request *rq)
 {
-	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+	struct gendisk *disk = rq->q->disk;
 	if (!disk)
 		return 0;
-	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
+	return ((__u32)disk->major << 20) | (__u32)disk->first_minor;
 }
 
 static __always_inline __u32 rq_stage(const struct request *rq)
 {
-	__u32 op = BPF_CORE_READ(rq, cmd_flags) & 0xff;
+	__u32 op = rq->cmd_flags & 0xff;
 	return op == 0 ? STAGE_READ : op == 1 ? STAGE_WRITE : STAGE_OTHER;
 }
 
 SEC("tp_btf/block_io_start")
 int BPF_PROG(biolatency_start_btf, struct request *rq)
 {
-	return on_start(rq_dev(rq), BPF_CORE_READ(rq, __sector));
+	return on_start(1, rq_dev(rq), rq->__sector);
 }
 
 SEC("tp_btf/block_io_done")
 int BPF_PROG(biolatency_done_btf, struct request *rq)
 {
-	return on_done(rq_dev(rq), BPF_CORE_READ(rq, __sector), rq_stage(rq));
+	return on_done(rq_dev(rq), rq->__sector, rq_stage(rq));
 }
 
 SEC("tracepoint/block/block_io_start")
 int biolatency_start_tp(struct trace_event_raw_block_rq *args)
 {
-	return on_start(BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector));
+	return on_start(0, BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector));
 }
 
 SEC("tracepoint/block/block_io_done")
@@ -122,7 +127,7 @@ int biolatency_done_tp(struct trace_event_raw_block_rq *args)
 SEC("tracepoint/block/block_bio_queue")
 int biolatency_queue_tp(struct trace_event_raw_block_bio *args)
 {
-	return on_start(BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector));
+	return on_start(0, BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector));
 }
 
 SEC("tracepoint/block/block_rq_complete")

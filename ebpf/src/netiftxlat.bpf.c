@@ -57,22 +57,24 @@ static __always_inline void record(int btf, const struct net_device *dev, __u32 
 }
 
 /* Devices without a queue (noqueue: veth, bridges, loopback) hand packets straight to the
- * driver: there is no qdisc time to measure. */
-static __always_inline int has_queue(int btf, const struct sk_buff *skb)
+ * driver: there is no qdisc time to measure. A root qdisc queues when it enqueues, or when
+ * it is classful (mq: its per-queue children enqueue); noqueue does neither. */
+static __always_inline int dev_has_queue(int btf, const struct net_device *dev)
 {
-	struct net_device *dev = KREAD(btf, skb, dev);
 	if (!dev)
 		return 0;
 	struct Qdisc *q = KREAD(btf, dev, qdisc);
 	if (!q)
 		return 0;
+	if (KREAD(btf, q, enqueue))
+		return 1;
 	const struct Qdisc_ops *ops = KREAD(btf, q, ops);
-	if (!ops)
-		return 0;
-	__u64 id = 0;
-	bpf_probe_read_kernel(&id, sizeof(id), &ops->id);
-	/* "noqueue\0" as a little-endian u64 */
-	return id != 0x0065756575716f6eULL;
+	return ops && KREAD(btf, ops, cl_ops);
+}
+
+static __always_inline int has_queue(int btf, const struct sk_buff *skb)
+{
+	return dev_has_queue(btf, KREAD(btf, skb, dev));
 }
 
 static __always_inline int on_queue(int btf, const struct sk_buff *skb)
@@ -90,7 +92,7 @@ static __always_inline int on_start_xmit(int btf, const struct sk_buff *skb, con
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
 	if (!dev)
 		return 0;
-	__u64 *ts = bpf_map_lookup_elem(&queued, &key);
+	__u64 *ts = dev_has_queue(btf, dev) ? bpf_map_lookup_elem(&queued, &key) : 0;
 	if (ts) {
 		__u64 ns = now - *ts;
 		bpf_map_delete_elem(&queued, &key);

@@ -2,6 +2,7 @@
 //! for conditions with a deadline.
 
 pub mod backends;
+pub mod bench;
 pub mod containerd;
 pub mod pods;
 

@@ -14,7 +14,8 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podnet_integration::{free_port, http_get, labeled_sum};
+use podnet_integration::bench::BenchAgent;
+use podnet_integration::free_port;
 use podnet_receiver_ebpf::loader::{self, Hook, LoadOptions};
 use podnet_receiver_ebpf::probes::ProbeKind;
 
@@ -70,21 +71,15 @@ fn run_time_per_drop(before: &HashSet<u32>) -> (f64, f64) {
     (per_run, e2e)
 }
 
-struct Agent {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(probes: &str, logs: bool) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let logs_pipeline = if logs { "    logs:\n      receivers: [ebpf]\n      exporters: [file]\n" } else { "" };
-        let config = format!(
+/// The whole agent on the ebpf receiver with `probes`, pinned to CPU 0.
+fn agent(probes: &str, logs: bool) -> BenchAgent {
+    let logs_pipeline = if logs { "    logs:\n      receivers: [ebpf]\n      exporters: [file]\n" } else { "" };
+    let agent = BenchAgent::start(|port| {
+        format!(
             "receivers:
   ebpf:
     collection_interval: 1s
+    program_stats: true
     wakeup_batch: ${{env:BENCH_WAKEUP_BATCH:-512}}
     probes:
 {probes}exporters:
@@ -99,52 +94,10 @@ service:
       receivers: [ebpf]
       exporters: [prometheus]
 {logs_pipeline}"
-        );
-        let path = dir.path().join("bench.yaml");
-        std::fs::write(&path, config).expect("write config");
-        let child = Command::new(podnet_integration::podnet_binary())
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("PODNET_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start podnet (cargo build --release -p podnet)");
-        pin(child.id() as i32, 0);
-        let agent = Agent { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some((200, m)) = http_get(port, "/metrics")
-                && m.contains("podnet_probe_up{")
-                && !m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.ends_with(" 0"))
-            {
-                return agent;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("podnet did not attach its probes within 30 s");
-    }
-
-    fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
-        http_get(self.port, "/metrics").map(|(_, m)| labeled_sum(&m, family, labels)).unwrap_or(f64::NAN)
-    }
-
-    /// User + system CPU seconds so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / hz
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        )
+    });
+    pin(agent.pid(), 0);
+    agent
 }
 
 /// bpftrace counting drops by reason, the one-liner people use for this.
@@ -231,9 +184,9 @@ fn main() {
         }
         {
             let before = program_ids();
-            let agent = Agent::start("      packetloss: { events_per_second: 0 }\n", true);
-            let sent = |a: &Agent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "sent")]);
-            let lost = |a: &Agent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "lost")]);
+            let agent = agent("      packetloss: { events_per_second: 0 }\n", true);
+            let sent = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "sent")]);
+            let lost = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "lost")]);
             std::thread::sleep(Duration::from_millis(1100));
             let (s0, l0, c0) = (sent(&agent), lost(&agent), agent.cpu_seconds());
             let started = Instant::now();
@@ -292,7 +245,7 @@ fn main() {
                 return;
             }
         }
-        let _agent = Agent::start("      packetloss:\n      tcpreset:\n      tcpretrans:\n", true);
+        let _agent = agent("      packetloss:\n      tcpreset:\n      tcpretrans:\n", true);
         probed.extend(iperf3_gbits(free_port()));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;

@@ -18,8 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use podnet_integration::bench::BenchAgent;
 use podnet_integration::pods::{Pods, in_netns, ip};
-use podnet_integration::{free_port, http_get, labeled_sum};
+use podnet_integration::{free_port, http_get};
 use podnet_receiver_ebpf::loader::{self, Hook, LatencyGlobals, LoadOptions, LoadedProbe};
 use podnet_receiver_ebpf::probes::ProbeKind;
 
@@ -213,7 +214,7 @@ fn program_cost(pods: &Pods, disk: Option<&LoopDevice>) {
     println!(
         "workload: {MESSAGES} TCP 64-byte request/responses between two test pods (biolatency: 4000 direct 4 KiB writes to a loop device)"
     );
-    println!("{:<16} {:>26} {:>26} {:>10}  {}", "probe", "podnet ns/run", "bpftrace ns/run", "ratio", "what bpftrace does");
+    println!("{:<16} {:>26} {:>26} {:>10}  what bpftrace does", "probe", "podnet ns/run", "bpftrace ns/run", "ratio");
     let kinds = [ProbeKind::Softirq, ProbeKind::Netiftxlat, ProbeKind::Socketlatency, ProbeKind::Kernellatency, ProbeKind::Biolatency];
     for kind in kinds {
         let mut ours = Vec::new();
@@ -251,22 +252,15 @@ fn program_cost(pods: &Pods, disk: Option<&LoopDevice>) {
     println!("{:<16} {:>26}", "virtcmdlatency", "n/a: needs kprobes, this kernel has none");
 }
 
-struct Agent {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(probes: &str, interval: &str, names_path: &str) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let config = format!(
+/// The whole agent on the ebpf receiver with `probes` (program statistics as the agent
+/// ships: off), KubeSkoop naming, events to /dev/null.
+fn agent(probes: &str, interval: &str, names_path: &str) -> BenchAgent {
+    BenchAgent::start(|port| {
+        format!(
             "receivers:
   ebpf:
     collection_interval: {interval}
     names_path: {names_path}
-    program_stats: ${{env:BENCH_PROGRAM_STATS:-true}}
     probes:
 {probes}exporters:
   prometheus:
@@ -284,52 +278,12 @@ service:
       receivers: [ebpf]
       exporters: [file]
 "
-        );
-        let path = dir.path().join("bench.yaml");
-        std::fs::write(&path, config).expect("write config");
-        let child = Command::new(podnet_integration::podnet_binary())
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("PODNET_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start podnet (cargo build --release -p podnet)");
-        let agent = Agent { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some((200, m)) = http_get(port, "/metrics")
-                && m.contains("podnet_probe_up{")
-                && !m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.ends_with(" 0"))
-            {
-                return agent;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("podnet did not attach its probes within 30 s");
-    }
-
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / hz
-    }
-
-    fn collections(&self) -> f64 {
-        http_get(self.port, "/metrics")
-            .map(|(_, m)| labeled_sum(&m, "podnet_receiver_collection_duration_seconds_count", &[("component_id", "ebpf")]))
-            .unwrap_or(f64::NAN)
-    }
+        )
+    })
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn collections(agent: &BenchAgent) -> f64 {
+    agent.metric("podnet_receiver_collection_duration_seconds_count", &[("component_id", "ebpf")])
 }
 
 const DEFAULT_PROBES: &str = "      packetloss:\n      tcpreset:\n      tcpretrans:\n";
@@ -395,7 +349,7 @@ fn small_packets(pods: &Pods) {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for _ in 0..ROUNDS {
         for (i, (_, probes)) in configs.iter().enumerate() {
-            let _agent = probes.as_ref().map(|p| Agent::start(p, "15s", "/run/netns"));
+            let _agent = probes.as_ref().map(|p| agent(p, "15s", "/run/netns"));
             results[i].push(udp_pps(pods, 3.0));
         }
     }
@@ -467,12 +421,12 @@ fn collection_cost() {
         let mut cpu = Vec::new();
         let mut series = 0.0;
         for _ in 0..ROUNDS {
-            let agent = Agent::start(LATENCY_PROBES, "1s", names.to_str().unwrap());
+            let agent = agent(LATENCY_PROBES, "1s", names.to_str().unwrap());
             pods.traffic();
             std::thread::sleep(Duration::from_secs(2));
-            let (c0, k0) = (agent.cpu_seconds(), agent.collections());
+            let (c0, k0) = (agent.cpu_seconds(), collections(&agent));
             std::thread::sleep(Duration::from_secs(10));
-            let (c1, k1) = (agent.cpu_seconds(), agent.collections());
+            let (c1, k1) = (agent.cpu_seconds(), collections(&agent));
             cpu.push((c1 - c0) * 1e3 / (k1 - k0).max(1.0));
             series = http_get(agent.port, "/metrics").map(|(_, m)| m.lines().filter(|l| !l.starts_with('#')).count() as f64).unwrap_or(0.0);
         }
