@@ -253,11 +253,16 @@ fn program_cost(pods: &Pods, disk: Option<&LoopDevice>) {
 }
 
 /// The whole agent on the ebpf receiver with `probes` (program statistics as the agent
-/// ships: off), KubeSkoop naming, events to /dev/null.
+/// ships: off), the shared `netns` extension as configs/kubeskoop.yaml has it, KubeSkoop
+/// naming, events to /dev/null.
 fn agent(probes: &str, interval: &str, names_path: &str) -> BenchAgent {
     BenchAgent::start(|port| {
         format!(
-            "receivers:
+            "extensions:
+  netns:
+    names_path: {names_path}
+    refresh_interval: 5s
+receivers:
   ebpf:
     collection_interval: {interval}
     names_path: {names_path}
@@ -270,6 +275,7 @@ fn agent(probes: &str, interval: &str, names_path: &str) -> BenchAgent {
     path: /dev/null
     format: kubeskoop
 service:
+  extensions: [netns]
   pipelines:
     metrics:
       receivers: [ebpf]
@@ -405,7 +411,8 @@ impl Drop for ManyPods {
 fn collection_cost() {
     println!();
     println!("Agent CPU per collection, the five latency probes on, collection every 1 s over 10 s, min / median / max of {ROUNDS} rounds");
-    println!("(the whole `podnet run` process: map reads, histograms, Prometheus exposition; each pod carried one TCP exchange)");
+    println!("(the whole `podnet run` process: map reads, histograms, Prometheus exposition, and the netns extension's");
+    println!("namespace scan every 5 s as configs/kubeskoop.yaml has it; each pod carried one TCP exchange)");
     println!("{:<10} {:>30} {:>10}", "pods", "CPU ms per collection", "series");
     let id = std::process::id();
     let mut per_size = Vec::new();
