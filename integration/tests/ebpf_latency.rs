@@ -61,16 +61,19 @@ exporters:
   file:
     path: {}
     format: kubeskoop
+  file/otlp:
+    path: {}
 service:
   pipelines:
     metrics:
       receivers: [ebpf]
-      exporters: [prometheus, prometheus/otel]
+      exporters: [prometheus, prometheus/otel, file/otlp]
     logs:
       receivers: [ebpf]
       exporters: [file]
 ",
-            dir.join("events.jsonl").display()
+            dir.join("events.jsonl").display(),
+            dir.join("metrics.otlp.jsonl").display()
         ),
     )
     .unwrap();
@@ -165,6 +168,37 @@ fn socketlatency_sees_a_reader_that_leaves_data_unread_for_150ms() {
     let msg = slow[0]["msg"].as_str().unwrap();
     assert!(msg.starts_with("protocol=TCP saddr=10.213.0.2 sport=7300 daddr=10.213.0.1 dport="), "{msg}");
     assert!(msg.contains("  latency=15") && msg.ends_with(" ms"), "KubeSkoop's message with the latency: {msg}");
+
+    // OTLP: an exponential histogram at scale 0 in nanoseconds; the 150 ms read sits in
+    // bucket index 27, (2^27, 2^28] ns, under pod b's namespace.
+    let otlp = std::fs::read_to_string(s.dir.path().join("metrics.otlp.jsonl")).unwrap();
+    let last = otlp.lines().rev().find(|l| l.contains("podnet.socket.read.delay")).expect("an OTLP batch with the read delay");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    let mut found = false;
+    for rm in v["resourceMetrics"].as_array().unwrap() {
+        if !rm["resource"].to_string().contains(b) {
+            continue;
+        }
+        for m in rm["scopeMetrics"][0]["metrics"].as_array().unwrap() {
+            if m["name"] != "podnet.socket.read.delay" {
+                continue;
+            }
+            assert_eq!(m["unit"], "ns");
+            let dp = &m["exponentialHistogram"]["dataPoints"][0];
+            assert_eq!(dp["scale"].as_i64().unwrap_or(0), 0, "{dp}");
+            let offset = dp["positive"]["offset"].as_i64().unwrap_or(0);
+            let counts: Vec<u64> = dp["positive"]["bucketCounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())).unwrap())
+                .collect();
+            assert_eq!(offset + counts.len() as i64 - 1, 27, "the top bucket is (2^27, 2^28] ns: {dp}");
+            assert_eq!(*counts.last().unwrap(), 1, "{dp}");
+            found = true;
+        }
+    }
+    assert!(found, "{last}");
 
     // OTel naming: the same histogram, resource attributes as labels.
     let (_, otel) = http_get(otel_port, "/metrics").unwrap();
