@@ -136,4 +136,27 @@ int biolatency_complete_tp(struct trace_event_raw_block_rq_completion *args)
 	return on_done(BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector), stage_of_rwbs(args->rwbs));
 }
 
+/* KubeSkoop's functions, where the kernel lets kprobes attach. The request is a bare
+ * address here: CO-RE probe reads. */
+static __always_inline __u32 rq_dev_read(const struct request *rq)
+{
+	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+	if (!disk)
+		return 0;
+	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
+}
+
+SEC("kprobe/blk_account_io_start")
+int BPF_KPROBE(biolatency_start_kprobe, struct request *rq)
+{
+	return on_start(0, rq_dev_read(rq), BPF_CORE_READ(rq, __sector));
+}
+
+SEC("kprobe/blk_account_io_done")
+int BPF_KPROBE(biolatency_done_kprobe, struct request *rq)
+{
+	__u32 op = BPF_CORE_READ(rq, cmd_flags) & 0xff;
+	return on_done(rq_dev_read(rq), BPF_CORE_READ(rq, __sector), op == 0 ? STAGE_READ : op == 1 ? STAGE_WRITE : STAGE_OTHER);
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -361,6 +361,13 @@ pub static BIOLATENCY: ProbeSpec = ProbeSpec {
                 Attach::Tracepoint { program: "biolatency_complete_tp", category: "block", event: "block_rq_complete" },
             ],
         ),
+        (
+            Hook::Kprobe,
+            &[
+                Attach::Kprobe { program: "biolatency_start_kprobe", function: "blk_account_io_start" },
+                Attach::Kprobe { program: "biolatency_done_kprobe", function: "blk_account_io_done" },
+            ],
+        ),
     ],
 };
 

@@ -217,7 +217,7 @@ const PROBES: &[ProbeInfo] = &[
     ProbeInfo { name: "virtcmdlatency", data_source: "eBPF kprobe+kretprobe virtnet_send_command(_reply)", overhead: Overhead::Low },
     ProbeInfo {
         name: "biolatency",
-        data_source: "eBPF block:block_io_start, block_io_done (block_bio_queue, block_rq_complete)",
+        data_source: "eBPF block:block_io_start, block_io_done (block_bio_queue, block_rq_complete; kprobes blk_account_io_start, blk_account_io_done)",
         overhead: Overhead::Medium,
     },
 ];
@@ -304,7 +304,12 @@ fn validate_latency(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
             return Err(format!("softirq_types: unknown softirq type {bad:?} (valid types: {})", latency::SOFTIRQ_NAMES.join(", ")));
         }
     }
-    let valid_hooks: Vec<Hook> = kind.spec().hooks.iter().map(|(h, _)| *h).collect();
+    let mut valid_hooks: Vec<Hook> = Vec::new();
+    for (h, _) in kind.spec().hooks {
+        if !valid_hooks.contains(h) {
+            valid_hooks.push(*h);
+        }
+    }
     if o.hook != Hook::Auto && !valid_hooks.contains(&o.hook) {
         let names: Vec<&str> = valid_hooks.iter().map(|h| h.as_str()).collect();
         return Err(format!("hook: {} is not a hook of this probe (valid hooks: auto, {})", o.hook.as_str(), names.join(", ")));
