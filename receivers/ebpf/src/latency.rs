@@ -12,6 +12,7 @@ use podnet_pipeline::pdata::{KeyValue, KubeskoopName, Log2Histogram, MetricDef, 
 
 use crate::abi::{LatHist, LatKey};
 use crate::loader::{Attach, Hook, LoadedProbe, ProbeSpec};
+use crate::probes::ProbeKind;
 
 pub const THRESHOLD: &str = "podnet.latency.threshold";
 pub const SOFTIRQ_TYPE: &str = "podnet.softirq.type";
@@ -485,14 +486,14 @@ impl DiskNames {
 }
 
 /// The dimension attributes of one series.
-pub fn dim_attrs(spec: &ProbeSpec, s: &LatSeries, names: &HashMap<LatKey, String>, disks: &mut DiskNames) -> Vec<KeyValue> {
-    match spec.name {
-        "softirq" => vec![kv_str(SOFTIRQ_TYPE, softirq_name(s.key.dim))],
-        "netiftxlat" => {
+pub fn dim_attrs(kind: ProbeKind, s: &LatSeries, names: &HashMap<LatKey, String>, disks: &mut DiskNames) -> Vec<KeyValue> {
+    match kind {
+        ProbeKind::Softirq => vec![kv_str(SOFTIRQ_TYPE, softirq_name(s.key.dim))],
+        ProbeKind::Netiftxlat => {
             let name = names.get(&s.key).cloned().unwrap_or_else(|| format!("if{}", s.key.dim));
             vec![kv_str(INTERFACE, name)]
         }
-        "biolatency" => {
+        ProbeKind::Biolatency => {
             let direction = match s.key.stage {
                 0 => "read",
                 1 => "write",

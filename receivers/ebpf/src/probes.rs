@@ -336,7 +336,7 @@ pub fn read_latency(kind: ProbeKind, probe: &LoadedProbe, settings: &LatencySett
     let mut rows = Vec::with_capacity(series.len() * 3);
     for s in &series {
         let Some((hist_def, slow_def)) = lk.stages.get(s.key.stage as usize) else { continue };
-        let attrs = latency::dim_attrs(kind.spec(), s, &names, disks);
+        let attrs = latency::dim_attrs(kind, s, &names, disks);
         rows.push(Row { netns: s.key.netns, def: hist_def, attrs: attrs.clone(), value: RowValue::Histogram(s.histogram()) });
         for (label, n) in labels.iter().zip([s.hist.over_low, s.hist.over_high]) {
             let mut a = attrs.clone();
