@@ -98,6 +98,7 @@ struct Instruments {
     export_failed: Counter<u64>,
     collection_duration: Histogram<f64>,
     collection_errors: Counter<u64>,
+    refused: Counter<u64>,
     reloads: Counter<u64>,
     retries: Counter<u64>,
 }
@@ -231,6 +232,11 @@ impl Telemetry {
                 .with_description("Send attempts an exporter retried after a retryable failure.")
                 .with_unit("{retry}")
                 .build(),
+            refused: meter
+                .u64_counter("podnet.receiver.refused_requests")
+                .with_description("Requests a receiver refused before decoding them, by reason (too_large: over its size limit).")
+                .with_unit("{request}")
+                .build(),
             reloads: meter
                 .u64_counter("podnet.config.reloads")
                 .with_description("Config reloads, by result (success, rejected, rolled_back).")
@@ -349,6 +355,10 @@ impl ComponentTelemetry {
         let mut list = self.instruments.probes.lock().unwrap_or_else(|e| e.into_inner());
         list.push((self.attrs.as_ref().clone(), Arc::downgrade(&stats.0)));
         stats
+    }
+    /// A request refused whole (e.g. over a size limit): nothing of it was decoded.
+    pub fn refused(&self, signal: Signal, reason: &'static str) {
+        self.instruments.refused.add(1, &self.with(&[Self::signal_attr(signal), OtelKeyValue::new("reason", reason)]));
     }
     pub fn collection_error(&self, what: &'static str) {
         self.instruments.collection_errors.add(1, &self.with(&[OtelKeyValue::new("error_type", what)]));

@@ -321,6 +321,29 @@ service:
 }
 
 #[test]
+fn otlp_size_limits_are_checked() {
+    let otlp = |protocols: &str| {
+        errors(&format!(
+            "receivers:\n  otlp:\n    protocols:\n{protocols}exporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n"
+        ))
+    };
+    assert_eq!(
+        otlp("      grpc: { max_recv_msg_size_mib: 0 }\n"),
+        ["receivers::otlp: protocols::grpc::max_recv_msg_size_mib must be 1 to 2048, got 0"]
+    );
+    assert_eq!(
+        otlp("      http: { max_recv_msg_size_mib: 16 }\n"),
+        ["receivers::otlp: protocols::http::max_recv_msg_size_mib is a gRPC setting; for HTTP set max_request_body_size"]
+    );
+    assert_eq!(
+        otlp("      http: { max_request_body_size: 0 }\n"),
+        ["receivers::otlp: protocols::http::max_request_body_size must be at least 1 byte"]
+    );
+    let ok = "receivers:\n  otlp:\n    protocols:\n      grpc: { max_recv_msg_size_mib: 16 }\n      http: { max_request_body_size: 1048576 }\nexporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n";
+    assert!(load_str(ok, "t", &podnet::registry(), |_| None).is_ok());
+}
+
+#[test]
 fn otlp_protocols_listed_are_on_and_others_off() {
     let c = load_str(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\nexporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n",

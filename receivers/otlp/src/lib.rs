@@ -6,6 +6,7 @@ use std::io::Read as _;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
@@ -21,11 +22,31 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::codec::CompressionEncoding;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The Collector's defaults: 20 MiB for an HTTP body, 4 MiB for a gRPC message.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 20 * 1024 * 1024;
+pub const DEFAULT_MAX_RECV_MSG_SIZE_MIB: usize = 4;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolConfig {
     /// `ip:port`; empty: the protocol's standard port on all addresses.
     pub endpoint: String,
+    /// HTTP: the largest request body, counted after gunzip (a small compressed body can
+    /// expand to gigabytes). Larger requests get 413 and are counted, unread past the limit.
+    pub max_request_body_size: usize,
+    /// gRPC: the largest message, in MiB, after decompression; larger ones get
+    /// RESOURCE_EXHAUSTED.
+    pub max_recv_msg_size_mib: usize,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            endpoint: String::new(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
+        }
+    }
 }
 
 impl ProtocolConfig {
@@ -86,6 +107,22 @@ impl Factory for OtlpReceiverFactory {
                 return Err(format!("endpoint \"{}\" must be ip:port, like \"0.0.0.0:4317\"", p.endpoint));
             }
         }
+        if let Some(g) = &c.protocols.grpc {
+            if g.max_recv_msg_size_mib == 0 || g.max_recv_msg_size_mib > 2048 {
+                return Err(format!("protocols::grpc::max_recv_msg_size_mib must be 1 to 2048, got {}", g.max_recv_msg_size_mib));
+            }
+            if g.max_request_body_size != DEFAULT_MAX_REQUEST_BODY_SIZE {
+                return Err("protocols::grpc::max_request_body_size is an HTTP setting; for gRPC set max_recv_msg_size_mib".into());
+            }
+        }
+        if let Some(h) = &c.protocols.http {
+            if h.max_request_body_size == 0 {
+                return Err("protocols::http::max_request_body_size must be at least 1 byte".into());
+            }
+            if h.max_recv_msg_size_mib != DEFAULT_MAX_RECV_MSG_SIZE_MIB {
+                return Err("protocols::http::max_recv_msg_size_mib is a gRPC setting; for HTTP set max_request_body_size".into());
+            }
+        }
         Ok(())
     }
 }
@@ -105,6 +142,8 @@ impl ReceiverFactory for OtlpReceiverFactory {
         Ok(Box::new(OtlpReceiver {
             grpc: bind(&config.protocols.grpc, "0.0.0.0:4317")?,
             http: bind(&config.protocols.http, "0.0.0.0:4318")?,
+            grpc_max: config.protocols.grpc.as_ref().map_or(DEFAULT_MAX_RECV_MSG_SIZE_MIB, |g| g.max_recv_msg_size_mib) << 20,
+            http_max: config.protocols.http.as_ref().map_or(DEFAULT_MAX_REQUEST_BODY_SIZE, |h| h.max_request_body_size),
             ctx,
         }))
     }
@@ -113,12 +152,17 @@ impl ReceiverFactory for OtlpReceiverFactory {
 struct OtlpReceiver {
     grpc: Option<std::net::TcpListener>,
     http: Option<std::net::TcpListener>,
+    grpc_max: usize,
+    http_max: usize,
     ctx: ComponentContext,
 }
 
 #[derive(Clone)]
 struct Sink {
     outputs: Outputs,
+    /// Largest HTTP body, after gunzip.
+    http_max: usize,
+    telemetry: podnet_pipeline::telemetry::ComponentTelemetry,
 }
 
 impl Sink {
@@ -156,18 +200,44 @@ impl LogsService for Sink {
     }
 }
 
-fn bad_request(msg: String) -> Response {
-    (StatusCode::BAD_REQUEST, msg).into_response()
+/// Why a request was not taken.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    Invalid(String),
+    TooLarge(usize),
 }
 
-/// The request body, gunzipped when it says so.
-fn body_bytes(headers: &HeaderMap, body: Bytes) -> Result<Vec<u8>, String> {
+impl Refusal {
+    fn response(self, sink: &Sink, signal: Signal) -> Response {
+        match self {
+            Refusal::Invalid(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+            Refusal::TooLarge(limit) => {
+                sink.telemetry.refused(signal, "too_large");
+                let msg = format!("request body over {limit} bytes (after decompression): split the batch, or raise max_request_body_size");
+                (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
+            }
+        }
+    }
+}
+
+/// The request body, gunzipped when it says so, never more than `limit` bytes: a gzip bomb
+/// is refused after `limit` bytes of output, not after all of it.
+fn body_bytes(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, Refusal> {
     let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     if !gzip {
+        if body.len() > limit {
+            return Err(Refusal::TooLarge(limit));
+        }
         return Ok(body.to_vec());
     }
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body.as_ref()).read_to_end(&mut out).map_err(|e| format!("invalid gzip body: {e}"))?;
+    flate2::read::GzDecoder::new(body.as_ref())
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::Invalid(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(Refusal::TooLarge(limit));
+    }
     Ok(out)
 }
 
@@ -175,12 +245,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"))
 }
 
-fn decode<T: Message + Default + serde::de::DeserializeOwned>(headers: &HeaderMap, body: Bytes) -> Result<T, String> {
-    let bytes = body_bytes(headers, body)?;
+fn decode<T: Message + Default + serde::de::DeserializeOwned>(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<T, Refusal> {
+    let bytes = body_bytes(headers, body, limit)?;
     if is_json(headers) {
-        serde_json::from_slice(&bytes).map_err(|e| format!("invalid OTLP JSON: {e}"))
+        serde_json::from_slice(&bytes).map_err(|e| Refusal::Invalid(format!("invalid OTLP JSON: {e}")))
     } else {
-        T::decode(bytes.as_slice()).map_err(|e| format!("invalid OTLP protobuf: {e}"))
+        T::decode(bytes.as_slice()).map_err(|e| Refusal::Invalid(format!("invalid OTLP protobuf: {e}")))
     }
 }
 
@@ -192,31 +262,36 @@ fn reply<T: Message + Serialize>(headers: &HeaderMap, msg: T) -> Response {
     }
 }
 
-async fn http_metrics(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> Response {
-    match decode::<ExportMetricsServiceRequest>(&headers, body) {
+/// The raw body, or why not: over the limit is counted like an oversized decoded body.
+fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Refusal> {
+    body.map_err(|r| if r.status() == StatusCode::PAYLOAD_TOO_LARGE { Refusal::TooLarge(limit) } else { Refusal::Invalid(r.body_text()) })
+}
+
+async fn http_metrics(State(sink): State<Sink>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match raw_body(body, sink.http_max).and_then(|b| decode::<ExportMetricsServiceRequest>(&headers, b, sink.http_max)) {
         Ok(req) => {
             sink.metrics(req).await;
             reply(&headers, ExportMetricsServiceResponse::default())
         }
-        Err(msg) => bad_request(msg),
+        Err(r) => r.response(&sink, Signal::Metrics),
     }
 }
 
-async fn http_logs(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> Response {
-    match decode::<ExportLogsServiceRequest>(&headers, body) {
+async fn http_logs(State(sink): State<Sink>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match raw_body(body, sink.http_max).and_then(|b| decode::<ExportLogsServiceRequest>(&headers, b, sink.http_max)) {
         Ok(req) => {
             sink.logs(req).await;
             reply(&headers, ExportLogsServiceResponse::default())
         }
-        Err(msg) => bad_request(msg),
+        Err(r) => r.response(&sink, Signal::Logs),
     }
 }
 
 impl Receiver for OtlpReceiver {
     fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
         Box::pin(async move {
-            let OtlpReceiver { grpc, http, ctx } = *self;
-            let sink = Sink { outputs };
+            let OtlpReceiver { grpc, http, grpc_max, http_max, ctx } = *self;
+            let sink = Sink { outputs, http_max, telemetry: ctx.telemetry.clone() };
             let mut tasks = Vec::new();
             if let Some(l) = grpc {
                 let listener = match tokio::net::TcpListener::from_std(l) {
@@ -225,8 +300,16 @@ impl Receiver for OtlpReceiver {
                 };
                 let shutdown = ctx.shutdown.clone();
                 let server = tonic::transport::Server::builder()
-                    .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(CompressionEncoding::Gzip))
-                    .add_service(LogsServiceServer::new(sink.clone()).accept_compressed(CompressionEncoding::Gzip))
+                    .add_service(
+                        MetricsServiceServer::new(sink.clone())
+                            .accept_compressed(CompressionEncoding::Gzip)
+                            .max_decoding_message_size(grpc_max),
+                    )
+                    .add_service(
+                        LogsServiceServer::new(sink.clone())
+                            .accept_compressed(CompressionEncoding::Gzip)
+                            .max_decoding_message_size(grpc_max),
+                    )
                     .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
                         shutdown.cancelled().await
                     });
@@ -245,6 +328,9 @@ impl Receiver for OtlpReceiver {
                 let app = axum::Router::new()
                     .route("/v1/metrics", axum::routing::post(http_metrics))
                     .route("/v1/logs", axum::routing::post(http_logs))
+                    // The raw body may be as large as the decoded one is allowed to be
+                    // (axum's own default, 2 MB, would refuse less than the Collector takes).
+                    .layer(axum::extract::DefaultBodyLimit::max(http_max))
                     .with_state(sink.clone());
                 let shutdown = ctx.shutdown.clone();
                 let id = ctx.id.to_string();
@@ -258,5 +344,50 @@ impl Receiver for OtlpReceiver {
                 let _ = t.await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn gzip_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        h
+    }
+
+    fn gzipped_zeros(n: usize) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(chunk.len());
+            enc.write_all(&chunk[..k]).unwrap();
+            left -= k;
+        }
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_after_the_limit_not_after_all_of_it() {
+        let bomb = gzipped_zeros(64 << 20);
+        assert!(bomb.len() < 1 << 20, "64 MiB of zeros compress to {} bytes", bomb.len());
+        assert_eq!(body_bytes(&gzip_headers(), bomb, 1 << 20), Err(Refusal::TooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn a_body_at_the_limit_passes_and_one_byte_more_does_not() {
+        assert_eq!(body_bytes(&gzip_headers(), gzipped_zeros(1000), 1000).unwrap().len(), 1000);
+        assert_eq!(body_bytes(&gzip_headers(), gzipped_zeros(1001), 1000), Err(Refusal::TooLarge(1000)));
+        assert_eq!(body_bytes(&HeaderMap::new(), Bytes::from(vec![1u8; 1000]), 1000).unwrap().len(), 1000);
+        assert_eq!(body_bytes(&HeaderMap::new(), Bytes::from(vec![1u8; 1001]), 1000), Err(Refusal::TooLarge(1000)));
+    }
+
+    #[test]
+    fn broken_gzip_is_a_bad_request() {
+        let r = body_bytes(&gzip_headers(), Bytes::from_static(b"not gzip at all"), 1000);
+        assert!(matches!(r, Err(Refusal::Invalid(ref m)) if m.starts_with("invalid gzip body")), "{r:?}");
     }
 }
