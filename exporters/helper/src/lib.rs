@@ -311,6 +311,36 @@ pub fn classify_http(status: u16, retry_after: Option<&str>, body: &str) -> Resu
 mod tests {
     use super::*;
 
+    /// A backend answering 500 with a body that would never end: the exporter reads its cap
+    /// and gives up the connection.
+    #[tokio::test]
+    async fn a_huge_error_body_is_read_only_up_to_the_cap() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
+            let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1073741824\r\n\r\n").await;
+            let chunk = vec![b'e'; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 1 << 30 {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = http_client(Duration::from_secs(30), &TlsConfig::default()).unwrap();
+        let r = send_http(client.post(format!("http://{addr}/"))).await;
+        let Err(SendError::Retryable { reason, .. }) = r else { panic!("{r:?}") };
+        assert!(reason.starts_with("HTTP 500: eee") && reason.len() < 400, "{}", reason.len());
+        let sent = tokio::time::timeout(Duration::from_secs(20), server).await.unwrap().unwrap();
+        assert!(sent < 64 << 20, "the backend could write {sent} bytes before the exporter hung up");
+    }
+
     #[test]
     fn http_classes() {
         assert_eq!(classify_http(204, None, ""), Ok(()));
@@ -385,9 +415,26 @@ pub fn send_http(request: reqwest::RequestBuilder) -> SendFuture {
             .map_err(|e| SendError::Retryable { reason: format!("cannot reach the backend: {e}"), retry_after: None })?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let text = if status >= 300 { resp.text().await.unwrap_or_default() } else { String::new() };
+        let text = if status >= 300 { read_capped(resp, ERROR_BODY_CAP).await } else { String::new() };
         classify_http(status, retry_after.as_deref(), &text)
     })
+}
+
+/// How much of a backend's error answer is read: enough to say why, never the whole of a
+/// huge (or endless) body.
+pub const ERROR_BODY_CAP: usize = 64 * 1024;
+
+/// Up to `cap` bytes of a response body, as text; the rest is left unread (the connection
+/// is dropped with the response).
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> String {
+    let mut out: Vec<u8> = Vec::new();
+    while out.len() < cap {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Checks an `http(s)://` endpoint: empty is an error that shows `example`.

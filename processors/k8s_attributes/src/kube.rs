@@ -152,6 +152,9 @@ pub enum KubeError {
     /// The resourceVersion is too old: list again.
     #[error("resource version gone (410): relisting")]
     Gone,
+    /// A watch event over the size limit: it would come again on resume, so list again.
+    #[error("{url}: a watch event over {limit} bytes: refused, relisting")]
+    EventTooLarge { url: String, limit: usize },
 }
 
 /// Pods by uid, as the API last told.
@@ -202,7 +205,7 @@ impl KubeClient {
             200 => Ok(resp),
             410 => Err(KubeError::Gone),
             code => {
-                let body = resp.text().await.unwrap_or_default();
+                let body = read_capped(resp, ERROR_BODY_CAP).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                 let hint =
                     if code == 401 || code == 403 { " (podnet needs get, list and watch on pods: see the DaemonSet's RBAC)" } else { "" };
                 Err(KubeError::Request {
@@ -216,7 +219,11 @@ impl KubeClient {
     /// The node's pods and the list's resourceVersion.
     pub async fn list(&self) -> Result<(HashMap<String, ApiPod>, String), KubeError> {
         let url = self.url("");
-        let bytes = self.get(&url).await?.bytes().await.map_err(|e| KubeError::Request { url: url.clone(), reason: e.to_string() })?;
+        let resp = self.get(&url).await?;
+        let bytes = read_capped(resp, MAX_POD_LIST).await.map_err(|e| KubeError::Request { url: url.clone(), reason: e.to_string() })?;
+        if bytes.len() >= MAX_POD_LIST {
+            return Err(KubeError::Request { url: url.clone(), reason: format!("the pod list is over {MAX_POD_LIST} bytes: refused") });
+        }
         let body: Value =
             serde_json::from_slice(&bytes).map_err(|e| KubeError::Request { url: url.clone(), reason: format!("not a PodList: {e}") })?;
         let rv = body["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
@@ -237,6 +244,10 @@ impl KubeClient {
             };
             let Some(chunk) = chunk else { return Ok(rv) };
             buf.extend_from_slice(&chunk);
+            if buf.len() > MAX_WATCH_LINE && !buf.contains(&b'\n') {
+                // One event this large is no pod: end the watch, the caller relists.
+                return Err(KubeError::EventTooLarge { url: url.clone(), limit: MAX_WATCH_LINE });
+            }
             while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
                 let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
@@ -269,6 +280,25 @@ impl KubeClient {
     }
 }
 
+/// Enough of an API error to say why.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+/// This node's pods: a few hundred at most, each a few KiB to tens of KiB.
+const MAX_POD_LIST: usize = 64 << 20;
+/// One watch event (one pod).
+const MAX_WATCH_LINE: usize = 4 << 20;
+
+/// Up to `cap` bytes of a response body; the rest is left unread.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match resp.chunk().await? {
+            Some(chunk) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Keeps `store` equal to the node's pods until shutdown: list, watch, resume, relist on
 /// 410, back off on errors (1 s doubling to 30 s).
 pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationToken, on_error: impl Fn(&KubeError)) {
@@ -294,6 +324,10 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
             Err(KubeError::Gone) => {
                 rv = None;
                 continue;
+            }
+            Err(e @ KubeError::EventTooLarge { .. }) => {
+                on_error(&e);
+                rv = None;
             }
             Err(e) => on_error(&e),
         }

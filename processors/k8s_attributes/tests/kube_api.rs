@@ -141,3 +141,26 @@ async fn forbidden_names_the_missing_permission_and_retries() {
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
 }
+
+#[tokio::test]
+async fn an_oversized_watch_event_ends_the_watch_and_the_source_relists() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // 5 MiB with no newline: no pod is that large.
+    let huge = vec![b'x'; 5 << 20];
+    let port = api_server(
+        vec![(200, fixture("podlist-1.json"), false), (200, huge, false), (200, fixture("podlist-1.json"), false), (200, Vec::new(), true)],
+        seen.clone(),
+    )
+    .await;
+    let (store, errors, shutdown, task) = start(port);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.iter().any(|e| e.contains("a watch event over 4194304 bytes")), "{errors:?}");
+    assert!(!seen.lock().unwrap()[2].contains("watch=1"), "after the refused event the source relists: {:?}", seen.lock().unwrap());
+    assert_eq!(store.lock().unwrap().len(), 3);
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+}
