@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use podnet_pipeline::testing::{Lacks, skip};
 use podnet_processor_k8s_attributes::cri::{
     CriClient, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NAMESPACE_CONTAINER, NAMESPACE_NODE, NAMESPACE_POD, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata,
@@ -50,17 +51,20 @@ impl Containerd {
     pub fn start(tag: &str) -> Option<Containerd> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: containerd needs root (CI runs as root)");
+            skip(Lacks::Root, "containerd needs root (CI runs as root)");
             return None;
         }
         for bin in ["containerd", "runc", "ctr", "gcc"] {
             if Command::new("sh").args(["-c", &format!("command -v {bin}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
-                eprintln!("skipped: {bin} not installed (scripts/test.sh installs containerd, runc and containernetworking-plugins)");
+                skip(
+                    Lacks::Tool,
+                    &format!("{bin} not installed (scripts/test.sh installs containerd, runc and containernetworking-plugins)"),
+                );
                 return None;
             }
         }
         if !Path::new("/usr/lib/cni/bridge").exists() {
-            eprintln!("skipped: CNI plugins not installed (containernetworking-plugins)");
+            skip(Lacks::Tool, "CNI plugins not installed (containernetworking-plugins)");
             return None;
         }
         Some(Self::start_checked(tag).unwrap_or_else(|e| panic!("containerd bring-up: {e}")))

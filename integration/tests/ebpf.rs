@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use podnet_integration::pods::{Pods, in_netns, nft};
 use podnet_integration::{Agent, labeled_sum};
+use podnet_pipeline::testing::{Lacks, skip};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -26,7 +27,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// `None` (skipped) without root.
 fn pods_test(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Pods, podnet_integration::pods::Sleepers, tempfile::TempDir)> {
     if !is_root() {
-        eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
+        skip(Lacks::Root, "attaching eBPF programs and creating namespaces needs root (CI runs as root)");
         return None;
     }
     let turn = serial();
@@ -289,7 +290,7 @@ fn set_linger_zero(s: &TcpStream) {
 #[test]
 fn a_probe_without_its_hook_is_unsupported_and_the_rest_run() {
     if !is_root() {
-        eprintln!("skipped: attaching eBPF programs needs root (CI runs as root)");
+        skip(Lacks::Root, "attaching eBPF programs needs root (CI runs as root)");
         return;
     }
     let _serial = serial();
@@ -405,7 +406,7 @@ service:
 #[test]
 fn probes_are_plugged_in_and_out_by_editing_the_config() {
     if !is_root() {
-        eprintln!("skipped: attaching eBPF programs needs root (CI runs as root)");
+        skip(Lacks::Root, "attaching eBPF programs needs root (CI runs as root)");
         return;
     }
     let _serial = serial();

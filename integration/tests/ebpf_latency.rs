@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use podnet_integration::pods::{Pods, Sleepers, in_netns};
 use podnet_integration::{Agent, http_get, labeled_sum};
+use podnet_pipeline::testing::{Lacks, skip};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -29,7 +30,7 @@ struct Setup {
 /// Two test pods and a directory; `None` (skipped) without root.
 fn setup(tag: &str) -> Option<Setup> {
     if !is_root() {
-        eprintln!("skipped: attaching eBPF programs and creating namespaces needs root (CI runs as root)");
+        skip(Lacks::Root, "attaching eBPF programs and creating namespaces needs root (CI runs as root)");
         return None;
     }
     let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use podnet_integration::pods::Pods;
 use podnet_integration::{Agent, labeled_sum};
+use podnet_pipeline::testing::{Lacks, skip};
 
 fn pod(name: &str, ns: &str, uid: &str, ip: &str, owner: (&str, &str), hash: &str) -> serde_json::Value {
     serde_json::json!({
@@ -52,7 +53,7 @@ fn api_server(list: serde_json::Value) -> u16 {
 fn without_a_runtime_the_api_names_namespaces_by_address() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: creating network namespaces needs root (CI runs as root)");
+        skip(Lacks::Root, "creating network namespaces needs root (CI runs as root)");
         return;
     }
     let pods = Pods::create("k");

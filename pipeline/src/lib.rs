@@ -12,6 +12,7 @@ pub mod scrape;
 pub mod service;
 pub mod status;
 pub mod telemetry;
+pub mod testing;
 pub mod topology;
 
 pub use component::{BuildError, ComponentContext, ComponentId, Kind, Registry};

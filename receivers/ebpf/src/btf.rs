@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn running_kernel_names_its_drop_reasons() {
         if !Path::new(VMLINUX).exists() {
-            eprintln!("skipped: {VMLINUX} absent (kernel without BTF)");
+            podnet_pipeline::testing::skip(podnet_pipeline::testing::Lacks::Kernel, &format!("{VMLINUX} absent (kernel without BTF)"));
             return;
         }
         let n = ReasonNames::from_kernel(Path::new(VMLINUX), "skb_drop_reason", "SKB_DROP_REASON_").unwrap();

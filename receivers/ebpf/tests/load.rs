@@ -2,6 +2,7 @@
 //! has; a hook it lacks (kprobes on the CI machines) is reported unsupported with the
 //! reason instead of failing the agent.
 
+use podnet_pipeline::testing::{Lacks, skip};
 use podnet_receiver_ebpf::loader::{self, Hook, LoadOptions};
 use podnet_receiver_ebpf::probes::ProbeKind;
 
@@ -27,7 +28,7 @@ fn has(kind: ProbeKind, hook: Hook) -> bool {
 fn privileged() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: loading eBPF programs needs root (CI runs as root)");
+        skip(Lacks::Root, "loading eBPF programs needs root (CI runs as root)");
         return false;
     }
     true
@@ -63,7 +64,7 @@ fn a_kprobe_only_probe_is_unsupported_here_with_the_reason() {
         return;
     }
     if std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
-        eprintln!("skipped: this kernel has kprobes, so the kprobe variant attaches");
+        skip(Lacks::Kernel, "this kernel has kprobes, so the kprobe variant attaches");
         return;
     }
     let btf = aya::Btf::from_sys_fs().expect("this kernel has BTF");
@@ -84,7 +85,7 @@ fn a_kprobe_only_probe_is_unsupported_here_with_the_reason() {
 fn a_probe_without_the_asked_hook_says_so() {
     let btf = match aya::Btf::from_sys_fs() {
         Ok(b) => b,
-        Err(_) => return eprintln!("skipped: no kernel BTF"),
+        Err(_) => return skip(Lacks::Kernel, "no kernel BTF"),
     };
     let err = loader::load(ProbeKind::Softirq.spec(), &options(ProbeKind::Softirq, Hook::Kprobe), Some(&btf)).err().unwrap();
     assert_eq!(err.0, "hook kprobe is not available for this probe");
