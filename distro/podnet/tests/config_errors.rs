@@ -321,6 +321,15 @@ service:
 }
 
 #[test]
+fn file_rotation_is_checked() {
+    let yaml = "receivers:\n  procfs:\nexporters:\n  file:\n    path: /tmp/x.jsonl\n    rotation: { max_megabytes: 0 }\nservice:\n  pipelines:\n    metrics:\n      receivers: [procfs]\n      exporters: [file]\n";
+    assert_eq!(errors(yaml), ["exporters::file: rotation::max_megabytes must be at least 1 (remove rotation to never rotate)"]);
+    let yaml = "receivers:\n  procfs:\nexporters:\n  file:\n    path: /tmp/x.jsonl\n    rotation: { max_megabyte: 10 }\nservice:\n  pipelines:\n    metrics:\n      receivers: [procfs]\n      exporters: [file]\n";
+    let e = errors(yaml);
+    assert!(e[0].contains("exporters::file::rotation") && e[0].contains("max_megabytes"), "{e:?}");
+}
+
+#[test]
 fn otlp_size_limits_are_checked() {
     let otlp = |protocols: &str| {
         errors(&format!(

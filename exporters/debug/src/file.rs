@@ -2,8 +2,6 @@
 //! `{"resourceLogs":[…]}`), the format of the Collector's file exporter; or, with
 //! `format: kubeskoop`, one KubeSkoop event line per log record.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use podnet_pipeline::component::{
@@ -12,6 +10,8 @@ use podnet_pipeline::component::{
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal};
 use serde::{Deserialize, Serialize};
+
+use crate::rotate::RotatingFile;
 
 /// How records are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,24 @@ pub enum LineFormat {
 pub struct FileConfig {
     pub path: PathBuf,
     pub format: LineFormat,
+    /// Rotation by size (the Collector's `rotation` keys); absent: the file only grows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rotation {
+    /// Size of the file before it is rotated, in MiB.
+    pub max_megabytes: u32,
+    /// Rotated files kept (`path.1` newest); 0 keeps none.
+    pub max_backups: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation { max_megabytes: 100, max_backups: 3 }
+    }
 }
 
 pub struct FileExporterFactory;
@@ -50,6 +68,9 @@ impl Factory for FileExporterFactory {
         if c.path.as_os_str().is_empty() {
             return Err("requires a non-empty \"path\"".into());
         }
+        if c.rotation.as_ref().is_some_and(|r| r.max_megabytes == 0) {
+            return Err("rotation::max_megabytes must be at least 1 (remove rotation to never rotate)".into());
+        }
         Ok(())
     }
 }
@@ -59,17 +80,15 @@ impl ExporterFactory for FileExporterFactory {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             std::fs::create_dir_all(dir).map_err(|e| BuildError::new(format!("cannot create directory {}: {e}", dir.display())))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.path)
+        let (max_bytes, max_backups) = config.rotation.as_ref().map_or((0, 0), |r| (u64::from(r.max_megabytes) << 20, r.max_backups));
+        let file = RotatingFile::open(&config.path, max_bytes, max_backups)
             .map_err(|e| BuildError::new(format!("cannot open {} for appending: {e}", config.path.display())))?;
         Ok(Box::new(FileExporter { file, format: config.format, ctx }))
     }
 }
 
 struct FileExporter {
-    file: File,
+    file: RotatingFile,
     format: LineFormat,
     ctx: ComponentContext,
 }

@@ -4,10 +4,11 @@
 mod debug;
 mod file;
 pub mod kubeskoop;
+mod rotate;
 mod stderr;
 
 pub use debug::{DebugConfig, DebugExporterFactory, Verbosity, render};
-pub use file::{FileConfig, FileExporterFactory, LineFormat, render_lines};
+pub use file::{FileConfig, FileExporterFactory, LineFormat, Rotation, render_lines};
 pub use stderr::{StderrConfig, StderrExporterFactory, stderr_text};
 
 use podnet_pipeline::component::ComponentContext;
