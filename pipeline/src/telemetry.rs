@@ -99,6 +99,7 @@ struct Instruments {
     collection_duration: Histogram<f64>,
     collection_errors: Counter<u64>,
     refused: Counter<u64>,
+    series_dropped: Counter<u64>,
     reloads: Counter<u64>,
     retries: Counter<u64>,
 }
@@ -232,6 +233,11 @@ impl Telemetry {
                 .with_description("Send attempts an exporter retried after a retryable failure.")
                 .with_unit("{retry}")
                 .build(),
+            series_dropped: meter
+                .u64_counter("podnet.exporter.series_dropped")
+                .with_description("New series an exporter did not take, by reason (limit: its max_series was reached).")
+                .with_unit("{series}")
+                .build(),
             refused: meter
                 .u64_counter("podnet.receiver.refused_requests")
                 .with_description("Requests a receiver refused before decoding them, by reason (too_large: over its size limit).")
@@ -355,6 +361,10 @@ impl ComponentTelemetry {
         let mut list = self.instruments.probes.lock().unwrap_or_else(|e| e.into_inner());
         list.push((self.attrs.as_ref().clone(), Arc::downgrade(&stats.0)));
         stats
+    }
+    /// New series an exporter did not take.
+    pub fn series_dropped(&self, n: u64, reason: &'static str) {
+        self.instruments.series_dropped.add(n, &self.with(&[OtelKeyValue::new("reason", reason)]));
     }
     /// A request refused whole (e.g. over a size limit): nothing of it was decoded.
     pub fn refused(&self, signal: Signal, reason: &'static str) {

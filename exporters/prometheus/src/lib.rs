@@ -42,6 +42,10 @@ pub struct PrometheusConfig {
     pub const_labels: BTreeMap<String, String>,
     /// Resource attributes copied to labels in `otel` naming.
     pub resource_attributes_as_labels: Vec<String>,
+    /// The most series the endpoint holds; past it new series are dropped and counted
+    /// (`podnet_exporter_series_dropped_total{reason="limit"}`), known ones keep updating.
+    /// Flow series carry addresses and ports: this bounds what a noisy pod can cost. 0: no limit.
+    pub max_series: usize,
 }
 
 impl Default for PrometheusConfig {
@@ -54,6 +58,7 @@ impl Default for PrometheusConfig {
             enable_open_metrics: false,
             namespace: String::new(),
             const_labels: BTreeMap::new(),
+            max_series: 100_000,
             resource_attributes_as_labels: vec![
                 keys::K8S_NODE_NAME.into(),
                 keys::K8S_NAMESPACE_NAME.into(),
@@ -121,6 +126,8 @@ struct Shared {
     config: PrometheusConfig,
     const_labels: Vec<(String, String)>,
     store: Mutex<Store>,
+    /// When the last series-limit warning was logged (one a minute at most).
+    limit_warned: Mutex<Option<Instant>>,
     ctx: ComponentContext,
 }
 
@@ -152,7 +159,22 @@ impl Shared {
         if skipped.unsupported > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
         }
-        self.lock().update(samples, Instant::now());
+        let refused = self.lock().update(samples, Instant::now());
+        if !refused.is_empty() {
+            let total: u64 = refused.values().sum();
+            self.ctx.telemetry.series_dropped(total, "limit");
+            let mut warned = self.limit_warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                let (worst, n) = refused.iter().max_by_key(|(_, n)| **n).map(|(f, n)| (f.as_str(), *n)).unwrap_or(("", 0));
+                tracing::warn!(
+                    component = %self.ctx.id,
+                    dropped = total,
+                    "the endpoint holds max_series = {} series: new series are dropped; {worst} grows fastest ({n} of them). Raise max_series, or drop it with a filter processor",
+                    self.config.max_series
+                );
+            }
+        }
     }
 
     fn render(&self, format: Format) -> String {
@@ -183,7 +205,8 @@ impl Exporter for PrometheusExporter {
             let shared = Arc::new(Shared {
                 const_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 config: config.clone(),
-                store: Mutex::new(Store::default()),
+                store: Mutex::new(Store::with_limit(config.max_series)),
+                limit_warned: Mutex::new(None),
                 ctx: ctx.clone(),
             });
             let listener = match tokio::net::TcpListener::from_std(listener) {

@@ -19,6 +19,10 @@ struct Family {
 #[derive(Debug, Default)]
 pub struct Store {
     families: BTreeMap<String, Family>,
+    /// Series held now (kept in step by `update` and `expire`).
+    count: usize,
+    /// New series are refused past this many; 0: no limit.
+    max_series: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,20 +43,45 @@ impl Format {
 }
 
 impl Store {
-    pub fn update(&mut self, samples: Vec<Sample>, now: Instant) {
+    /// A store that holds at most `max_series` series (0: no limit).
+    pub fn with_limit(max_series: usize) -> Store {
+        Store { max_series, ..Store::default() }
+    }
+
+    /// Stores the samples: known series take their new value; a new series is refused when
+    /// the store is full. Returns the refused new series per family.
+    pub fn update(&mut self, samples: Vec<Sample>, now: Instant) -> BTreeMap<String, u64> {
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         for s in samples {
-            let family =
-                self.families.entry(s.family).or_insert_with(|| Family { help: s.help.clone(), kind: s.kind, series: BTreeMap::new() });
+            let full = self.max_series > 0 && self.count >= self.max_series;
+            if !self.families.contains_key(&s.family) {
+                if full {
+                    *refused.entry(s.family).or_default() += 1;
+                    continue;
+                }
+                self.families.insert(s.family.clone(), Family { help: s.help.clone(), kind: s.kind, series: BTreeMap::new() });
+            }
+            let Some(family) = self.families.get_mut(&s.family) else { continue };
             if family.kind != s.kind {
                 // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
                 family.kind = s.kind;
+                self.count -= family.series.len();
                 family.series.clear();
             }
             if !s.help.is_empty() {
                 family.help = s.help;
             }
-            family.series.insert((s.suffix, s.labels), (s.value, now));
+            let key = (s.suffix, s.labels);
+            match family.series.get_mut(&key) {
+                Some(v) => *v = (s.value, now),
+                None if full => *refused.entry(s.family).or_default() += 1,
+                None => {
+                    family.series.insert(key, (s.value, now));
+                    self.count += 1;
+                }
+            }
         }
+        refused
     }
 
     /// Drops series older than `ttl`; returns how many went.
@@ -64,11 +93,12 @@ impl Store {
             removed += before - family.series.len();
         }
         self.families.retain(|_, f| !f.series.is_empty());
+        self.count -= removed;
         removed
     }
 
     pub fn series_count(&self) -> usize {
-        self.families.values().map(|f| f.series.len()).sum()
+        self.count
     }
 
     pub fn render(&self, format: Format, out: &mut String) {
@@ -195,6 +225,38 @@ mod tests {
         s.render(Format::OpenMetrics, &mut out);
         assert!(out.contains("# TYPE a counter\na_total 1\n"), "{out}");
         assert!(out.contains("# TYPE kubeskoop_x unknown\nkubeskoop_x 2\n"), "{out}");
+    }
+
+    fn gauge(family: &str, pod: &str, value: f64) -> Sample {
+        Sample {
+            family: family.into(),
+            help: String::new(),
+            kind: FamilyType::Gauge,
+            suffix: "",
+            labels: vec![("pod".into(), pod.into())],
+            value,
+            time_unix_nano: 0,
+        }
+    }
+
+    #[test]
+    fn new_series_past_the_limit_are_refused_and_known_ones_still_update() {
+        let mut s = Store::with_limit(3);
+        let t0 = Instant::now();
+        let refused = s
+            .update(vec![gauge("a", "1", 1.0), gauge("a", "2", 1.0), gauge("b", "1", 1.0), gauge("b", "2", 1.0), gauge("c", "1", 1.0)], t0);
+        assert_eq!(refused, BTreeMap::from([("b".to_string(), 1), ("c".to_string(), 1)]));
+        assert_eq!(s.series_count(), 3);
+        let refused = s.update(vec![gauge("a", "1", 7.0), gauge("a", "3", 1.0)], t0);
+        assert_eq!(refused, BTreeMap::from([("a".to_string(), 1)]));
+        let mut out = String::new();
+        s.render(Format::Text, &mut out);
+        assert!(out.contains("a{pod=\"1\"} 7") && !out.contains("pod=\"3\"") && !out.contains("\nc{"), "{out}");
+        // Expiry makes room again.
+        assert_eq!(s.expire(t0 + Duration::from_secs(10), Duration::from_secs(1)), 3);
+        assert_eq!(s.series_count(), 0);
+        assert!(s.update(vec![gauge("c", "1", 1.0)], t0 + Duration::from_secs(10)).is_empty());
+        assert_eq!(s.series_count(), 1);
     }
 
     #[test]
