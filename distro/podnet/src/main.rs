@@ -40,10 +40,14 @@ enum Command {
     },
     /// List every receiver, processor and exporter, and each receiver's probes.
     Components,
-    /// Print the effective config: defaults applied, ${env:…} expanded, PODNET_CFG_ overrides merged.
+    /// Print the effective config: defaults applied, PODNET_CFG_ overrides merged; secrets
+    /// (passwords, tokens, Authorization headers) and values from the environment hidden.
     PrintConfig {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Print secrets and ${env:…} values as they are.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -77,9 +81,9 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::PrintConfig { config } => match config::load(&source(config), &podnet::registry()) {
+        Command::PrintConfig { config, show_secrets } => match config::load(&source(config), &podnet::registry()) {
             Ok(c) => {
-                print!("{}", c.to_yaml());
+                print!("{}", if show_secrets { c.to_yaml() } else { c.to_yaml_redacted() });
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

@@ -489,3 +489,36 @@ fn k8s_attributes_options_are_checked() {
     let e = k8s_errors("    kube_api: { enabled: sometimes }\n");
     assert!(e[0].starts_with("processors::k8s_attributes::kube_api::enabled") && e[0].contains("auto, true, false"), "{e:?}");
 }
+
+#[test]
+fn print_config_hides_secrets_and_environment_values() {
+    let yaml = "receivers:
+  procfs:
+exporters:
+  prometheus_remote_write:
+    endpoint: http://${env:RW_HOST}:9090/api/v1/write
+    basic_auth: { username: podnet, password: \"${env:RW_PASSWORD}\" }
+    headers: { Authorization: Bearer literal-token-123, X-Team: netops }
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus_remote_write]
+";
+    let env = |k: &str| match k {
+        "RW_HOST" => Some("metrics.internal.example".to_string()),
+        "RW_PASSWORD" => Some("s3cr3t-pa55".to_string()),
+        _ => None,
+    };
+    let c = load_str(yaml, "t", &podnet::registry(), env).unwrap_or_else(|e| panic!("{e}"));
+    let shown = c.to_yaml_redacted();
+    assert!(
+        !shown.contains("s3cr3t-pa55") && !shown.contains("literal-token-123") && !shown.contains("metrics.internal.example"),
+        "{shown}"
+    );
+    assert!(shown.contains("http://${env:RW_HOST}:9090/api/v1/write"), "{shown}");
+    assert!(shown.contains("password: <redacted>") && shown.contains("Authorization: <redacted>"), "{shown}");
+    assert!(shown.contains("X-Team: netops") && shown.contains("username: podnet"), "what is no secret stays: {shown}");
+    let all = c.to_yaml();
+    assert!(all.contains("s3cr3t-pa55") && all.contains("metrics.internal.example"), "--show-secrets prints everything: {all}");
+}

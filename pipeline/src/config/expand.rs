@@ -10,19 +10,29 @@ use std::collections::BTreeSet;
 pub struct Expanded {
     pub text: String,
     pub unset: BTreeSet<String>,
+    /// (variable, value) of every reference the environment filled: what `print-config`
+    /// shows as `${env:NAME}` rather than as its value.
+    pub from_env: Vec<(String, String)>,
+}
+
+/// What expansion saw besides the text.
+#[derive(Default)]
+struct Seen {
+    unset: BTreeSet<String>,
+    from_env: Vec<(String, String)>,
 }
 
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Expanded, String> {
     let mut out = String::with_capacity(text.len());
-    let mut unset = BTreeSet::new();
+    let mut seen = Seen::default();
     for (index, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') {
             out.push_str(line);
             continue;
         }
-        expand_line(line, index + 1, &lookup, &mut out, &mut unset)?;
+        expand_line(line, index + 1, &lookup, &mut out, &mut seen)?;
     }
-    Ok(Expanded { text: out, unset })
+    Ok(Expanded { text: out, unset: seen.unset, from_env: seen.from_env })
 }
 
 fn expand_line(
@@ -30,7 +40,7 @@ fn expand_line(
     line_no: usize,
     lookup: &impl Fn(&str) -> Option<String>,
     out: &mut String,
-    unset: &mut BTreeSet<String>,
+    seen: &mut Seen,
 ) -> Result<(), String> {
     let mut rest = line;
     while let Some(pos) = rest.find('$') {
@@ -44,7 +54,7 @@ fn expand_line(
                 format!("line {line_no}: unterminated \"${{\": close the reference with \"}}\" (write \"$$\" for a literal \"$\")")
             })?;
             let body = &body_start[..end];
-            out.push_str(&resolve(body, line_no, lookup, unset)?);
+            out.push_str(&resolve(body, line_no, lookup, seen)?);
             rest = &body_start[end + 1..];
         } else {
             out.push('$');
@@ -55,7 +65,7 @@ fn expand_line(
     Ok(())
 }
 
-fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>, unset: &mut BTreeSet<String>) -> Result<String, String> {
+fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>, seen: &mut Seen) -> Result<String, String> {
     let reference = match body.strip_prefix("env:") {
         Some(r) => r,
         // KubeSkoop's pod-label template (`additional_labels: ["app=${labels:app}"]`), filled
@@ -78,11 +88,14 @@ fn resolve(body: &str, line_no: usize, lookup: &impl Fn(&str) -> Option<String>,
         return Err(format!("line {line_no}: environment variable \"{name}\" has invalid name: must match regex ^[a-zA-Z_][a-zA-Z0-9_]*$"));
     }
     let value = match (lookup(name), default) {
-        (Some(v), _) if !v.is_empty() => v,
+        (Some(v), _) if !v.is_empty() => {
+            seen.from_env.push((name.to_string(), v.clone()));
+            v
+        }
         (_, Some(d)) => d.to_string(),
         (Some(v), None) => v,
         (None, None) => {
-            unset.insert(name.to_string());
+            seen.unset.insert(name.to_string());
             String::new()
         }
     };

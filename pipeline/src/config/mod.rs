@@ -297,6 +297,9 @@ pub struct ResolvedConfig {
     pub telemetry: TelemetryConfig,
     /// Non-fatal findings: unused components, deprecated names, unset variables.
     pub warnings: Vec<String>,
+    /// (variable, value) of what the environment put into the config (`${env:…}` and
+    /// `PODNET_CFG_…`): [`ResolvedConfig::to_yaml_redacted`] hides these values.
+    pub env_values: Vec<(String, String)>,
 }
 
 impl ResolvedConfig {
@@ -305,7 +308,24 @@ impl ResolvedConfig {
     }
 
     /// The effective config (defaults applied, env expanded) as YAML.
+    /// The effective config as YAML, secrets included.
     pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(&self.tree()).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The effective config as YAML for people to read and paste: values of keys that name
+    /// secrets (passwords, tokens, Authorization headers) become `<redacted>`, and what came
+    /// from the environment is shown as its `${env:NAME}` reference.
+    pub fn to_yaml_redacted(&self) -> String {
+        let mut env: Vec<&(String, String)> = self.env_values.iter().filter(|(_, v)| !v.is_empty()).collect();
+        // Longest first, so a value inside another is not replaced within it first.
+        env.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let mut tree = serde_json::Value::Object(self.tree());
+        redact(&mut tree, &env);
+        serde_norway::to_string(&tree).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    fn tree(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut root = serde_json::Map::new();
         for kind in Kind::ALL {
             let section: serde_json::Map<_, _> =
@@ -332,7 +352,46 @@ impl ResolvedConfig {
         service.insert("pipelines".into(), serde_json::Value::Object(pipelines));
         service.insert("telemetry".into(), serde_json::to_value(&self.telemetry).unwrap_or_default());
         root.insert("service".into(), serde_json::Value::Object(service));
-        serde_norway::to_string(&root).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        root
+    }
+}
+
+/// A key whose value is a secret itself (not a path to one: `password_file` is fine).
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !k.ends_with("_file")
+        && (k.contains("password")
+            || k.contains("token")
+            || k.contains("secret")
+            || k == "authorization"
+            || k.contains("api_key")
+            || k == "apikey")
+}
+
+fn redact(v: &mut serde_json::Value, env: &[&(String, String)]) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                match x {
+                    serde_json::Value::String(s) if is_secret_key(k) && !s.is_empty() => *s = "<redacted>".into(),
+                    _ => redact(x, env),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|x| redact(x, env)),
+        serde_json::Value::String(s) => {
+            for (name, value) in env {
+                if s == value {
+                    *s = format!("${{env:{name}}}");
+                    return;
+                }
+                // Inside a longer string only when the value is long enough not to match by chance.
+                if value.len() >= 6 && s.contains(value.as_str()) {
+                    *s = s.replace(value.as_str(), &format!("${{env:{name}}}"));
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -413,6 +472,8 @@ pub fn load_str(
         .merge(Env::prefixed(ENV_OVERRIDE_PREFIX).map(|k| k.as_str().replace("___", "/").replace("__", ".").into()).lowercase(true));
     let raw: RawConfig = figment.extract().map_err(|e| fail(figment_errors(e, "")))?;
     let mut resolved = resolve(raw, source, registry).map_err(fail)?;
+    resolved.env_values = expanded.from_env.clone();
+    resolved.env_values.extend(std::env::vars().filter(|(k, _)| k.starts_with(ENV_OVERRIDE_PREFIX)));
     for var in expanded.unset {
         resolved.warnings.push(format!("the config references unset environment variable \"{var}\"; it expands to an empty value"));
     }
@@ -550,7 +611,15 @@ fn resolve(raw: RawConfig, source: &str, registry: &Registry) -> Result<Resolved
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(ResolvedConfig { source: source.to_string(), components, pipelines, extensions, telemetry: service.telemetry, warnings })
+    Ok(ResolvedConfig {
+        source: source.to_string(),
+        components,
+        pipelines,
+        extensions,
+        telemetry: service.telemetry,
+        warnings,
+        env_values: Vec::new(),
+    })
 }
 
 fn join_signals(signals: &[Signal]) -> String {
