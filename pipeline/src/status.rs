@@ -82,6 +82,33 @@ pub struct StatusReport {
     pub components: Vec<ComponentStatus>,
 }
 
+/// What replaces detail on `/status` for a caller not on the node.
+pub const DETAIL_HIDDEN: &str = "hidden: ask from the node itself (loopback) for the detail";
+
+impl StatusReport {
+    /// The report without what may say too much to someone on the network: the config's
+    /// source, error texts and reasons (paths, endpoints, the content that failed to parse).
+    /// States, readiness and counts stay.
+    pub fn without_detail(mut self) -> StatusReport {
+        self.config_source = DETAIL_HIDDEN.into();
+        if let Some(r) = &mut self.last_reload
+            && r.error.is_some()
+        {
+            r.error = Some(DETAIL_HIDDEN.into());
+        }
+        for c in &mut self.components {
+            match &mut c.state {
+                State::Failed(reason) | State::Unsupported(reason) => *reason = DETAIL_HIDDEN.into(),
+                State::Starting | State::Running => {}
+            }
+            for reason in c.unsupported_probes.values_mut() {
+                *reason = DETAIL_HIDDEN.into();
+            }
+        }
+        self
+    }
+}
+
 impl StatusRegistry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not take /status down with it.
@@ -181,5 +208,34 @@ impl StatusHandle {
     /// Removes the line: the component was stopped by a reload.
     pub fn remove(&self) {
         self.registry.remove(&self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_detail_keeps_states_and_hides_reasons_and_sources() {
+        let report = StatusReport {
+            version: "0",
+            ready: true,
+            config_source: "/etc/podnet/secret-path.yaml".into(),
+            reloads: 2,
+            last_reload: Some(ReloadRecord { at_unix_nano: 1, result: "rejected", error: Some("line 3: password: hunter2".into()) }),
+            components: vec![ComponentStatus {
+                kind: Kind::Exporter,
+                id: "otlp".into(),
+                pipeline: None,
+                state: State::Failed("cannot reach http://user:pw@collector:4317".into()),
+                since_unix_nano: 1,
+                unsupported_probes: BTreeMap::from([("ipvs".to_string(), "no /proc/net/ip_vs_stats".to_string())]),
+            }],
+        };
+        let text = serde_json::to_string(&report.without_detail()).unwrap();
+        for secret in ["secret-path", "hunter2", "user:pw", "ip_vs_stats"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("\"state\":\"failed\"") && text.contains("\"ready\":true") && text.contains("\"reloads\":2"), "{text}");
     }
 }

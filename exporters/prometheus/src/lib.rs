@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -218,10 +218,11 @@ impl Exporter for PrometheusExporter {
             };
             let app = router(&config.path, shared.clone());
             let shutdown = ctx.shutdown.clone();
-            let server =
-                tokio::spawn(
-                    async move { axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await },
-                );
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+            });
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
             loop {
                 tokio::select! {
@@ -275,8 +276,10 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn status(State(shared): State<Arc<Shared>>) -> Response {
+/// The whole report to a caller on the node (loopback); states without detail to others.
+async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>) -> Response {
     let report = shared.ctx.host.status.report();
+    let report = if peer.ip().is_loopback() { report } else { report.without_detail() };
     match serde_json::to_string_pretty(&report) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
