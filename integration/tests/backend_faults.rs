@@ -196,3 +196,51 @@ service:
     });
     assert!(second.log_text().contains("resuming batches queued on disk"), "{}", second.log_text());
 }
+
+#[test]
+fn the_queue_is_bounded_in_bytes_too() {
+    // A backend that accepts connections and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("podnet.yaml");
+    // Room for a thousand batches, but 1 byte: one batch at a time (an empty queue takes
+    // any one batch, however large).
+    std::fs::write(
+        &cfg,
+        format!(
+            "receivers:
+  procfs:
+    collection_interval: 100ms
+    namespaces: host
+    probes: [netdev]
+exporters:
+  prometheus:
+    endpoint: ${{env:PODNET_LISTEN}}
+  prometheus_remote_write:
+    endpoint: http://127.0.0.1:{port}/api/v1/write
+    timeout: 30s
+    sending_queue: {{ queue_size: 1000, max_bytes: 1 }}
+service:
+  pipelines:
+    metrics:
+      receivers: [procfs]
+      exporters: [prometheus, prometheus_remote_write]
+"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    agent.wait_until(Duration::from_secs(20), "drops for a queue full in bytes", || {
+        agent.metrics().contains("component_id=\"prometheus_remote_write\",component_kind=\"exporter\",reason=\"queue_full\"")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let m = agent.metrics();
+    assert!(m.contains("podnet_exporter_queue_size{component_id=\"prometheus_remote_write\",component_kind=\"exporter\"} 1"), "{m}");
+}

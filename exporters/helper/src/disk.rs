@@ -15,6 +15,8 @@ use crate::{Outcome, Persist, Request, RetryConfig, Transport, send_with_retry};
 pub struct DiskQueue {
     dir: PathBuf,
     capacity: usize,
+    /// Bytes of batch files before new batches are refused; 0: no limit.
+    max_bytes: usize,
     next: AtomicU64,
     notify: Notify,
 }
@@ -27,10 +29,10 @@ fn batch_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 impl DiskQueue {
-    pub fn open(dir: &Path, capacity: usize) -> std::io::Result<DiskQueue> {
+    pub fn open(dir: &Path, capacity: usize, max_bytes: usize) -> std::io::Result<DiskQueue> {
         std::fs::create_dir_all(dir)?;
         let last = batch_files(dir)?.last().and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok()).unwrap_or(0);
-        Ok(DiskQueue { dir: dir.to_path_buf(), capacity, next: AtomicU64::new(last + 1), notify: Notify::new() })
+        Ok(DiskQueue { dir: dir.to_path_buf(), capacity, max_bytes, next: AtomicU64::new(last + 1), notify: Notify::new() })
     }
 
     pub fn len(&self) -> usize {
@@ -39,8 +41,15 @@ impl DiskQueue {
 
     /// `Ok(false)` when full.
     pub fn push<R: Persist>(&self, request: &Request<R>) -> std::io::Result<bool> {
-        if self.len() >= self.capacity {
+        let files = batch_files(&self.dir)?;
+        if files.len() >= self.capacity {
             return Ok(false);
+        }
+        if self.max_bytes > 0 && !files.is_empty() {
+            let held: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
+            if held + request.body.byte_len() as u64 > self.max_bytes as u64 {
+                return Ok(false);
+            }
         }
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
         let mut bytes = Vec::new();

@@ -26,11 +26,14 @@ pub struct QueueConfig {
     /// Keep the queue in this directory instead of memory: what was not sent survives a
     /// restart (or a reload that rebuilds the exporter) and is sent then.
     pub directory: Option<std::path::PathBuf>,
+    /// Bytes of payload the queue holds before it drops new batches (0: batches alone
+    /// bound it). A thousand batches of up to megabytes each is too much for a node agent.
+    pub max_bytes: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { enabled: true, queue_size: 1000, directory: None }
+        QueueConfig { enabled: true, queue_size: 1000, directory: None, max_bytes: 64 << 20 }
     }
 }
 
@@ -120,6 +123,9 @@ pub struct Queue<R> {
     ctx: ComponentContext,
     /// Batches waiting, shared with the consumer and the `podnet_exporter_queue_size` gauge.
     depth: Arc<std::sync::atomic::AtomicUsize>,
+    /// Payload bytes waiting in memory, shared with the consumer.
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
+    max_bytes: usize,
 }
 
 enum Backend<R> {
@@ -140,7 +146,7 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
         let capacity = if queue.enabled { queue.queue_size.max(1) } else { 1 };
         let sender: Arc<dyn Transport<R>> = Arc::new(sender);
         if let (true, Some(dir)) = (queue.enabled, &queue.directory) {
-            match disk::DiskQueue::open(dir, capacity) {
+            match disk::DiskQueue::open(dir, capacity, queue.max_bytes) {
                 Ok(dq) => {
                     let dq = Arc::new(dq);
                     let pending = dq.len();
@@ -150,7 +156,7 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
                     let depth = Arc::new(std::sync::atomic::AtomicUsize::new(pending));
                     ctx.telemetry.track_queue(&depth, capacity);
                     let consumer = tokio::spawn(disk::consume(dq.clone(), retry.clone(), ctx.clone(), sender, depth.clone()));
-                    return (Queue { backend: Backend::Disk(dq), ctx, depth }, consumer);
+                    return (Queue { backend: Backend::Disk(dq), ctx, depth, bytes: Arc::default(), max_bytes: queue.max_bytes }, consumer);
                 }
                 Err(e) => {
                     tracing::error!(component = %ctx.id, directory = %dir.display(), "cannot use the on-disk queue, queueing in memory instead: {e}");
@@ -161,8 +167,10 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
         let (tx, rx) = mpsc::channel(capacity);
         let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         ctx.telemetry.track_queue(&depth, capacity);
-        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), sender, depth.clone()));
-        (Queue { backend: Backend::Memory(tx), ctx, depth }, consumer)
+        let bytes: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let consumer = tokio::spawn(consume(rx, retry.clone(), ctx.clone(), sender, depth.clone(), bytes.clone()));
+        let max_bytes = if queue.enabled { queue.max_bytes } else { 0 };
+        (Queue { backend: Backend::Memory(tx), ctx, depth, bytes, max_bytes }, consumer)
     }
 
     /// Queues `request`; when the queue is full the request is dropped and counted.
@@ -170,16 +178,25 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
         let (signal, items) = (request.signal, request.items);
         let full = || {
             self.ctx.telemetry.dropped(signal, items, "queue_full");
-            tracing::warn!(component = %self.ctx.id, items, "sending queue is full; dropping a batch (raise sending_queue::queue_size or check the backend)");
+            tracing::warn!(component = %self.ctx.id, items, "sending queue is full; dropping a batch (raise sending_queue::queue_size or max_bytes, or check the backend)");
         };
         match &self.backend {
-            Backend::Memory(tx) => match tx.try_send(request) {
-                Ok(()) => {
-                    self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Backend::Memory(tx) => {
+                let size = request.body.byte_len();
+                let held = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                // An empty queue takes any one batch, however large: nothing else could send it.
+                if self.max_bytes > 0 && held > 0 && held + size > self.max_bytes {
+                    return full();
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => full(),
-                Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
-            },
+                match tx.try_send(request) {
+                    Ok(()) => {
+                        self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => full(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => self.ctx.telemetry.dropped(signal, items, "shutdown"),
+                }
+            }
             Backend::Disk(dq) => match dq.push(&request) {
                 Ok(true) => {
                     self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -205,18 +222,22 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
     }
 }
 
-async fn consume<R: Send + Sync + 'static>(
+async fn consume<R: Persist + Send + Sync + 'static>(
     mut rx: mpsc::Receiver<Request<R>>,
     retry: RetryConfig,
     ctx: ComponentContext,
     sender: Arc<dyn Transport<R>>,
     depth: Arc<std::sync::atomic::AtomicUsize>,
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Some(request) = rx.recv().await {
         if send_with_retry(&request, &retry, &ctx, sender.as_ref()).await == Outcome::Interrupted {
             ctx.telemetry.dropped(request.signal, request.items, "shutdown");
         }
         depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let size = request.body.byte_len();
+        let _ = bytes
+            .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
     }
 }
 
@@ -234,11 +255,16 @@ pub enum Outcome {
 pub trait Persist: Sized {
     fn to_bytes(&self) -> Vec<u8>;
     fn from_bytes(bytes: &[u8]) -> Option<Self>;
+    /// What the request weighs in the queue (its payload bytes), without encoding it.
+    fn byte_len(&self) -> usize;
 }
 
 impl Persist for Vec<u8> {
     fn to_bytes(&self) -> Vec<u8> {
         self.clone()
+    }
+    fn byte_len(&self) -> usize {
+        self.len()
     }
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         Some(bytes.to_vec())

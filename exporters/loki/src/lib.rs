@@ -253,6 +253,9 @@ struct Body {
 }
 
 impl podnet_exporter_helper::Persist for Body {
+    fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![u8::from(self.content_type == "application/json")];
         out.extend_from_slice(&self.bytes);

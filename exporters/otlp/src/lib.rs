@@ -100,9 +100,18 @@ impl podnet_exporter_helper::Persist for Body {
             _ => None,
         }
     }
+    fn byte_len(&self) -> usize {
+        match self {
+            Body::Metrics(r) => r.encoded_len(),
+            Body::Logs(r) => r.encoded_len(),
+        }
+    }
 }
 
 impl podnet_exporter_helper::Persist for HttpBody {
+    fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = (self.url.len() as u32).to_le_bytes().to_vec();
         out.extend(self.url.as_bytes());
