@@ -285,6 +285,15 @@ impl Default for LatHist {
 }
 
 impl LatHist {
+    /// Every CPU's share added up.
+    pub fn sum(per_cpu: &[LatHist]) -> LatHist {
+        let mut total = LatHist::default();
+        for h in per_cpu {
+            total.add(h);
+        }
+        total
+    }
+
     /// Adds another CPU's share.
     pub fn add(&mut self, o: &LatHist) {
         for (a, b) in self.slots.iter_mut().zip(o.slots.iter()) {

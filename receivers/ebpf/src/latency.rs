@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use podnet_pipeline::pdata::{KeyValue, KubeskoopName, Log2Histogram, MetricDef, kv_str};
 
 use crate::abi::{LatHist, LatKey};
@@ -403,36 +403,17 @@ impl LatSeries {
 
 /// Reads a probe's `latency` map, summed over CPUs.
 pub fn read_series(probe: &LoadedProbe, fixed_dims: Option<u32>) -> Result<Vec<LatSeries>, String> {
+    let Some(dims) = fixed_dims else {
+        let list = crate::probes::per_cpu_with(probe, "latency", LatHist::sum)?;
+        return Ok(list.into_iter().map(|(key, hist)| LatSeries { key, hist }).collect());
+    };
     let m = probe.ebpf.map("latency").ok_or_else(|| format!("{}: map latency missing", probe.name))?;
-    if let Some(dims) = fixed_dims {
-        let a: PerCpuArray<&MapData, LatHist> = PerCpuArray::try_from(m).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
-        let mut out = Vec::new();
-        for i in 0..a.len() {
-            let values = a.get(&i, 0).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
-            let mut hist = LatHist::default();
-            for v in values.iter() {
-                hist.add(v);
-            }
-            if hist.slots.iter().any(|c| *c != 0) || hist.zero != 0 {
-                out.push(LatSeries { key: LatKey { netns: 0, stage: i / dims, dim: i % dims }, hist });
-            }
-        }
-        return Ok(out);
-    }
-    let h: PerCpuHashMap<&MapData, LatKey, LatHist> =
-        PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
+    let a: PerCpuArray<&MapData, LatHist> = PerCpuArray::try_from(m).map_err(|e| format!("{}: map latency: {e}", probe.name))?;
     let mut out = Vec::new();
-    for item in h.iter() {
-        match item {
-            Ok((key, values)) => {
-                let mut hist = LatHist::default();
-                for v in values.iter() {
-                    hist.add(v);
-                }
-                out.push(LatSeries { key, hist });
-            }
-            Err(aya::maps::MapError::KeyNotFound) => continue,
-            Err(e) => return Err(format!("{}: map latency: {e}", probe.name)),
+    for i in 0..a.len() {
+        let hist = LatHist::sum(&a.get(&i, 0).map_err(|e| format!("{}: map latency: {e}", probe.name))?);
+        if hist.slots.iter().any(|c| *c != 0) || hist.zero != 0 {
+            out.push(LatSeries { key: LatKey { netns: 0, stage: i / dims, dim: i % dims }, hist });
         }
     }
     Ok(out)

@@ -349,8 +349,8 @@ struct Running {
     latency: Option<probes::LatencySettings>,
 }
 
-fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, events: bool) -> LoadOptions {
-    let latency = o.latency_settings(kind).map(|s| loader::LatencyGlobals {
+fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, latency: Option<&probes::LatencySettings>, events: bool) -> LoadOptions {
+    let latency = latency.map(|s| loader::LatencyGlobals {
         threshold_low_ns: s.thresholds[0].as_nanos() as u64,
         threshold_high_ns: s.thresholds[1].as_nanos() as u64,
         event_threshold_ns: s.event_threshold.as_nanos() as u64,
@@ -391,11 +391,17 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
     let loaded = tokio::task::spawn_blocking(move || {
         let btf = aya::Btf::from_sys_fs().ok();
         let stats_fd = if cfg.program_stats { aya::sys::enable_stats(aya::sys::Stats::RunTime).ok() } else { None };
-        let probes: Vec<(ProbeKind, Result<LoadedProbe, loader::Unsupported>)> = cfg
+        // Each probe's latency settings, resolved once: the loader and the reader share them.
+        type Loaded = (ProbeKind, Option<probes::LatencySettings>, Result<LoadedProbe, loader::Unsupported>);
+        let probes: Vec<Loaded> = cfg
             .probes
             .enabled()
             .into_iter()
-            .map(|(kind, o)| (kind, loader::load(kind.spec(), &load_options(&cfg, kind, o, want_events), btf.as_ref())))
+            .map(|(kind, o)| {
+                let latency = o.latency_settings(kind);
+                let result = loader::load(kind.spec(), &load_options(&cfg, kind, o, latency.as_ref(), want_events), btf.as_ref());
+                (kind, latency, result)
+            })
             .collect();
         let (reasons, warnings) = reasons(&cfg);
         let kallsyms = match kallsyms::Kallsyms::load(&cfg.kallsyms_path) {
@@ -425,7 +431,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
 
     let mut running = Vec::new();
     let mut up: Vec<ProbeSample> = Vec::new();
-    for (kind, result) in probes {
+    for (kind, latency, result) in probes {
         let name = kind.spec().name;
         match result {
             Ok(p) => {
@@ -435,7 +441,6 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
                     attributes: vec![("probe", name.into()), ("hook", p.hook.as_str().into())],
                     value: 1.0,
                 });
-                let latency = config.probes.enabled().into_iter().find(|(k, _)| *k == kind).and_then(|(_, o)| o.latency_settings(kind));
                 running.push(Running { kind, probe: p, flows: FlowTable::default(), counters: Arc::default(), latency });
             }
             Err(e) => {
@@ -590,10 +595,13 @@ fn self_samples(running: &[Running], up: &[ProbeSample], program_stats: bool) ->
     let mut out = up.to_vec();
     for r in running {
         let probe = r.kind.spec().name;
-        for (program, (runs, time)) in r.probe.program_stats().into_iter().filter(|_| program_stats) {
-            let attrs = vec![("probe", probe.to_string()), ("program", program.to_string())];
-            out.push(ProbeSample { metric: "podnet.ebpf.program.runs", attributes: attrs.clone(), value: runs as f64 });
-            out.push(ProbeSample { metric: "podnet.ebpf.program.run_time", attributes: attrs, value: time.as_secs_f64() });
+        // Without the kernel's statistics there is nothing to read: no syscall per program.
+        if program_stats {
+            for (program, (runs, time)) in r.probe.program_stats() {
+                let attrs = vec![("probe", probe.to_string()), ("program", program.to_string())];
+                out.push(ProbeSample { metric: "podnet.ebpf.program.runs", attributes: attrs.clone(), value: runs as f64 });
+                out.push(ProbeSample { metric: "podnet.ebpf.program.run_time", attributes: attrs, value: time.as_secs_f64() });
+            }
         }
         let outcomes: BTreeMap<&str, u64> = BTreeMap::from([
             ("sent", r.counters.sent.load(Ordering::Relaxed)),

@@ -225,12 +225,21 @@ fn tuple_attrs(k: &FlowKey, ports: bool) -> Vec<KeyValue> {
 
 /// Reads a per-CPU hash of counters, summed over CPUs.
 fn per_cpu<K: aya::Pod + Eq + std::hash::Hash>(probe: &LoadedProbe, map: &str) -> Result<Vec<(K, u64)>, String> {
+    per_cpu_with(probe, map, |values: &[u64]| values.iter().sum())
+}
+
+/// Reads a per-CPU hash, each entry's CPU values combined by `combine`.
+pub fn per_cpu_with<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod, T>(
+    probe: &LoadedProbe,
+    map: &str,
+    combine: impl Fn(&[V]) -> T,
+) -> Result<Vec<(K, T)>, String> {
     let m = probe.ebpf.map(map).ok_or_else(|| format!("{}: map {map} missing", probe.name))?;
-    let h: PerCpuHashMap<&MapData, K, u64> = PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
+    let h: PerCpuHashMap<&MapData, K, V> = PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
     let mut out = Vec::new();
     for item in h.iter() {
         match item {
-            Ok((k, values)) => out.push((k, values.iter().sum())),
+            Ok((k, values)) => out.push((k, combine(&values))),
             // An entry deleted between key and lookup: gone, not an error.
             Err(aya::maps::MapError::KeyNotFound) => continue,
             Err(e) => return Err(format!("{}: map {map}: {e}", probe.name)),
