@@ -83,31 +83,33 @@ static __always_inline int on_done(__u32 dev, __u64 sector, __u32 stage)
 	return 0;
 }
 
-/* tp_btf only: plain loads through the request's BTF pointer. */
-static __always_inline __u32 rq_dev(const struct request *rq)
+/* The request's disk as a dev_t, and its direction: plain loads through a BTF pointer
+ * (tp_btf), CO-RE probe reads through a bare address (kprobes). */
+static __always_inline __u32 rq_dev(int btf, const struct request *rq)
 {
-	struct gendisk *disk = rq->q->disk;
+	struct request_queue *q = KREAD(btf, rq, q);
+	struct gendisk *disk = q ? KREAD(btf, q, disk) : 0;
 	if (!disk)
 		return 0;
-	return ((__u32)disk->major << 20) | (__u32)disk->first_minor;
+	return ((__u32)KREAD(btf, disk, major) << 20) | (__u32)KREAD(btf, disk, first_minor);
 }
 
-static __always_inline __u32 rq_stage(const struct request *rq)
+static __always_inline __u32 rq_stage(int btf, const struct request *rq)
 {
-	__u32 op = rq->cmd_flags & 0xff;
+	__u32 op = KREAD(btf, rq, cmd_flags) & 0xff;
 	return op == 0 ? STAGE_READ : op == 1 ? STAGE_WRITE : STAGE_OTHER;
 }
 
 SEC("tp_btf/block_io_start")
 int BPF_PROG(biolatency_start_btf, struct request *rq)
 {
-	return on_start(1, rq_dev(rq), rq->__sector);
+	return on_start(1, rq_dev(1, rq), rq->__sector);
 }
 
 SEC("tp_btf/block_io_done")
 int BPF_PROG(biolatency_done_btf, struct request *rq)
 {
-	return on_done(rq_dev(rq), rq->__sector, rq_stage(rq));
+	return on_done(rq_dev(1, rq), rq->__sector, rq_stage(1, rq));
 }
 
 SEC("tracepoint/block/block_io_start")
@@ -136,27 +138,17 @@ int biolatency_complete_tp(struct trace_event_raw_block_rq_completion *args)
 	return on_done(BPF_CORE_READ(args, dev), BPF_CORE_READ(args, sector), stage_of_rwbs(args->rwbs));
 }
 
-/* KubeSkoop's functions, where the kernel lets kprobes attach. The request is a bare
- * address here: CO-RE probe reads. */
-static __always_inline __u32 rq_dev_read(const struct request *rq)
-{
-	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
-	if (!disk)
-		return 0;
-	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
-}
-
+/* KubeSkoop's functions, where the kernel lets kprobes attach. */
 SEC("kprobe/blk_account_io_start")
 int BPF_KPROBE(biolatency_start_kprobe, struct request *rq)
 {
-	return on_start(0, rq_dev_read(rq), BPF_CORE_READ(rq, __sector));
+	return on_start(0, rq_dev(0, rq), BPF_CORE_READ(rq, __sector));
 }
 
 SEC("kprobe/blk_account_io_done")
 int BPF_KPROBE(biolatency_done_kprobe, struct request *rq)
 {
-	__u32 op = BPF_CORE_READ(rq, cmd_flags) & 0xff;
-	return on_done(rq_dev_read(rq), BPF_CORE_READ(rq, __sector), op == 0 ? STAGE_READ : op == 1 ? STAGE_WRITE : STAGE_OTHER);
+	return on_done(rq_dev(0, rq), BPF_CORE_READ(rq, __sector), rq_stage(0, rq));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
