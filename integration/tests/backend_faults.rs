@@ -85,12 +85,12 @@ service:
     assert!(stored_samples(port) >= 8.0 * 60.0, "{}", stored_samples(port));
 }
 
-#[test]
-fn a_hanging_backend_fills_the_queue_which_drops_and_never_blocks_collection() {
-    // A backend that accepts connections and never answers.
+/// An agent whose remote write goes to a backend that accepts connections and never
+/// answers, with `sending_queue` as given; netdev collected every 100 ms.
+fn agent_with_hanging_backend(sending_queue: &str) -> (Agent, tempfile::TempDir) {
     let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = hang.local_addr().unwrap().port();
-    let _keep = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut held = Vec::new();
         for c in hang.incoming().flatten() {
             held.push(c);
@@ -112,7 +112,7 @@ exporters:
   prometheus_remote_write:
     endpoint: http://127.0.0.1:{port}/api/v1/write
     timeout: 30s
-    sending_queue: {{ queue_size: 2 }}
+    sending_queue: {sending_queue}
 service:
   pipelines:
     metrics:
@@ -122,7 +122,12 @@ service:
         ),
     )
     .unwrap();
-    let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    (Agent::start(&["-c", cfg.to_str().unwrap()], &[]), dir)
+}
+
+#[test]
+fn a_hanging_backend_fills_the_queue_which_drops_and_never_blocks_collection() {
+    let (agent, _dir) = agent_with_hanging_backend("{ queue_size: 2 }");
     let collections = |m: &str| series_sum(m, "podnet_receiver_collection_duration_seconds_count");
     agent.wait_until(Duration::from_secs(20), "drops for a full queue", || agent.metrics().contains("reason=\"queue_full\""));
     let before = collections(&agent.metrics());
@@ -199,44 +204,9 @@ service:
 
 #[test]
 fn the_queue_is_bounded_in_bytes_too() {
-    // A backend that accepts connections and never answers.
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = hang.local_addr().unwrap().port();
-    let _keep = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hang.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("podnet.yaml");
     // Room for a thousand batches, but 1 byte: one batch at a time (an empty queue takes
     // any one batch, however large).
-    std::fs::write(
-        &cfg,
-        format!(
-            "receivers:
-  procfs:
-    collection_interval: 100ms
-    namespaces: host
-    probes: [netdev]
-exporters:
-  prometheus:
-    endpoint: ${{env:PODNET_LISTEN}}
-  prometheus_remote_write:
-    endpoint: http://127.0.0.1:{port}/api/v1/write
-    timeout: 30s
-    sending_queue: {{ queue_size: 1000, max_bytes: 1 }}
-service:
-  pipelines:
-    metrics:
-      receivers: [procfs]
-      exporters: [prometheus, prometheus_remote_write]
-"
-        ),
-    )
-    .unwrap();
-    let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    let (agent, _dir) = agent_with_hanging_backend("{ queue_size: 1000, max_bytes: 1 }");
     agent.wait_until(Duration::from_secs(20), "drops for a queue full in bytes", || {
         agent.metrics().contains("component_id=\"prometheus_remote_write\",component_kind=\"exporter\",reason=\"queue_full\"")
     });

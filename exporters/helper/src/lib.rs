@@ -129,7 +129,8 @@ pub struct Queue<R> {
 }
 
 enum Backend<R> {
-    Memory(mpsc::Sender<Request<R>>),
+    /// Each request with its payload size, measured once at push.
+    Memory(mpsc::Sender<(Request<R>, usize)>),
     Disk(Arc<disk::DiskQueue>),
 }
 
@@ -188,7 +189,7 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
                 if self.max_bytes > 0 && held > 0 && held + size > self.max_bytes {
                     return full();
                 }
-                match tx.try_send(request) {
+                match tx.try_send((request, size)) {
                     Ok(()) => {
                         self.depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
@@ -222,20 +223,19 @@ impl<R: Persist + Send + Sync + 'static> Queue<R> {
     }
 }
 
-async fn consume<R: Persist + Send + Sync + 'static>(
-    mut rx: mpsc::Receiver<Request<R>>,
+async fn consume<R: Send + Sync + 'static>(
+    mut rx: mpsc::Receiver<(Request<R>, usize)>,
     retry: RetryConfig,
     ctx: ComponentContext,
     sender: Arc<dyn Transport<R>>,
     depth: Arc<std::sync::atomic::AtomicUsize>,
     bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    while let Some(request) = rx.recv().await {
+    while let Some((request, size)) = rx.recv().await {
         if send_with_retry(&request, &retry, &ctx, sender.as_ref()).await == Outcome::Interrupted {
             ctx.telemetry.dropped(request.signal, request.items, "shutdown");
         }
         depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let size = request.body.byte_len();
         let _ = bytes
             .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
     }

@@ -191,7 +191,13 @@ impl Translator<'_> {
                     let Some((family, _)) = self.family_name(m, FamilyType::Histogram, &dp.attributes) else { continue };
                     let buckets =
                         dp.explicit_bounds.iter().copied().chain(std::iter::once(f64::INFINITY)).zip(dp.bucket_counts.iter().copied());
-                    let point = HistogramPoint { family, help: &help, base, attributes: &dp.attributes, time_unix_nano: dp.time_unix_nano };
+                    let point = HistogramPoint {
+                        family: &family,
+                        help: &help,
+                        base,
+                        attributes: &dp.attributes,
+                        time_unix_nano: dp.time_unix_nano,
+                    };
                     self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0), dp.count, out);
                 }
             }
@@ -207,25 +213,26 @@ impl Translator<'_> {
                     "ms" => ("s", 1e3),
                     other => (other, 1.0),
                 };
+                // One family per metric: KubeSkoop's name where the metric has one, else the
+                // OTel name with the converted unit (histograms are never split by attribute).
+                let family = match (self.naming, attr_string(&m.metadata, kubeskoop_meta::NAME)) {
+                    (Naming::Kubeskoop, Some(name)) => name,
+                    _ => otel_metric_name(self.namespace, &m.name, unit, FamilyType::Histogram),
+                };
                 for dp in &h.data_points {
                     if dp.negative.as_ref().is_some_and(|n| n.bucket_counts.iter().any(|c| *c != 0)) {
                         // Classic buckets cannot hold negative values; podnet's latencies have none.
                         skipped.unsupported += 1;
                         continue;
                     }
-                    let family = match self.family_name(m, FamilyType::Histogram, &dp.attributes) {
-                        Some((name, _)) if self.naming == Naming::Otel || attr_string(&m.metadata, kubeskoop_meta::NAME).is_none() => {
-                            if unit != m.unit {
-                                otel_metric_name(self.namespace, &m.name, unit, FamilyType::Histogram)
-                            } else {
-                                name
-                            }
-                        }
-                        Some((name, _)) => name,
-                        None => continue,
-                    };
                     let buckets = exponential_buckets(dp, to_unit);
-                    let point = HistogramPoint { family, help: &help, base, attributes: &dp.attributes, time_unix_nano: dp.time_unix_nano };
+                    let point = HistogramPoint {
+                        family: &family,
+                        help: &help,
+                        base,
+                        attributes: &dp.attributes,
+                        time_unix_nano: dp.time_unix_nano,
+                    };
                     self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0) / to_unit, dp.count, out);
                 }
             }
@@ -248,7 +255,7 @@ impl Translator<'_> {
             labels.sort();
         }
         let sample = |suffix: &'static str, labels: Labels, value: f64| Sample {
-            family: p.family.clone(),
+            family: p.family.to_string(),
             help: p.help.to_string(),
             kind: FamilyType::Histogram,
             suffix,
@@ -293,7 +300,7 @@ impl Translator<'_> {
 
 /// What the `_bucket`/`_sum`/`_count` samples of one histogram point share.
 struct HistogramPoint<'a> {
-    family: String,
+    family: &'a str,
     help: &'a str,
     base: &'a Labels,
     attributes: &'a [KeyValue],
