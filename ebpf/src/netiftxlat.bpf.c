@@ -20,7 +20,7 @@ struct {
 /* The driver stage runs start_xmit -> xmit on one CPU without sleeping, nested only when
  * one device's driver transmits on another (tunnels, bonds): a small per-CPU stack, no
  * hash. */
-#define DRIVER_DEPTH 4
+#define DRIVER_DEPTH 4 /* a power of two: indexes are masked with DRIVER_DEPTH - 1 */
 
 struct in_driver {
 	__u64 skb;
@@ -106,6 +106,8 @@ static __always_inline int on_start_xmit(int btf, const struct sk_buff *skb, con
 	__u32 d = st->depth;
 	if (d >= DRIVER_DEPTH)
 		return 0;
+	/* The mask changes nothing after the check; it is the bound older verifiers (6.1) need. */
+	d &= DRIVER_DEPTH - 1;
 	st->slot[d].skb = key;
 	st->slot[d].ts = bpf_ktime_get_ns();
 	st->slot[d].dev = dev;
@@ -123,7 +125,7 @@ static __always_inline int on_xmit(int btf, const struct sk_buff *skb, const str
 	__u32 d = st->depth;
 	if (d == 0 || d > DRIVER_DEPTH)
 		return 0;
-	d -= 1;
+	d = (d - 1) & (DRIVER_DEPTH - 1);
 	st->depth = d;
 	if (st->slot[d].skb != (__u64)skb)
 		return 0;
