@@ -2,7 +2,6 @@
 //! answers `/healthz`, `/readyz` and `/status`, and serves podnet's own `podnet_*` metrics.
 
 pub mod store;
-pub mod translate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use podnet_pipeline::pdata::{PData, Signal, keys};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Format, Store};
-use crate::translate::{Naming, Translator};
+use podnet_prometheus_translator::{Naming, Translator};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -98,7 +97,7 @@ impl Factory for PrometheusExporterFactory {
             return Err("metric_expiration must be greater than zero".into());
         }
         for k in c.const_labels.keys() {
-            if translate::sanitize_label(k) != *k {
+            if podnet_prometheus_translator::sanitize_label(k) != *k {
                 return Err(format!("const_labels: \"{k}\" is not a valid Prometheus label name"));
             }
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::translate::{FamilyType, Labels, Sample, format_value};
+use podnet_prometheus_translator::{FamilyType, Labels, Sample, format_value};
 
 #[derive(Debug)]
 struct Family {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendFuture, TlsConfig};
-use podnet_exporter_prometheus::translate::{Naming, Sample, Translator};
+use podnet_prometheus_translator::{Naming, Sample, Translator};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podnet_exporter_prometheus::translate::{Naming, Translator};
+use podnet_prometheus_translator::{Naming, Translator};
 use podnet_exporter_prometheus_remote_write::{encode, to_timeseries};
 use podnet_integration::{free_port, http_get};
 use podnet_pipeline::pdata::{MetricDef, Metrics, MetricsBuilder, keys, kv_int, kv_str};
