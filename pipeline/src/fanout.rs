@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::pdata::{PData, Signal};
 use crate::telemetry::ComponentTelemetry;
@@ -98,7 +99,20 @@ impl Input {
         Some(data)
     }
 
-    /// A batch already queued, without waiting (used to drain at shutdown).
+    /// The next batch until `shutdown`; after it, only what is already queued, so a
+    /// component drains its input and then stops. `None` ends the component's loop:
+    /// `while let Some(data) = input.next(&ctx.shutdown).await { … }`.
+    pub async fn next(&mut self, shutdown: &CancellationToken) -> Option<PData> {
+        if !shutdown.is_cancelled() {
+            tokio::select! {
+                data = self.recv() => return data,
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        self.try_recv()
+    }
+
+    /// A batch already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<PData> {
         let data = self.rx.try_recv().ok()?;
         self.telemetry.received(data.signal(), data.item_count());

@@ -25,16 +25,7 @@ pub(crate) async fn drive(ctx: &ComponentContext, input: &mut Input, mut write: 
             ctx.status.failed(e);
         }
     };
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            d = input.recv() => match d {
-                Some(d) => handle(d),
-                None => break,
-            },
-        }
-    }
-    while let Some(d) = input.try_recv() {
+    while let Some(d) = input.next(&ctx.shutdown).await {
         handle(d);
     }
 }

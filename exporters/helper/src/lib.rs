@@ -4,6 +4,7 @@
 //! exponential backoff and jitter for retryable failures (5xx, 429 with Retry-After,
 //! connection refused) but none for permanent ones (4xx).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use podnet_pipeline::component::ComponentContext;
 use podnet_pipeline::config::ConfigDuration;
-use podnet_pipeline::pdata::Signal;
+use podnet_pipeline::fanout::Input;
+use podnet_pipeline::pdata::{PData, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -82,6 +84,36 @@ impl RetryConfig {
         let capped = base.min(self.max_interval.0.as_secs_f64());
         let jitter = 1.0 + self.randomization_factor * (2.0 * fastrand::f64() - 1.0);
         Duration::from_secs_f64((capped * jitter).max(0.0))
+    }
+}
+
+/// How long a stopping exporter gives its queue to send what it holds.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(8);
+
+/// The whole life of a push exporter, as the Collector's exporterhelper and Vector's sink
+/// drivers run it: every batch from `input` is turned into requests by `encode` (which
+/// counts what it cannot send) and queued; the queue's consumer sends them through
+/// `transport` with retries. At shutdown the input is drained, the queue closed, and what
+/// it holds gets [`SHUTDOWN_FLUSH`] to go out (on disk it stays for the next start).
+pub async fn run_push_exporter<B: Persist + Send + Sync + 'static>(
+    ctx: ComponentContext,
+    mut input: Input,
+    queue: &QueueConfig,
+    retry: &RetryConfig,
+    transport: impl Transport<B>,
+    mut encode: impl FnMut(PData) -> Vec<Request<B>>,
+) {
+    let (queue, consumer) = Queue::start(queue, retry, ctx.clone(), transport);
+    while let Some(data) = input.next(&ctx.shutdown).await {
+        for request in encode(data) {
+            queue.push(request);
+        }
+    }
+    // Closing the queue lets the consumer send what is queued (one attempt each, as
+    // shutdown has begun).
+    drop(queue);
+    if tokio::time::timeout(SHUTDOWN_FLUSH, consumer).await.is_err() {
+        tracing::warn!(component = %ctx.id, "queued data not sent before shutdown");
     }
 }
 
@@ -367,6 +399,57 @@ mod tests {
         assert!(sent < 64 << 20, "the backend could write {sent} bytes before the exporter hung up");
     }
 
+    /// The head of one request to a local server that answers 204.
+    async fn one_request_head(send: impl FnOnce(String) -> SendFuture) -> (Result<(), SendError>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/push", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_lowercase()
+        });
+        let result = send(url).await;
+        (result, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_http_backend_sends_content_headers_configured_headers_and_auth() {
+        let headers: BTreeMap<String, String> = [("X-Team".to_string(), "net".to_string())].into();
+        let basic = BasicAuth { username: "u".into(), password: "p".into() };
+        let settings = HttpSettings {
+            timeout: Duration::from_secs(5),
+            tls: &TlsConfig::default(),
+            headers: &headers,
+            basic_auth: Some(&basic),
+            bearer_token: None,
+        };
+        let backend = HttpBackend::new(&settings).unwrap();
+        let (result, head) = one_request_head(|url| backend.post(&url, &[("Content-Type", "application/x-protobuf")], b"x".to_vec())).await;
+        assert_eq!(result, Ok(()));
+        assert!(head.starts_with("post /push http/1.1"), "{head}");
+        for line in ["content-type: application/x-protobuf", "x-team: net", "authorization: basic dtpw"] {
+            assert!(head.contains(line), "{line} missing in {head}");
+        }
+        let bearer = HttpBackend::new(&HttpSettings { basic_auth: None, bearer_token: Some("t0k"), ..settings }).unwrap();
+        let (_, head) = one_request_head(|url| bearer.post(&url, &[], Vec::new())).await;
+        assert!(head.contains("authorization: bearer t0k"), "{head}");
+    }
+
+    #[test]
+    fn http_settings_are_checked() {
+        let headers: BTreeMap<String, String> = [("Content-Type".to_string(), "text/plain".to_string())].into();
+        let basic = BasicAuth::default();
+        let tls = TlsConfig::default();
+        let s = HttpSettings { timeout: Duration::from_secs(1), tls: &tls, headers: &headers, basic_auth: None, bearer_token: None };
+        assert_eq!(s.validate(&["content-type"]).unwrap_err(), "headers: \"Content-Type\" is set by the exporter and cannot be overridden");
+        assert_eq!(s.validate(&[]), Ok(()));
+        let both = HttpSettings { basic_auth: Some(&basic), bearer_token: Some("t"), ..s };
+        assert_eq!(both.validate(&[]).unwrap_err(), "set basic_auth or bearer_token, not both");
+    }
+
     #[test]
     fn http_classes() {
         assert_eq!(classify_http(204, None, ""), Ok(()));
@@ -416,8 +499,83 @@ impl TlsConfig {
     }
 }
 
+/// `basic_auth` of an HTTP exporter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// How an HTTP push exporter reaches its backend, as its config says.
+pub struct HttpSettings<'a> {
+    pub timeout: Duration,
+    pub tls: &'a TlsConfig,
+    /// Sent on every request (the exporter's own content headers are set apart).
+    pub headers: &'a BTreeMap<String, String>,
+    pub basic_auth: Option<&'a BasicAuth>,
+    pub bearer_token: Option<&'a str>,
+}
+
+impl HttpSettings<'_> {
+    /// The checks every HTTP exporter's config needs; `reserved` are the headers the
+    /// exporter sets itself (lower case).
+    pub fn validate(&self, reserved: &[&str]) -> Result<(), String> {
+        if let Some(h) = self.headers.keys().find(|h| reserved.contains(&h.to_ascii_lowercase().as_str())) {
+            return Err(format!("headers: \"{h}\" is set by the exporter and cannot be overridden"));
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return Err("set basic_auth or bearer_token, not both".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("timeout must be greater than zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP backend: one client (TLS, timeout) and what every request to it carries
+/// (headers, basic or bearer auth). Each push exporter only says what to post where.
+#[derive(Clone)]
+pub struct HttpBackend {
+    client: reqwest::Client,
+    headers: Vec<(String, String)>,
+    basic_auth: Option<BasicAuth>,
+    bearer_token: Option<String>,
+}
+
+impl HttpBackend {
+    pub fn new(settings: &HttpSettings<'_>) -> Result<HttpBackend, String> {
+        Ok(HttpBackend {
+            client: http_client(settings.timeout, settings.tls)?,
+            headers: settings.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            basic_auth: settings.basic_auth.cloned(),
+            bearer_token: settings.bearer_token.map(str::to_string),
+        })
+    }
+
+    /// One attempt at posting `body` to `url` with the exporter's `content` headers,
+    /// classified for the retry loop.
+    pub fn post(&self, url: &str, content: &[(&str, &str)], body: Vec<u8>) -> SendFuture {
+        let mut req = self.client.post(url);
+        for (k, v) in content {
+            req = req.header(*k, *v);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &self.basic_auth {
+            req = req.basic_auth(&b.username, Some(&b.password));
+        }
+        if let Some(t) = &self.bearer_token {
+            req = req.bearer_auth(t);
+        }
+        send_http(req.body(body))
+    }
+}
+
 /// The HTTP client of a push exporter: rustls (ring), the timeout, and the TLS settings.
-pub fn http_client(timeout: Duration, tls: &TlsConfig) -> Result<reqwest::Client, String> {
+fn http_client(timeout: Duration, tls: &TlsConfig) -> Result<reqwest::Client, String> {
     // One process-wide crypto provider for rustls; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -433,7 +591,7 @@ pub fn http_client(timeout: Duration, tls: &TlsConfig) -> Result<reqwest::Client
 
 /// Sends a prepared HTTP request once and classifies the answer: the one attempt every HTTP
 /// push exporter makes.
-pub fn send_http(request: reqwest::RequestBuilder) -> SendFuture {
+fn send_http(request: reqwest::RequestBuilder) -> SendFuture {
     Box::pin(async move {
         let resp = request
             .send()

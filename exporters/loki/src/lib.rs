@@ -9,9 +9,8 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendFuture, TlsConfig};
+use podnet_exporter_helper::{BasicAuth, HttpBackend, HttpSettings, QueueConfig, Request, RetryConfig, TlsConfig};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -32,13 +31,6 @@ pub enum Format {
     #[default]
     Protobuf,
     Json,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,20 +103,33 @@ impl Factory for LokiExporterFactory {
                 return Err(format!("labels: \"{l}\" is not a valid Loki label name"));
             }
         }
+        c.http().validate(&["content-type"])?;
         c.retry_on_failure.validate()
+    }
+}
+
+impl LokiConfig {
+    fn http(&self) -> HttpSettings<'_> {
+        HttpSettings {
+            timeout: self.timeout.0,
+            tls: &self.tls,
+            headers: &self.headers,
+            basic_auth: self.basic_auth.as_ref(),
+            bearer_token: self.bearer_token.as_deref(),
+        }
     }
 }
 
 impl ExporterFactory for LokiExporterFactory {
     fn create(&self, config: &LokiConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
-        Ok(Box::new(LokiExporter { config: config.clone(), client, ctx }))
+        let backend = HttpBackend::new(&config.http()).map_err(BuildError::new)?;
+        Ok(Box::new(LokiExporter { config: config.clone(), backend, ctx }))
     }
 }
 
 struct LokiExporter {
     config: LokiConfig,
-    client: reqwest::Client,
+    backend: HttpBackend,
     ctx: ComponentContext,
 }
 
@@ -269,60 +274,38 @@ impl podnet_exporter_helper::Persist for Body {
 }
 
 impl Exporter for LokiExporter {
-    fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
+    fn run(self: Box<Self>, input: Input) -> BoxFuture {
         Box::pin(async move {
-            let LokiExporter { config, client, ctx } = *self;
-            let (endpoint, tenant, headers, basic, bearer) = (
-                config.endpoint.clone(),
-                config.tenant_id.clone(),
-                config.headers.clone(),
-                config.basic_auth.clone(),
-                config.bearer_token.clone(),
-            );
-            let transport = move |body: Arc<Body>| -> SendFuture {
-                let mut req = client.post(&endpoint).header("Content-Type", body.content_type);
+            let LokiExporter { config, backend, ctx } = *self;
+            let (endpoint, tenant) = (config.endpoint.clone(), config.tenant_id.clone());
+            let transport = move |body: Arc<Body>| {
+                let mut content = vec![("Content-Type", body.content_type)];
                 if let Some(t) = &tenant {
-                    req = req.header("X-Scope-OrgID", t);
+                    content.push(("X-Scope-OrgID", t.as_str()));
                 }
-                for (k, v) in &headers {
-                    req = req.header(k, v);
-                }
-                if let Some(b) = &basic {
-                    req = req.basic_auth(&b.username, Some(&b.password));
-                }
-                if let Some(t) = &bearer {
-                    req = req.bearer_auth(t);
-                }
-                let req = req.body(body.bytes.clone());
-                podnet_exporter_helper::send_http(req)
+                backend.post(&endpoint, &content, body.bytes.clone())
             };
-            let (queue, consumer) =
-                podnet_exporter_helper::Queue::start(&config.sending_queue, &config.retry_on_failure, ctx.clone(), transport);
-            let push = |d: PData| {
+            let encode = |d: PData| {
                 let PData::Logs(logs) = d else {
                     ctx.telemetry.dropped(Signal::Metrics, d.item_count(), "unsupported_signal");
-                    return;
+                    return Vec::new();
                 };
                 let items = logs.record_count();
                 if items == 0 {
-                    return;
+                    return Vec::new();
                 }
                 let (bytes, content_type) = encode(to_streams(logs.resources(), &config.labels), config.format);
-                queue.push(Request { body: Arc::new(Body { bytes, content_type }), signal: Signal::Logs, items });
+                vec![Request { body: Arc::new(Body { bytes, content_type }), signal: Signal::Logs, items }]
             };
-            loop {
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    d = input.recv() => match d { Some(d) => push(d), None => break },
-                }
-            }
-            while let Some(d) = input.try_recv() {
-                push(d);
-            }
-            drop(queue);
-            if tokio::time::timeout(Duration::from_secs(8), consumer).await.is_err() {
-                tracing::warn!(component = %ctx.id, "queued events not sent before shutdown");
-            }
+            podnet_exporter_helper::run_push_exporter(
+                ctx.clone(),
+                input,
+                &config.sending_queue,
+                &config.retry_on_failure,
+                transport,
+                encode,
+            )
+            .await;
         })
     }
 }

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig};
+use podnet_exporter_helper::{HttpBackend, HttpSettings, QueueConfig, Request, RetryConfig, SendError, SendFuture, TlsConfig};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
@@ -145,32 +144,14 @@ fn classify_grpc(status: tonic::Status) -> SendError {
     }
 }
 
-async fn run_exporter<R: podnet_exporter_helper::Persist + Send + Sync + 'static>(
-    ctx: ComponentContext,
-    config: OtlpConfig,
-    mut input: Input,
-    transport: impl podnet_exporter_helper::Transport<R>,
-    encode: impl Fn(Body) -> R,
-) {
-    let (queue, consumer) = podnet_exporter_helper::Queue::start(&config.sending_queue, &config.retry_on_failure, ctx.clone(), transport);
-    let push = |d: PData| {
+/// One request per non-empty batch, encoded once for the queue by `encode`.
+fn requests<R>(encode: impl Fn(Body) -> R) -> impl FnMut(PData) -> Vec<Request<R>> {
+    move |d: PData| {
         let (body, signal, items) = to_body(d);
-        if items > 0 {
-            queue.push(Request { body: Arc::new(encode(body)), signal, items });
+        if items == 0 {
+            return Vec::new();
         }
-    };
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            d = input.recv() => match d { Some(d) => push(d), None => break },
-        }
-    }
-    while let Some(d) = input.try_recv() {
-        push(d);
-    }
-    drop(queue);
-    if tokio::time::timeout(Duration::from_secs(8), consumer).await.is_err() {
-        tracing::warn!(component = %ctx.id, "queued data not sent before shutdown");
+        vec![Request { body: Arc::new(encode(body)), signal, items }]
     }
 }
 
@@ -264,7 +245,10 @@ impl Exporter for OtlpGrpcExporter {
                 result.map_err(classify_grpc)
             })
         };
-        Box::pin(run_exporter(ctx, config, input, transport, |b| b))
+        Box::pin(async move {
+            let (queue, retry) = (config.sending_queue.clone(), config.retry_on_failure.clone());
+            podnet_exporter_helper::run_push_exporter(ctx, input, &queue, &retry, transport, requests(|b| b)).await;
+        })
     }
 }
 
@@ -306,33 +290,29 @@ fn url_for(config: &OtlpConfig, signal: Signal) -> String {
 
 impl ExporterFactory for OtlpHttpExporterFactory {
     fn create(&self, config: &OtlpConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
-        Ok(Box::new(OtlpHttpExporter { config: config.clone(), client, ctx }))
+        let settings =
+            HttpSettings { timeout: config.timeout.0, tls: &config.tls, headers: &config.headers, basic_auth: None, bearer_token: None };
+        let backend = HttpBackend::new(&settings).map_err(BuildError::new)?;
+        Ok(Box::new(OtlpHttpExporter { config: config.clone(), backend, ctx }))
     }
 }
 
 struct OtlpHttpExporter {
     config: OtlpConfig,
-    client: reqwest::Client,
+    backend: HttpBackend,
     ctx: ComponentContext,
 }
 
 impl Exporter for OtlpHttpExporter {
     fn run(self: Box<Self>, input: Input) -> BoxFuture {
-        let OtlpHttpExporter { config, client, ctx } = *self;
+        let OtlpHttpExporter { config, backend, ctx } = *self;
         let gzip = config.compression == Compression::Gzip;
-        let headers = config.headers.clone();
-        let transport = move |body: Arc<HttpBody>| -> SendFuture {
-            let mut req = client.post(&body.url).header("Content-Type", "application/x-protobuf");
-            if gzip {
-                req = req.header("Content-Encoding", "gzip");
-            }
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let req = req.body(body.bytes.clone());
-            podnet_exporter_helper::send_http(req)
+        let content: &[(&str, &str)] = if gzip {
+            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "gzip")]
+        } else {
+            &[("Content-Type", "application/x-protobuf")]
         };
+        let transport = move |body: Arc<HttpBody>| backend.post(&body.url, content, body.bytes.clone());
         let cfg = config.clone();
         let encode = move |b: Body| {
             let (signal, raw) = match b {
@@ -342,7 +322,10 @@ impl Exporter for OtlpHttpExporter {
             let bytes = if gzip { gzip_bytes(&raw) } else { raw };
             HttpBody { url: url_for(&cfg, signal), bytes }
         };
-        Box::pin(run_exporter(ctx, config, input, transport, encode))
+        Box::pin(async move {
+            let (queue, retry) = (config.sending_queue.clone(), config.retry_on_failure.clone());
+            podnet_exporter_helper::run_push_exporter(ctx, input, &queue, &retry, transport, requests(encode)).await;
+        })
     }
 }
 

@@ -223,16 +223,7 @@ impl Exporter for PrometheusExporter {
                     .await
             });
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
-            loop {
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    data = input.recv() => match data {
-                        Some(d) => shared.consume(d),
-                        None => break,
-                    },
-                }
-            }
-            while let Some(d) = input.try_recv() {
+            while let Some(d) = input.next(&ctx.shutdown).await {
                 shared.consume(d);
             }
             match server.await {

@@ -7,27 +7,19 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use podnet_exporter_helper::{QueueConfig, Request, RetryConfig, SendFuture, TlsConfig};
-use podnet_prometheus_translator::{Naming, Sample, Translator};
+use podnet_exporter_helper::{BasicAuth, HttpBackend, HttpSettings, QueueConfig, Request, RetryConfig, TlsConfig};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Exporter, ExporterFactory, Factory, FactoryInfo, Kind, Stability,
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal, keys};
+use podnet_prometheus_translator::{Naming, Sample, Translator};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::{Label, Sample as RwSample, TimeSeries, WriteRequest};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,12 +101,7 @@ impl Factory for RemoteWriteExporterFactory {
     }
     fn validate(&self, c: &RemoteWriteConfig) -> Result<(), String> {
         podnet_exporter_helper::check_http_endpoint(&c.endpoint, "http(s)://host:port/api/v1/write")?;
-        if let Some(h) = c.headers.keys().find(|h| RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())) {
-            return Err(format!("headers: \"{h}\" is set by the exporter and cannot be overridden"));
-        }
-        if c.basic_auth.is_some() && c.bearer_token.is_some() {
-            return Err("set basic_auth or bearer_token, not both".into());
-        }
+        c.http().validate(&RESERVED_HEADERS)?;
         if c.max_batch_size_bytes < 1024 {
             return Err("max_batch_size_bytes must be at least 1024".into());
         }
@@ -122,16 +109,28 @@ impl Factory for RemoteWriteExporterFactory {
     }
 }
 
+impl RemoteWriteConfig {
+    fn http(&self) -> HttpSettings<'_> {
+        HttpSettings {
+            timeout: self.timeout.0,
+            tls: &self.tls,
+            headers: &self.headers,
+            basic_auth: self.basic_auth.as_ref(),
+            bearer_token: self.bearer_token.as_deref(),
+        }
+    }
+}
+
 impl ExporterFactory for RemoteWriteExporterFactory {
     fn create(&self, config: &RemoteWriteConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
-        let client = podnet_exporter_helper::http_client(config.timeout.0, &config.tls).map_err(BuildError::new)?;
-        Ok(Box::new(RemoteWriteExporter { config: config.clone(), client, ctx }))
+        let backend = HttpBackend::new(&config.http()).map_err(BuildError::new)?;
+        Ok(Box::new(RemoteWriteExporter { config: config.clone(), backend, ctx }))
     }
 }
 
 struct RemoteWriteExporter {
     config: RemoteWriteConfig,
-    client: reqwest::Client,
+    backend: HttpBackend,
     ctx: ComponentContext,
 }
 
@@ -180,51 +179,25 @@ pub fn encode(series: Vec<TimeSeries>, max_bytes: usize) -> Vec<(Vec<u8>, usize)
         .collect()
 }
 
-fn transport(config: &RemoteWriteConfig, client: reqwest::Client) -> impl Fn(Arc<Vec<u8>>) -> SendFuture + Send + Sync + 'static {
-    let endpoint = config.endpoint.clone();
-    let headers = config.headers.clone();
-    let basic = config.basic_auth.clone();
-    let bearer = config.bearer_token.clone();
-    move |body: Arc<Vec<u8>>| {
-        let mut req = client
-            .post(&endpoint)
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
-        for (k, v) in &headers {
-            req = req.header(k, v);
-        }
-        if let Some(b) = &basic {
-            req = req.basic_auth(&b.username, Some(&b.password));
-        }
-        if let Some(t) = &bearer {
-            req = req.bearer_auth(t);
-        }
-        let req = req.body(body.as_ref().clone());
-        podnet_exporter_helper::send_http(req)
-    }
-}
+const CONTENT_HEADERS: [(&str, &str); 3] =
+    [("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")];
 
 impl Exporter for RemoteWriteExporter {
-    fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
+    fn run(self: Box<Self>, input: Input) -> BoxFuture {
         Box::pin(async move {
-            let RemoteWriteExporter { config, client, ctx } = *self;
-            let (queue, consumer) = podnet_exporter_helper::Queue::start(
-                &config.sending_queue,
-                &config.retry_on_failure,
-                ctx.clone(),
-                transport(&config, client),
-            );
+            let RemoteWriteExporter { config, backend, ctx } = *self;
+            let endpoint = config.endpoint.clone();
+            let transport = move |body: Arc<Vec<u8>>| backend.post(&endpoint, &CONTENT_HEADERS, body.as_ref().clone());
             let translator = Translator {
                 naming: config.naming,
                 namespace: &config.namespace,
                 resource_labels: &config.resource_attributes_as_labels,
                 const_labels: &[],
             };
-            let handle = |data: PData| {
+            let encode = |data: PData| {
                 let PData::Metrics(m) = data else {
                     ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
-                    return;
+                    return Vec::new();
                 };
                 let mut samples = Vec::new();
                 let skipped = translator.translate(m.resources(), &mut samples);
@@ -235,25 +208,20 @@ impl Exporter for RemoteWriteExporter {
                     ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
                     tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only");
                 }
-                for (body, items) in encode(to_timeseries(samples, &config.external_labels), config.max_batch_size_bytes) {
-                    queue.push(Request { body: Arc::new(body), signal: Signal::Metrics, items });
-                }
+                encode(to_timeseries(samples, &config.external_labels), config.max_batch_size_bytes)
+                    .into_iter()
+                    .map(|(body, items)| Request { body: Arc::new(body), signal: Signal::Metrics, items })
+                    .collect()
             };
-            loop {
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    d = input.recv() => match d { Some(d) => handle(d), None => break },
-                }
-            }
-            while let Some(d) = input.try_recv() {
-                handle(d);
-            }
-            // Closing the queue lets the consumer send what is queued (one attempt each, as
-            // shutdown has begun), within the stop timeout.
-            drop(queue);
-            if tokio::time::timeout(Duration::from_secs(8), consumer).await.is_err() {
-                tracing::warn!(component = %ctx.id, "queued data not sent before shutdown");
-            }
+            podnet_exporter_helper::run_push_exporter(
+                ctx.clone(),
+                input,
+                &config.sending_queue,
+                &config.retry_on_failure,
+                transport,
+                encode,
+            )
+            .await;
         })
     }
 }

@@ -8,10 +8,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podnet_prometheus_translator::{Naming, Translator};
 use podnet_exporter_prometheus_remote_write::{encode, to_timeseries};
 use podnet_integration::{free_port, http_get};
 use podnet_pipeline::pdata::{MetricDef, Metrics, MetricsBuilder, keys, kv_int, kv_str};
+use podnet_prometheus_translator::{Naming, Translator};
 use prost::Message;
 
 const NAMESPACES: usize = 1000;

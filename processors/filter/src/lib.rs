@@ -152,17 +152,8 @@ impl Processor for FilterProcessor {
                 }
                 (!empty).then_some(data)
             };
-            loop {
-                let data = tokio::select! {
-                    _ = self.ctx.shutdown.cancelled() => break,
-                    d = input.recv() => match d { Some(d) => d, None => break },
-                };
-                if let Some(d) = process(data) {
-                    outputs.send(d).await;
-                }
-            }
-            // Pass on what was already queued, so a reload loses nothing in flight.
-            while let Some(d) = input.try_recv() {
+            // After shutdown, what was already queued is passed on: a reload loses nothing.
+            while let Some(d) = input.next(&self.ctx.shutdown).await {
                 if let Some(d) = process(d) {
                     outputs.send(d).await;
                 }

@@ -303,14 +303,7 @@ impl Processor for K8sAttributesProcessor {
                     }
                 }
             };
-            loop {
-                let data = tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    d = input.recv() => match d { Some(d) => d, None => break },
-                };
-                outputs.send(process(data)).await;
-            }
-            while let Some(d) = input.try_recv() {
+            while let Some(d) = input.next(&ctx.shutdown).await {
                 outputs.send(process(d)).await;
             }
         })
