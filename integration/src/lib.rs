@@ -30,14 +30,19 @@ pub fn free_port() -> u16 {
 
 pub struct Agent {
     child: Child,
+    /// The Prometheus endpoint's port (`PODNET_LISTEN`).
     pub port: u16,
+    /// The health_check extension's port (`PODNET_HEALTH_LISTEN`), when the config has one.
+    pub health_port: u16,
     pub log: PathBuf,
     pub stdout: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Agent {
-    /// Starts `podnet run` with `args`, listening on a free port passed as PODNET_LISTEN.
+    /// Starts `podnet run` with `args`, listening on free ports passed as PODNET_LISTEN
+    /// (metrics) and PODNET_HEALTH_LISTEN (health_check). Ready means `/readyz` answers 200
+    /// on the health port; a config without health_check is ready once `/metrics` answers.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Agent {
         Self::start_with_port(args, env, free_port())
     }
@@ -50,18 +55,32 @@ impl Agent {
         let stdout = dir.path().join("stdout.log");
         let stdout_file = std::fs::File::create(&stdout).expect("stdout file");
         let mut cmd = Command::new(podnet_binary());
-        cmd.arg("run").args(args).env("PODNET_LISTEN", format!("127.0.0.1:{port}")).env("PODNET_LOG", "info");
+        let health_port = free_port();
+        cmd.arg("run")
+            .args(args)
+            .env("PODNET_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PODNET_HEALTH_LISTEN", format!("127.0.0.1:{health_port}"))
+            .env("PODNET_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.stdout(stdout_file).stderr(log_file).spawn().expect("spawn podnet");
-        let agent = Agent { child, port, log, stdout, _dir: dir };
-        agent.wait_until(Duration::from_secs(20), "podnet to answer /readyz", || agent.get("/readyz").is_some_and(|(s, _)| s == 200));
+        let agent = Agent { child, port, health_port, log, stdout, _dir: dir };
+        agent.wait_until(Duration::from_secs(20), "podnet to be ready", || match agent.health("/readyz") {
+            Some((code, _)) => code == 200,
+            None => agent.get("/metrics").is_some_and(|(s, _)| s == 200),
+        });
         agent
     }
 
+    /// GET on the Prometheus endpoint.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.port, path)
+    }
+
+    /// GET on the health_check endpoint (`/healthz`, `/readyz`, `/status`).
+    pub fn health(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.health_port, path)
     }
 
     pub fn metrics(&self) -> String {

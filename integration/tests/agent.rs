@@ -39,8 +39,8 @@ fn embedded_default_serves_kubeskoop_netdev_from_the_host_namespace() {
     // Self-telemetry and the other endpoints.
     assert!(m.contains("podnet_component_up{component_id=\"procfs\",component_kind=\"receiver\",state=\"running\"} 1"), "{m}");
     assert!(m.contains("podnet_receiver_collection_duration_seconds_count{"), "{m}");
-    assert_eq!(agent.get("/healthz").unwrap().0, 200);
-    let (code, status) = agent.get("/status").unwrap();
+    assert_eq!(agent.health("/healthz").unwrap().0, 200);
+    let (code, status) = agent.health("/status").unwrap();
     assert_eq!(code, 200);
     assert!(status.contains("\"id\": \"procfs\"") && status.contains("\"state\": \"running\""), "{status}");
     if !Path::new("/proc/net/ip_vs_stats").exists() {
@@ -101,7 +101,10 @@ fn value_equals_the_sum_over_non_loopback_devices_and_follows_it() {
 
 fn config(receivers: &[&str], extra_receivers: &str, expiration: &str) -> String {
     format!(
-        "receivers:
+        "extensions:
+  health_check:
+    endpoint: ${{env:PODNET_HEALTH_LISTEN}}
+receivers:
   procfs:
     collection_interval: 200ms
 {extra_receivers}exporters:
@@ -110,6 +113,7 @@ fn config(receivers: &[&str], extra_receivers: &str, expiration: &str) -> String
     naming: otel
     metric_expiration: {expiration}
 service:
+  extensions: [health_check]
   pipelines:
     metrics:
       receivers: [{}]
@@ -173,7 +177,7 @@ fn hot_reload_by_edit_symlink_swap_and_sighup() {
     std::fs::write(v3.join("config.yaml"), config(&["procfs", "procfs/devices"], DEVICES, "2s").replace("200ms", "2x")).unwrap();
     agent.wait_until(Duration::from_secs(10), "rejection logged", || agent.log_text().contains("config reload rejected"));
     assert!(agent.log_text().contains("receivers::procfs::collection_interval: invalid duration \"2x\""), "{}", agent.log_text());
-    let status = agent.get("/status").unwrap().1;
+    let status = agent.health("/status").unwrap().1;
     assert!(status.contains("\"result\": \"rejected\""), "{status}");
     // The old pipeline keeps serving fresh data.
     let metrics = agent.metrics();
@@ -218,7 +222,7 @@ fn reload_to_a_taken_port_rolls_back() {
         agent.log_text()
     );
     agent.wait_until(Duration::from_secs(10), "old endpoint serving again", || {
-        agent.get("/status").is_some_and(|(_, b)| b.contains("\"result\": \"rolled_back\""))
+        agent.health("/status").is_some_and(|(_, b)| b.contains("\"result\": \"rolled_back\""))
     });
     agent.wait_until(Duration::from_secs(10), "series served again", || agent.metrics().contains("system_network_io_bytes_total{"));
 }
@@ -313,4 +317,26 @@ fn shipped_debug_config_prints_and_writes_otlp_json_lines() {
     assert!(om.ends_with("# EOF\n"), "{om}");
     let text = agent.metrics();
     assert!(text.contains("# TYPE system_network_io_bytes_total counter\n") && !text.contains("# EOF"), "{text}");
+}
+
+/// A push-only pipeline (no Prometheus endpoint) still answers the DaemonSet's probes: the
+/// health_check extension serves liveness, readiness, the Collector's answer and /status.
+#[test]
+fn a_push_only_pipeline_answers_health_checks() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/otlp.yaml");
+    let otlp_port = podnet_integration::free_port();
+    let endpoint = format!("http://127.0.0.1:{otlp_port}");
+    let agent = Agent::start(&["-c", config.to_str().unwrap()], &[("PODNET_OTLP_ENDPOINT", endpoint.as_str()), ("PODNET_NODE_NAME", NODE)]);
+    assert_eq!(agent.get("/metrics"), None, "otlp.yaml has no scrape endpoint");
+    assert_eq!(agent.health("/healthz").map(|(c, _)| c), Some(200));
+    assert_eq!(agent.health("/readyz").map(|(c, _)| c), Some(200));
+    let (code, body) = agent.health("/").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!((code, v["status"].as_str()), (200, Some("Server available")), "{body}");
+    assert!(v["upSince"].as_str().is_some_and(|s| s.ends_with('Z')) && v["uptime"].as_str().is_some_and(|s| s.ends_with('s')), "{body}");
+    let (_, status) = agent.health("/status").unwrap();
+    for id in ["\"id\": \"health_check\"", "\"id\": \"netns\"", "\"id\": \"otlp_grpc\"", "\"id\": \"procfs\""] {
+        assert!(status.contains(id), "{id} in {status}");
+    }
+    assert!(agent.stop().success());
 }

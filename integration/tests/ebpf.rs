@@ -298,7 +298,10 @@ fn a_probe_without_its_hook_is_unsupported_and_the_rest_run() {
     let config = dir.path().join("podnet.yaml");
     std::fs::write(
         &config,
-        "receivers:
+        "extensions:
+  health_check:
+    endpoint: ${env:PODNET_HEALTH_LISTEN}
+receivers:
   ebpf:
     collection_interval: 300ms
     probes:
@@ -308,6 +311,7 @@ exporters:
   prometheus:
     endpoint: ${env:PODNET_LISTEN}
 service:
+  extensions: [health_check]
   pipelines:
     metrics:
       receivers: [ebpf]
@@ -321,7 +325,7 @@ service:
         labeled_sum(&m, "podnet_probe_up", &[("probe", "tcpreset")]) == 1.0
             && m.lines().any(|l| l.starts_with("podnet_probe_up{") && l.contains("probe=\"packetloss\""))
     });
-    let (_, status) = agent.get("/status").unwrap();
+    let (_, status) = agent.health("/status").unwrap();
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let text = v.to_string();
     assert!(

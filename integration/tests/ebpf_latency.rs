@@ -47,7 +47,10 @@ fn agent(dir: &Path, probes: &str) -> (Agent, u16) {
     std::fs::write(
         &config,
         format!(
-            "receivers:
+            "extensions:
+  health_check:
+    endpoint: ${{env:PODNET_HEALTH_LISTEN}}
+receivers:
   ebpf:
     collection_interval: 300ms
     flush_interval: 50ms
@@ -72,6 +75,7 @@ service:
     logs:
       receivers: [ebpf]
       exporters: [file]
+  extensions: [health_check]
 ",
             dir.join("events.jsonl").display(),
             dir.join("metrics.otlp.jsonl").display()
@@ -345,7 +349,7 @@ fn softirq_and_kernellatency_move_under_traffic() {
     // virtcmdlatency needs kprobes: unsupported here, with the reason, and the others run.
     if !Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
         assert_eq!(labeled_sum(&m, "podnet_probe_up", &[("probe", "virtcmdlatency")]), 0.0);
-        let (_, status) = agent.get("/status").unwrap();
+        let (_, status) = agent.health("/status").unwrap();
         assert!(status.contains("virtcmdlatency") && status.contains("kprobe/virtnet_send_command"), "{status}");
     }
 

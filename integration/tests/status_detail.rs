@@ -1,4 +1,4 @@
-//! `/status` on the node's address: a caller on the node (loopback) sees every detail; a
+//! The health_check extension's `/status` on the node's address: a caller on the node (loopback) sees every detail; a
 //! caller elsewhere (here: a test pod reaching the host over a veth) sees states only.
 
 use std::io::{Read, Write};
@@ -44,14 +44,17 @@ fn status_detail_is_for_the_node_only() {
     ip(&["-n", &pod.0, "addr", "add", "10.214.0.2/24", "dev", &pod_end]);
     ip(&["-n", &pod.0, "link", "set", &pod_end, "up"]);
 
-    let port = free_port();
+    let (port, health) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("podnet.yaml");
     // An IPVS probe on a node without IPVS: an unsupported reason to hide.
     std::fs::write(
         &config,
         format!(
-            "receivers:
+            "extensions:
+  health_check:
+    endpoint: 0.0.0.0:{health}
+receivers:
   procfs:
     namespaces: host
     probes: [netdev, ipvs]
@@ -59,6 +62,7 @@ exporters:
   prometheus:
     endpoint: 0.0.0.0:{port}
 service:
+  extensions: [health_check]
   pipelines:
     metrics:
       receivers: [procfs]
@@ -68,9 +72,9 @@ service:
     )
     .unwrap();
     let _agent = Agent::start_with_port(&["-c", config.to_str().unwrap()], &[], port);
-    let local = get(&format!("127.0.0.1:{port}"), "/status");
+    let local = get(&format!("127.0.0.1:{health}"), "/status");
     assert!(local.contains(config.to_str().unwrap()), "the node sees the config source: {local}");
-    let remote = in_netns(&pod.0, || get(&format!("10.214.0.1:{port}"), "/status"));
+    let remote = in_netns(&pod.0, || get(&format!("10.214.0.1:{health}"), "/status"));
     assert!(remote.contains("200 OK") && remote.contains("\"ready\""), "{remote}");
     assert!(!remote.contains(config.to_str().unwrap()), "a pod does not see the config's path: {remote}");
     assert!(remote.contains("hidden: ask from the node itself"), "{remote}");

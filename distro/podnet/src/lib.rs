@@ -15,6 +15,7 @@ pub fn default_source() -> ConfigSource {
 pub fn registry() -> Registry {
     Registry::new()
         .extension(podnet_netns::NetnsExtensionFactory)
+        .extension(podnet_extension_health_check::HealthCheckExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
         .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
         .receiver(podnet_receiver_ebpf::EbpfReceiverFactory)

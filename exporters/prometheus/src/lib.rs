@@ -1,5 +1,6 @@
 //! Exporter `prometheus`: a scrape endpoint (default `0.0.0.0:9102/metrics`) that also
-//! answers `/healthz`, `/readyz` and `/status`, and serves podnet's own `podnet_*` metrics.
+//! serves podnet's own `podnet_*` metrics. Health and status are the `health_check`
+//! extension's.
 
 pub mod store;
 
@@ -8,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use podnet_pipeline::component::{
@@ -68,7 +69,7 @@ impl Default for PrometheusConfig {
     }
 }
 
-const RESERVED_PATHS: [&str; 4] = ["/", "/healthz", "/readyz", "/status"];
+const RESERVED_PATHS: [&str; 1] = ["/"];
 
 pub struct PrometheusExporterFactory;
 
@@ -81,7 +82,7 @@ impl Factory for PrometheusExporterFactory {
             kind: Kind::Exporter,
             signals: &[Signal::Metrics],
             stability: Stability::Beta,
-            description: "Prometheus scrape endpoint (text or OpenMetrics), with /healthz, /readyz and /status",
+            description: "Prometheus scrape endpoint (text or OpenMetrics), with podnet's own metrics",
             probes: &[],
         }
     }
@@ -217,11 +218,10 @@ impl Exporter for PrometheusExporter {
             };
             let app = router(&config.path, shared.clone());
             let shutdown = ctx.shutdown.clone();
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await
-            });
+            let server =
+                tokio::spawn(
+                    async move { axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await },
+                );
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
             while let Some(d) = input.next(&ctx.shutdown).await {
                 shared.consume(d);
@@ -236,13 +236,7 @@ impl Exporter for PrometheusExporter {
 }
 
 fn router(path: &str, shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(path, get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/status", get(status))
-        .route("/", get(index))
-        .with_state(shared)
+    Router::new().route(path, get(metrics)).route("/", get(index)).with_state(shared)
 }
 
 /// OpenMetrics only when enabled and asked for: Prometheus asks by default, and would then
@@ -258,27 +252,9 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-async fn ready(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.ctx.host.status.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
-    }
-}
-
-/// The whole report to a caller on the node (loopback); states without detail to others.
-async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>) -> Response {
-    let report = shared.ctx.host.status.report();
-    let report = if peer.ip().is_loopback() { report } else { report.without_detail() };
-    match serde_json::to_string_pretty(&report) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
 async fn index(State(shared): State<Arc<Shared>>) -> Response {
     let body = format!(
-        "podnet {}\n\n{}  metrics\n/healthz  liveness\n/readyz   readiness\n/status   components and their states (JSON)\n",
+        "podnet {}\n\n{}  metrics (health and status: the health_check extension's endpoint)\n",
         env!("CARGO_PKG_VERSION"),
         shared.config.path
     );

@@ -145,7 +145,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let podnet_port = free_port();
     let mut podnet = start_podnet(dir.path(), podnet_port);
-    wait_ready(podnet_port, "/readyz");
+    wait_ready(podnet_port, "/metrics");
     let p = measure(&podnet, podnet_port, true);
     let _ = podnet.kill();
     let _ = podnet.wait();
