@@ -5,6 +5,9 @@
 //! the list response is gone, per 1,000 pods, min/median/max over rounds in fresh
 //! processes (one round per process: the allocator keeps what it got).
 //!
+//! The server pages its answer (100 pods, continue tokens) when the client asks for a
+//! limit, and answers whole otherwise, as an API server does.
+//!
 //! `bench_kube_memory [pods] [rounds]` (defaults 1000, 5). Run as a child of itself with
 //! `--round` for each measurement.
 
@@ -65,13 +68,40 @@ fn pod(i: usize) -> serde_json::Value {
     })
 }
 
-/// Answers a list with `body`, then holds every watch open without events.
-fn serve(body: Arc<Vec<u8>>) -> u16 {
+/// The list as an API server answers it: whole, or in pages of `PAGE` with continue tokens
+/// when the client asks for a limit (as it does for kube-rs's watcher). Encoded before the
+/// measurement starts, so the server's own allocations are not counted.
+struct Lists {
+    whole: Vec<u8>,
+    pages: Vec<Vec<u8>>,
+}
+
+const PAGE: usize = 100;
+
+fn lists(pods: usize) -> Lists {
+    let items: Vec<serde_json::Value> = (0..pods).map(pod).collect();
+    let list = |items: &[serde_json::Value], cont: Option<String>| {
+        let mut meta = serde_json::json!({"resourceVersion": "999999"});
+        if let Some(c) = cont {
+            meta["continue"] = c.into();
+        }
+        serde_json::to_vec(&serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items})).expect("json")
+    };
+    let pages = items
+        .chunks(PAGE)
+        .enumerate()
+        .map(|(i, chunk)| list(chunk, ((i + 1) * PAGE < items.len()).then(|| format!("page{}", i + 1))))
+        .collect();
+    Lists { whole: list(&items, None), pages }
+}
+
+/// Answers lists from `lists`, then holds every watch open without events.
+fn serve(lists: Arc<Lists>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let body = body.clone();
+            let lists = lists.clone();
             std::thread::spawn(move || {
                 let mut s = stream;
                 let mut head = Vec::new();
@@ -84,8 +114,16 @@ fn serve(body: Arc<Vec<u8>>) -> u16 {
                     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
                     std::thread::sleep(Duration::from_secs(3600));
                 } else {
+                    let page: Option<usize> =
+                        line.split(['?', '&', ' ']).find_map(|p| p.strip_prefix("continue=page")).and_then(|n| n.parse().ok());
+                    assert!(!line.contains("limit=") || line.contains(&format!("limit={PAGE}")), "pages of {PAGE} only: {line}");
+                    let body = match (line.contains("limit="), page) {
+                        (false, _) => &lists.whole,
+                        (true, None) => &lists.pages[0],
+                        (true, Some(n)) => &lists.pages[n],
+                    };
                     let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let _ = s.write_all(&body);
+                    let _ = s.write_all(body);
                 }
             });
         }
@@ -100,16 +138,58 @@ fn rss_kib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// podnet's source: kube-runtime's watcher into podnet's compact store.
+    Podnet,
+    /// The textbook kube-rs way: `reflector` over the same watcher, holding typed Pods
+    /// (managedFields dropped, as kube-rs recommends).
+    Reflector,
+}
+
+/// The reference column: list and watch the same pods into a reflector store.
+async fn reflector_until_loaded(port: u16, pods: usize) -> kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod> {
+    use futures_util::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let client = kube::Client::try_from(kube::Config::new(format!("http://127.0.0.1:{port}").parse().expect("uri"))).expect("client");
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default().fields("spec.nodeName=node-1").page_size(PAGE as u32)).modify(|p| {
+            p.metadata.managed_fields = None;
+        }),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    while reader.state().len() < pods {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader
+}
+
 /// One measurement in this process: KiB of RSS per 1,000 pods.
-fn round(pods: usize) -> f64 {
-    let items: Vec<serde_json::Value> = (0..pods).map(pod).collect();
-    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "999999"}, "items": items});
-    let body = serde_json::to_vec(&list).expect("json");
-    drop(list);
-    let port = serve(Arc::new(body));
+fn round(pods: usize, source: Source) -> f64 {
+    let port = serve(Arc::new(lists(pods)));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     std::thread::sleep(Duration::from_millis(200));
+    // Give back what building the fixture freed, so only the source's growth is measured.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let before = rss_kib();
+    if source == Source::Reflector {
+        let reader = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), reflector_until_loaded(port, pods)).await })
+            .expect("the reflector loads every pod");
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rss_kib();
+        drop(reader);
+        return (after - before) * 1000.0 / pods as f64;
+    }
     let store: PodStore = Arc::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let config = KubeApiConfig { token_file: "/nonexistent".into(), ..Default::default() };
@@ -133,26 +213,43 @@ fn round(pods: usize) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--round") {
+    if let Some(source) = args.get(1).and_then(|a| match a.as_str() {
+        "--round" => Some(Source::Podnet),
+        "--round-reflector" => Some(Source::Reflector),
+        _ => None,
+    }) {
         let pods = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
-        println!("{:.0}", round(pods));
+        println!("{:.0}", round(pods, source));
         return;
     }
     let pods: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
     let exe = std::env::current_exe().expect("exe");
-    let mut kib: Vec<f64> = (0..rounds)
-        .filter_map(|_| {
-            let out = Command::new(&exe).args(["--round", &pods.to_string()]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        })
-        .collect();
-    kib.sort_by(f64::total_cmp);
-    if kib.is_empty() {
+    // Interleaved rounds, each in a fresh process.
+    let (mut ours, mut reference) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (flag, out) in [("--round", &mut ours), ("--round-reflector", &mut reference)] {
+            let run = Command::new(&exe).args([flag, &pods.to_string()]).output();
+            if let Some(v) = run.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok()) {
+                out.push(v);
+            }
+        }
+    }
+    if ours.is_empty() || reference.is_empty() {
         eprintln!("no round finished");
         std::process::exit(1);
     }
-    println!("## Kubernetes API source: memory held per 1,000 pods ({pods} pods of ~6 KB JSON, {} rounds)\n", kib.len());
-    println!("| what | min | median | max |\n|---|---|---|---|");
-    println!("| RSS growth, KiB per 1,000 pods | {:.0} | {:.0} | {:.0} |", kib[0], kib[kib.len() / 2], kib[kib.len() - 1]);
+    ours.sort_by(f64::total_cmp);
+    reference.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v[v.len() / 2];
+    println!("## Kubernetes API source: RSS held per 1,000 pods ({pods} pods of ~6 KB JSON, {rounds} interleaved rounds)\n");
+    println!(
+        "Both list in pages of {PAGE} (podnet's setting) and keep watching; RSS growth from before the source starts to all pods loaded,"
+    );
+    println!("per 1,000 pods (allocator high-water included: that is what the node sees).\n");
+    println!("| source | min | median | max |\n|---|---|---|---|");
+    let row = |name: &str, v: &[f64]| println!("| {name} | {:.0} KiB | {:.0} KiB | {:.0} KiB |", v[0], median(v), v[v.len() - 1]);
+    row("podnet (kube-runtime watcher → compact store)", &ours);
+    row("kube-rs reflector of typed Pods, managedFields dropped", &reference);
+    println!("\npodnet / reflector (medians): {:.2}x", median(&ours) / median(&reference));
 }

@@ -1,15 +1,25 @@
-//! Pods of this node from the Kubernetes API: a list, then a watch from its
-//! resourceVersion (`fieldSelector=spec.nodeName=<node>`, so no cluster-wide traffic),
-//! resumed from the last version seen when the connection drops, and a fresh list when
-//! the API says that version is gone (410). Needs only get/list/watch on pods.
+//! Pods of this node from the Kubernetes API, through kube-runtime's watcher: a list, then
+//! a watch from its resourceVersion (`fieldSelector=spec.nodeName=<node>`, so no
+//! cluster-wide traffic), resumed from the last version seen when the connection drops, a
+//! fresh list when the API says that version is gone (410), and the watcher's backoff on
+//! errors. Needs only get/list/watch on pods.
+//!
+//! The store keeps podnet's compact view of each pod ([`ApiPod`]), not the typed object:
+//! the typed Pod with its spec and status is ten times larger, and the identity cache will
+//! hold every pod of a cluster. Responses are capped (`CapLayer`): an error body is read up
+//! to 64 KiB, a list up to 64 MiB, a watch event up to 4 MiB (a larger one makes the
+//! source list again, as it would come back on resume).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::pods::Pod;
@@ -99,10 +109,10 @@ pub struct ApiPod {
 /// The workload that owns a pod, from its owner references: a ReplicaSet named
 /// `<deployment>-<pod-template-hash>` is a Deployment's, a Job named `<cronjob>-<digits>` a
 /// CronJob's. No ReplicaSet or Job is looked up.
-pub fn workload(owners: &[Value], labels: &HashMap<String, String>) -> Option<(&'static str, String)> {
-    let owner = owners.iter().find(|o| o["controller"].as_bool() == Some(true)).or_else(|| owners.first())?;
-    let name = owner["name"].as_str()?.to_string();
-    Some(match owner["kind"].as_str()? {
+pub fn workload(owners: &[OwnerReference], labels: &BTreeMap<String, String>) -> Option<(&'static str, String)> {
+    let owner = owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())?;
+    let name = owner.name.clone();
+    Some(match owner.kind.as_str() {
         "ReplicaSet" => match labels.get("pod-template-hash").and_then(|h| name.strip_suffix(&format!("-{h}"))) {
             Some(deployment) => ("k8s.deployment.name", deployment.to_string()),
             None => ("k8s.replicaset.name", name),
@@ -119,28 +129,25 @@ pub fn workload(owners: &[Value], labels: &HashMap<String, String>) -> Option<(&
     })
 }
 
-fn string_map(v: &Value) -> HashMap<String, String> {
-    v.as_object().map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default()
-}
-
-/// A Pod object (JSON) to what podnet keeps of it.
-pub fn parse_pod(v: &Value) -> Option<ApiPod> {
-    let meta = &v["metadata"];
-    let labels = string_map(&meta["labels"]);
-    let owners = meta["ownerReferences"].as_array().cloned().unwrap_or_default();
-    Some(ApiPod {
-        pod: Pod {
-            name: meta["name"].as_str()?.to_string(),
-            namespace: meta["namespace"].as_str().unwrap_or_default().to_string(),
-            uid: meta["uid"].as_str()?.to_string(),
-            ip: v["status"]["podIP"].as_str().unwrap_or_default().to_string(),
-            workload: workload(&owners, &labels),
-            labels: labels.into_iter().collect(),
-            annotations: string_map(&meta["annotations"]).into_iter().collect(),
-        },
-        host_network: v["spec"]["hostNetwork"].as_bool().unwrap_or(false),
-        resource_version: meta["resourceVersion"].as_str().unwrap_or_default().to_string(),
-    })
+impl ApiPod {
+    /// What podnet keeps of a Pod object; `None` without a name or uid.
+    pub fn from_pod(p: &k8s_openapi::api::core::v1::Pod) -> Option<ApiPod> {
+        let meta = &p.metadata;
+        let labels = meta.labels.clone().unwrap_or_default();
+        Some(ApiPod {
+            pod: Pod {
+                name: meta.name.clone()?,
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                uid: meta.uid.clone()?,
+                ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+                workload: workload(meta.owner_references.as_deref().unwrap_or_default(), &labels),
+                labels,
+                annotations: meta.annotations.clone().unwrap_or_default(),
+            },
+            host_network: p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,9 +156,6 @@ pub enum KubeError {
     Setup(String),
     #[error("{url}: {reason}")]
     Request { url: String, reason: String },
-    /// The resourceVersion is too old: list again.
-    #[error("resource version gone (410): relisting")]
-    Gone,
     /// A watch event over the size limit: it would come again on resume, so list again.
     #[error("{url}: a watch event over {limit} bytes: refused, relisting")]
     EventTooLarge { url: String, limit: usize },
@@ -161,181 +165,281 @@ pub enum KubeError {
 pub type PodStore = Arc<Mutex<HashMap<String, ApiPod>>>;
 
 pub struct KubeClient {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
+    client: kube::Client,
+    /// This node's pods, as a URL for messages.
+    url: String,
     node: String,
 }
 
 impl KubeClient {
     pub fn new(endpoint: &str, config: &KubeApiConfig, node: &str) -> Result<KubeClient, KubeError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // A watch is a long response; the server ends it (timeoutSeconds) well before this.
-            .read_timeout(Duration::from_secs(330))
-            .user_agent(concat!("podnet/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(config.insecure_skip_verify);
+        let uri: http::Uri =
+            endpoint.parse().map_err(|e| KubeError::Setup(format!("kube_api::endpoint \"{endpoint}\": {e} (use https://host:port)")))?;
+        let mut kc = kube::Config::new(uri);
+        kc.connect_timeout = Some(Duration::from_secs(5));
+        kc.accept_invalid_certs = config.insecure_skip_verify;
         if endpoint.starts_with("https://") && config.ca_file.exists() {
+            // Read now so a bad file fails here with its name; kube re-reads it as it rotates.
             let pem = std::fs::read(&config.ca_file)
                 .map_err(|e| KubeError::Setup(format!("kube_api::ca_file {}: {e}", config.ca_file.display())))?;
-            let ca = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| KubeError::Setup(format!("kube_api::ca_file {}: {e}", config.ca_file.display())))?;
-            builder = builder.tls_certs_only([ca]);
-        }
-        let http = builder.build().map_err(|e| KubeError::Setup(format!("cannot build the HTTP client: {e}")))?;
-        // The token is re-read on each request: kubelet rotates projected tokens.
-        let token = config.token_file.exists().then(|| config.token_file.display().to_string());
-        Ok(KubeClient { http, base: endpoint.trim_end_matches('/').to_string(), token, node: node.to_string() })
-    }
-
-    fn url(&self, extra: &str) -> String {
-        format!("{}/api/v1/pods?fieldSelector=spec.nodeName%3D{}{extra}", self.base, self.node)
-    }
-
-    async fn get(&self, url: &str) -> Result<reqwest::Response, KubeError> {
-        let mut req = self.http.get(url);
-        if let Some(path) = &self.token
-            && let Ok(t) = std::fs::read_to_string(path)
-        {
-            req = req.bearer_auth(t.trim());
-        }
-        let resp = req.send().await.map_err(|e| KubeError::Request { url: url.into(), reason: e.to_string() })?;
-        match resp.status().as_u16() {
-            200 => Ok(resp),
-            410 => Err(KubeError::Gone),
-            code => {
-                let body = read_capped(resp, ERROR_BODY_CAP).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let hint =
-                    if code == 401 || code == 403 { " (podnet needs get, list and watch on pods: see the DaemonSet's RBAC)" } else { "" };
-                Err(KubeError::Request {
-                    url: url.into(),
-                    reason: format!("HTTP {code}{hint}: {}", body.chars().take(200).collect::<String>()),
-                })
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(KubeError::Setup(format!("kube_api::ca_file {}: no PEM certificate in it", config.ca_file.display())));
             }
+            kc.root_cert_file = Some(config.ca_file.clone());
         }
+        // kube re-reads the token file as kubelet rotates projected tokens.
+        if config.token_file.exists() {
+            kc.auth_info.token_file = Some(config.token_file.display().to_string());
+        }
+        if let Ok(ua) = http::HeaderValue::from_str(concat!("podnet/", env!("CARGO_PKG_VERSION"))) {
+            kc.headers.push((http::header::USER_AGENT, ua));
+        }
+        let client = kube::client::ClientBuilder::try_from(kc)
+            .map_err(|e| KubeError::Setup(format!("cannot build the Kubernetes client: {e}")))?
+            .with_layer(&cap::CapLayer)
+            .build();
+        let url = format!("{}/api/v1/pods?fieldSelector=spec.nodeName%3D{node}", endpoint.trim_end_matches('/'));
+        Ok(KubeClient { client, url, node: node.to_string() })
     }
 
-    /// The node's pods and the list's resourceVersion.
-    pub async fn list(&self) -> Result<(HashMap<String, ApiPod>, String), KubeError> {
-        let url = self.url("");
-        let resp = self.get(&url).await?;
-        let bytes = read_capped(resp, MAX_POD_LIST).await.map_err(|e| KubeError::Request { url: url.clone(), reason: e.to_string() })?;
-        if bytes.len() >= MAX_POD_LIST {
-            return Err(KubeError::Request { url: url.clone(), reason: format!("the pod list is over {MAX_POD_LIST} bytes: refused") });
-        }
-        let body: Value =
-            serde_json::from_slice(&bytes).map_err(|e| KubeError::Request { url: url.clone(), reason: format!("not a PodList: {e}") })?;
-        let rv = body["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-        let pods = body["items"].as_array().into_iter().flatten().filter_map(parse_pod).map(|p| (p.pod.uid.clone(), p)).collect();
-        Ok((pods, rv))
-    }
-
-    /// Applies watch events to `store` until the server ends the watch; returns the last
-    /// resourceVersion seen.
-    pub async fn watch(&self, mut rv: String, store: &PodStore, shutdown: &CancellationToken) -> Result<String, KubeError> {
-        let url = self.url(&format!("&watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}"));
-        let mut resp = self.get(&url).await?;
-        let mut buf: Vec<u8> = Vec::new();
-        loop {
-            let chunk = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(rv),
-                c = resp.chunk() => c.map_err(|e| KubeError::Request { url: url.clone(), reason: format!("watch stream: {e}") })?,
-            };
-            let Some(chunk) = chunk else { return Ok(rv) };
-            buf.extend_from_slice(&chunk);
-            if buf.len() > MAX_WATCH_LINE && !buf.contains(&b'\n') {
-                // One event this large is no pod: end the watch, the caller relists.
-                return Err(KubeError::EventTooLarge { url: url.clone(), limit: MAX_WATCH_LINE });
-            }
-            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=nl).collect();
-                let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
-                let object = &event["object"];
-                match event["type"].as_str() {
-                    Some("ERROR") => {
-                        if object["code"].as_u64() == Some(410) {
-                            return Err(KubeError::Gone);
-                        }
-                        return Err(KubeError::Request { url: url.clone(), reason: format!("watch error: {}", object["message"]) });
-                    }
-                    Some("BOOKMARK") => {}
-                    Some(kind @ ("ADDED" | "MODIFIED" | "DELETED")) => {
-                        if let Some(pod) = parse_pod(object) {
-                            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
-                            if kind == "DELETED" {
-                                s.remove(&pod.pod.uid);
-                            } else {
-                                s.insert(pod.pod.uid.clone(), pod);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
-                    rv = v.to_string();
-                }
-            }
-        }
-    }
-}
-
-/// Enough of an API error to say why.
-const ERROR_BODY_CAP: usize = 64 * 1024;
-/// This node's pods: a few hundred at most, each a few KiB to tens of KiB.
-const MAX_POD_LIST: usize = 64 << 20;
-/// One watch event (one pod).
-const MAX_WATCH_LINE: usize = 4 << 20;
-
-/// Up to `cap` bytes of a response body; the rest is left unread.
-async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    while out.len() < cap {
-        match resp.chunk().await? {
-            Some(chunk) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
-            None => break,
-        }
-    }
-    Ok(out)
-}
-
-/// Keeps `store` equal to the node's pods until shutdown: list, watch, resume, relist on
-/// 410, back off on errors (1 s doubling to 30 s).
-pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationToken, on_error: impl Fn(&KubeError)) {
-    let mut backoff = Duration::from_secs(1);
-    let mut rv: Option<String> = None;
-    loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let result = match rv.clone() {
-            None => client.list().await.map(|(pods, v)| {
-                *store.lock().unwrap_or_else(|e| e.into_inner()) = pods;
-                v
-            }),
-            Some(v) => client.watch(v, &store, &shutdown).await,
+    /// What to tell about a watcher error; `None` for the API's routine 410 (the watcher
+    /// lists again by itself).
+    fn describe(&self, e: &watcher::Error) -> Option<KubeError> {
+        let request = |reason: String| KubeError::Request { url: self.url.clone(), reason };
+        let api_status = |s: &kube::core::Status| {
+            let hint =
+                if s.code == 401 || s.code == 403 { " (podnet needs get, list and watch on pods: see the DaemonSet's RBAC)" } else { "" };
+            request(format!("HTTP {}{hint}: {}", s.code, s.message.chars().take(200).collect::<String>()))
         };
-        match result {
-            Ok(v) => {
-                rv = Some(v);
-                backoff = Duration::from_secs(1);
-                continue;
+        match e {
+            watcher::Error::WatchError(s) if s.code == 410 && s.message.starts_with(cap::TOO_LARGE_MARK) => {
+                Some(KubeError::EventTooLarge { url: self.url.clone(), limit: cap::MAX_WATCH_LINE })
             }
-            Err(KubeError::Gone) => {
-                rv = None;
-                continue;
-            }
-            Err(e @ KubeError::EventTooLarge { .. }) => {
-                on_error(&e);
-                rv = None;
-            }
-            Err(e) => on_error(&e),
+            watcher::Error::WatchError(s) if s.code == 410 => None,
+            watcher::Error::WatchError(s) => Some(api_status(s)),
+            watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(api_status(s)),
+            other => Some(request(other.to_string())),
         }
-        tokio::select! {
+    }
+}
+
+/// Keeps `store` equal to the node's pods until shutdown. A list replaces the store whole
+/// once it is complete, so readers never see half a list.
+pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationToken, on_error: impl Fn(&KubeError)) {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.client.clone());
+    // Pages of 100: the typed page is the peak of memory, and a list costs a few more requests.
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", client.node)).page_size(100);
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut listing: Option<HashMap<String, ApiPod>> = None;
+    loop {
+        let next = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            next = events.next() => next,
+        };
+        let Some(next) = next else { return };
+        let event = match next {
+            Ok(event) => event,
+            Err(e) => {
+                if let Some(e) = client.describe(&e) {
+                    on_error(&e);
+                }
+                continue;
+            }
+        };
+        let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Init => listing = Some(HashMap::new()),
+            watcher::Event::InitApply(p) => {
+                if let (Some(listing), Some(pod)) = (listing.as_mut(), ApiPod::from_pod(&p)) {
+                    listing.insert(pod.pod.uid.clone(), pod);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listing) = listing.take() {
+                    *lock() = listing;
+                }
+            }
+            watcher::Event::Apply(p) => {
+                if let Some(pod) = ApiPod::from_pod(&p) {
+                    lock().insert(pod.pod.uid.clone(), pod);
+                }
+            }
+            watcher::Event::Delete(p) => {
+                if let Some(uid) = &p.metadata.uid {
+                    lock().remove(uid);
+                }
+            }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+mod cap {
+    //! Response size limits as a tower layer under the kube client: kube reads error
+    //! bodies and lists whole and splits watch streams into lines without a bound.
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+
+    use bytes::{Bytes, BytesMut};
+    use http::{Request, Response};
+    use http_body::{Body, Frame};
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// Enough of an API error to say why.
+    pub const ERROR_BODY_CAP: usize = 64 * 1024;
+    /// This node's pods: a few hundred at most, each a few KiB to tens of KiB.
+    pub const MAX_POD_LIST: usize = 64 << 20;
+    /// One watch event (one pod).
+    pub const MAX_WATCH_LINE: usize = 4 << 20;
+    /// Starts the message of the 410 that stands in for an oversized watch event.
+    pub const TOO_LARGE_MARK: &str = "podnet: watch event over the size limit";
+
+    #[derive(Clone, Copy)]
+    pub struct CapLayer;
+
+    impl<S> tower::Layer<S> for CapLayer {
+        type Service = Capped<S>;
+        fn layer(&self, inner: S) -> Capped<S> {
+            Capped(inner)
+        }
+    }
+
+    pub struct Capped<S>(S);
+
+    impl<S, ReqBody, B> tower::Service<Request<ReqBody>> for Capped<S>
+    where
+        S: tower::Service<Request<ReqBody>, Response = Response<B>>,
+        S::Future: Send + 'static,
+    {
+        type Response = Response<CappedBody<B>>;
+        type Error = S::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+            let watch = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+            let response = self.0.call(req);
+            Box::pin(async move {
+                let response = response.await?;
+                let limit = if !response.status().is_success() {
+                    Limit::Truncate(ERROR_BODY_CAP)
+                } else if watch {
+                    Limit::Lines(MAX_WATCH_LINE)
+                } else {
+                    Limit::Total(MAX_POD_LIST)
+                };
+                Ok(response.map(|inner| CappedBody { inner, limit, seen: 0, tail: BytesMut::new(), finished: false }))
+            })
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum Limit {
+        /// An error body: what fits is kept, the rest never read.
+        Truncate(usize),
+        /// A list: over the limit is an error.
+        Total(usize),
+        /// A watch: whole lines are passed on; a line over the limit ends the stream with
+        /// a 410, so kube's watcher lists again instead of resuming into the same event.
+        Lines(usize),
+    }
+
+    pub struct CappedBody<B> {
+        inner: B,
+        limit: Limit,
+        seen: usize,
+        /// A watch line not yet complete.
+        tail: BytesMut,
+        finished: bool,
+    }
+
+    fn too_large_event() -> Bytes {
+        let status = serde_json::json!({
+            "type": "ERROR",
+            "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
+                       "message": format!("{TOO_LARGE_MARK} ({MAX_WATCH_LINE} bytes): relisting")},
+        });
+        Bytes::from(format!("{status}\n"))
+    }
+
+    impl<B> Body for CappedBody<B>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            let this = &mut *self;
+            loop {
+                if this.finished {
+                    return Poll::Ready(None);
+                }
+                let data = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                    None => {
+                        this.finished = true;
+                        // A watch's last line may lack its newline.
+                        return Poll::Ready((!this.tail.is_empty()).then(|| Ok(Frame::data(this.tail.split().freeze()))));
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => data,
+                        Err(_trailers) => continue,
+                    },
+                };
+                match this.limit {
+                    Limit::Truncate(limit) => {
+                        let room = limit - this.seen;
+                        let data = data.slice(..data.len().min(room));
+                        this.seen += data.len();
+                        this.finished = this.seen >= limit;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Limit::Total(limit) => {
+                        this.seen += data.len();
+                        if this.seen > limit {
+                            this.finished = true;
+                            return Poll::Ready(Some(Err(format!("a response over {limit} bytes: refused").into())));
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Limit::Lines(limit) => {
+                        let Some(last_newline) = data.iter().rposition(|&b| b == b'\n') else {
+                            this.tail.extend_from_slice(&data);
+                            if this.tail.len() > limit {
+                                this.finished = true;
+                                this.tail = BytesMut::new();
+                                return Poll::Ready(Some(Ok(Frame::data(too_large_event()))));
+                            }
+                            continue;
+                        };
+                        let lines = if this.tail.is_empty() {
+                            data.slice(..=last_newline)
+                        } else {
+                            this.tail.extend_from_slice(&data[..=last_newline]);
+                            this.tail.split().freeze()
+                        };
+                        this.tail.extend_from_slice(&data[last_newline + 1..]);
+                        if this.tail.len() > limit {
+                            this.finished = true;
+                            this.tail = BytesMut::new();
+                            let mut both = BytesMut::from(&lines[..]);
+                            both.extend_from_slice(&too_large_event());
+                            return Poll::Ready(Some(Ok(Frame::data(both.freeze()))));
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(lines))));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -343,22 +447,34 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
 mod tests {
     use super::*;
 
+    fn owners(v: serde_json::Value) -> Vec<OwnerReference> {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn workloads_from_owner_references() {
-        let labels: HashMap<String, String> = [("pod-template-hash".to_string(), "7d4b9c8f5".to_string())].into();
-        let rs = serde_json::json!([{"kind": "ReplicaSet", "name": "web-7d4b9c8f5", "controller": true}]);
-        assert_eq!(workload(rs.as_array().unwrap(), &labels), Some(("k8s.deployment.name", "web".into())));
-        let bare_rs = serde_json::json!([{"kind": "ReplicaSet", "name": "web-abc", "controller": true}]);
-        assert_eq!(workload(bare_rs.as_array().unwrap(), &HashMap::new()), Some(("k8s.replicaset.name", "web-abc".into())));
-        let cron = serde_json::json!([{"kind": "Job", "name": "backup-29123456", "controller": true}]);
-        assert_eq!(workload(cron.as_array().unwrap(), &HashMap::new()), Some(("k8s.cronjob.name", "backup".into())));
-        let job = serde_json::json!([{"kind": "Job", "name": "migrate", "controller": true}]);
-        assert_eq!(workload(job.as_array().unwrap(), &HashMap::new()), Some(("k8s.job.name", "migrate".into())));
-        let sts = serde_json::json!([{"kind": "StatefulSet", "name": "db", "controller": true}]);
-        assert_eq!(workload(sts.as_array().unwrap(), &HashMap::new()), Some(("k8s.statefulset.name", "db".into())));
-        let ds = serde_json::json!([{"kind": "DaemonSet", "name": "agent", "controller": true}]);
-        assert_eq!(workload(ds.as_array().unwrap(), &HashMap::new()), Some(("k8s.daemonset.name", "agent".into())));
-        assert_eq!(workload(&[], &HashMap::new()), None);
+        let labels: BTreeMap<String, String> = [("pod-template-hash".to_string(), "7d4b9c8f5".to_string())].into();
+        let none = BTreeMap::new();
+        let rs = owners(
+            serde_json::json!([{"apiVersion": "apps/v1", "uid": "1", "kind": "ReplicaSet", "name": "web-7d4b9c8f5", "controller": true}]),
+        );
+        assert_eq!(workload(&rs, &labels), Some(("k8s.deployment.name", "web".into())));
+        let bare_rs =
+            owners(serde_json::json!([{"apiVersion": "apps/v1", "uid": "1", "kind": "ReplicaSet", "name": "web-abc", "controller": true}]));
+        assert_eq!(workload(&bare_rs, &none), Some(("k8s.replicaset.name", "web-abc".into())));
+        let cron = owners(
+            serde_json::json!([{"apiVersion": "batch/v1", "uid": "1", "kind": "Job", "name": "backup-29123456", "controller": true}]),
+        );
+        assert_eq!(workload(&cron, &none), Some(("k8s.cronjob.name", "backup".into())));
+        let job = owners(serde_json::json!([{"apiVersion": "batch/v1", "uid": "1", "kind": "Job", "name": "migrate", "controller": true}]));
+        assert_eq!(workload(&job, &none), Some(("k8s.job.name", "migrate".into())));
+        let sts =
+            owners(serde_json::json!([{"apiVersion": "apps/v1", "uid": "1", "kind": "StatefulSet", "name": "db", "controller": true}]));
+        assert_eq!(workload(&sts, &none), Some(("k8s.statefulset.name", "db".into())));
+        let ds =
+            owners(serde_json::json!([{"apiVersion": "apps/v1", "uid": "1", "kind": "DaemonSet", "name": "agent", "controller": true}]));
+        assert_eq!(workload(&ds, &none), Some(("k8s.daemonset.name", "agent".into())));
+        assert_eq!(workload(&[], &none), None);
     }
 
     #[test]

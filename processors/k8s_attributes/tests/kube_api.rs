@@ -25,8 +25,18 @@ async fn request_line(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf).lines().next().unwrap_or_default().to_string()
 }
 
+/// A watch request (`watch=true`, or `watch=1` as some clients write it).
+fn is_watch(line: &str) -> bool {
+    line.split(['?', '&', ' ']).any(|p| p == "watch=true" || p == "watch=1")
+}
+
+/// A list of this node's pods: the pods path, this node's field selector, no watch.
+fn is_node_list(line: &str) -> bool {
+    line.starts_with("GET /api/v1/pods?") && line.contains("fieldSelector=spec.nodeName%3Dnode-1") && !is_watch(line)
+}
+
 fn line_is_watch(seen: &Mutex<Vec<String>>) -> bool {
-    seen.lock().unwrap().last().is_some_and(|l| l.contains("watch=1"))
+    seen.lock().unwrap().last().is_some_and(|l| is_watch(l))
 }
 
 /// Serves the script in order, one connection per request; records each request line.
@@ -102,13 +112,16 @@ async fn list_watch_resume_relist_on_410() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let requests = seen.lock().unwrap().clone();
-    let sel = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1";
     assert_eq!(requests.len(), 5, "{requests:#?}");
-    assert_eq!(requests[0], format!("GET {sel} HTTP/1.1"));
-    assert!(requests[1].contains("watch=1") && requests[1].contains("resourceVersion=1005"), "{requests:#?}");
-    assert!(requests[2].contains("resourceVersion=1012"), "resumed after the drop from the last version seen: {requests:#?}");
-    assert_eq!(requests[3], format!("GET {sel} HTTP/1.1"), "410 Gone: list again");
-    assert!(requests[4].contains("resourceVersion=2001"));
+    assert!(is_node_list(&requests[0]), "{requests:#?}");
+    assert!(is_watch(&requests[1]) && requests[1].contains("resourceVersion=1005"), "{requests:#?}");
+    assert!(requests[1].contains("fieldSelector=spec.nodeName%3Dnode-1"), "the watch is this node's too: {requests:#?}");
+    assert!(
+        is_watch(&requests[2]) && requests[2].contains("resourceVersion=1012"),
+        "resumed after the drop from the last version seen: {requests:#?}"
+    );
+    assert!(is_node_list(&requests[3]), "410 Gone: list again: {requests:#?}");
+    assert!(is_watch(&requests[4]) && requests[4].contains("resourceVersion=2001"), "{requests:#?}");
     assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
 
     let now = pods(&store);
@@ -159,7 +172,7 @@ async fn an_oversized_watch_event_ends_the_watch_and_the_source_relists() {
     }
     let errors = errors.lock().unwrap().clone();
     assert!(errors.iter().any(|e| e.contains("a watch event over 4194304 bytes")), "{errors:?}");
-    assert!(!seen.lock().unwrap()[2].contains("watch=1"), "after the refused event the source relists: {:?}", seen.lock().unwrap());
+    assert!(is_node_list(&seen.lock().unwrap()[2]), "after the refused event the source relists: {:?}", seen.lock().unwrap());
     assert_eq!(store.lock().unwrap().len(), 3);
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
