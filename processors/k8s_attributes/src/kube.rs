@@ -226,14 +226,36 @@ impl KubeClient {
     }
 }
 
-/// Keeps `store` equal to the node's pods until shutdown. A list replaces the store whole
-/// once it is complete, so readers never see half a list.
+/// Keeps `store` equal to the node's pods until shutdown.
 pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationToken, on_error: impl Fn(&KubeError)) {
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.client.clone());
     // Pages of 100: the typed page is the peak of memory, and a list costs a few more requests.
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", client.node)).page_size(100);
+    follow_objects(api, config, store, ApiPod::from_pod, shutdown, |e| {
+        if let Some(e) = client.describe(e) {
+            on_error(&e);
+        }
+    })
+    .await
+}
+
+/// Keeps `store` equal to the objects `api` lists under `config`, by uid, each as `keep`
+/// makes it (podnet's compact record), until shutdown. A list replaces the store whole
+/// once it is complete, so readers never see half a list. Pods, nodes and services are
+/// all followed this way.
+pub async fn follow_objects<K, V>(
+    api: Api<K>,
+    config: watcher::Config,
+    store: Arc<Mutex<HashMap<String, V>>>,
+    keep: impl Fn(&K) -> Option<V>,
+    shutdown: CancellationToken,
+    on_error: impl Fn(&watcher::Error),
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
-    let mut listing: Option<HashMap<String, ApiPod>> = None;
+    let mut listing: Option<HashMap<String, V>> = None;
+    let uid = |o: &K| o.meta().uid.clone();
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -243,18 +265,16 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
         let event = match next {
             Ok(event) => event,
             Err(e) => {
-                if let Some(e) = client.describe(&e) {
-                    on_error(&e);
-                }
+                on_error(&e);
                 continue;
             }
         };
         let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Init => listing = Some(HashMap::new()),
-            watcher::Event::InitApply(p) => {
-                if let (Some(listing), Some(pod)) = (listing.as_mut(), ApiPod::from_pod(&p)) {
-                    listing.insert(pod.pod.uid.clone(), pod);
+            watcher::Event::InitApply(o) => {
+                if let (Some(listing), Some(id), Some(v)) = (listing.as_mut(), uid(&o), keep(&o)) {
+                    listing.insert(id, v);
                 }
             }
             watcher::Event::InitDone => {
@@ -262,14 +282,14 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
                     *lock() = listing;
                 }
             }
-            watcher::Event::Apply(p) => {
-                if let Some(pod) = ApiPod::from_pod(&p) {
-                    lock().insert(pod.pod.uid.clone(), pod);
+            watcher::Event::Apply(o) => {
+                if let (Some(id), Some(v)) = (uid(&o), keep(&o)) {
+                    lock().insert(id, v);
                 }
             }
-            watcher::Event::Delete(p) => {
-                if let Some(uid) = &p.metadata.uid {
-                    lock().remove(uid);
+            watcher::Event::Delete(o) => {
+                if let Some(id) = uid(&o) {
+                    lock().remove(&id);
                 }
             }
         }
