@@ -93,7 +93,7 @@ fn main() {
         std::process::exit(1);
     }
     let mut sleepers: Vec<Child> = Vec::new();
-    let procfs_cfg = ProcfsConfig { probes: Probe::ALL.to_vec(), ..Default::default() };
+    let procfs_cfg = ProcfsConfig { probes: Probe::all(), ..Default::default() };
     let mut procfs = ProcfsScraper::new(procfs_cfg, "bench".into(), "procfs".into());
     let mut netlink = NetlinkScraper::new(NetlinkConfig::default(), "bench".into(), "netlink".into()).expect("netlink scraper");
     println!(

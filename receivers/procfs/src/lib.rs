@@ -5,6 +5,7 @@
 pub mod netdev;
 pub use probes::parse_ipvs;
 mod probes;
+pub mod registry;
 pub mod snmp;
 pub mod sockstat;
 pub mod softnet;
@@ -17,7 +18,7 @@ pub use podnet_netns::Namespaces;
 use podnet_netns::{Namespace, NamespaceSource};
 use podnet_pipeline::Host;
 use podnet_pipeline::component::{
-    BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Overhead, ProbeInfo, Receiver, ReceiverFactory, Stability,
+    BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Receiver, ReceiverFactory, Stability,
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::CumulativeTracker;
@@ -27,41 +28,8 @@ use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper}
 use serde::{Deserialize, Serialize};
 
 use crate::probes::{Defs, Emit, NsFiles, ProbeError, Series};
-
-/// The probes this receiver runs; each can be enabled alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Probe {
-    Netdev,
-    Tcp,
-    Udp,
-    Ip,
-    Udp6,
-    Ip6,
-    Tcpext,
-    Sock,
-    Softnet,
-    Ipvs,
-    Io,
-    Fd,
-}
-
-impl Probe {
-    pub const ALL: [Probe; 12] = [
-        Probe::Netdev,
-        Probe::Tcp,
-        Probe::Udp,
-        Probe::Ip,
-        Probe::Udp6,
-        Probe::Ip6,
-        Probe::Tcpext,
-        Probe::Sock,
-        Probe::Softnet,
-        Probe::Ipvs,
-        Probe::Io,
-        Probe::Fd,
-    ];
-}
+pub use crate::registry::{PROBES, Probe, probe};
+use crate::registry::{ProbeInput, Read};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -110,7 +78,7 @@ impl Default for ProcfsConfig {
             namespaces: Namespaces::All,
             netns_extension: "netns".into(),
             names_path: PathBuf::from("/run/netns"),
-            probes: Probe::ALL.to_vec(),
+            probes: Probe::all(),
             netdev: NetdevOptions::default(),
             tcpext: TcpextOptions::default(),
             softnet: SoftnetOptions::default(),
@@ -119,21 +87,6 @@ impl Default for ProcfsConfig {
 }
 
 pub struct ProcfsReceiverFactory;
-
-const PROBES: &[ProbeInfo] = &[
-    ProbeInfo { name: "netdev", data_source: "/proc/<pid>/net/dev", overhead: Overhead::Low },
-    ProbeInfo { name: "tcp", data_source: "/proc/<pid>/net/snmp (Tcp)", overhead: Overhead::Low },
-    ProbeInfo { name: "udp", data_source: "/proc/<pid>/net/snmp (Udp)", overhead: Overhead::Low },
-    ProbeInfo { name: "ip", data_source: "/proc/<pid>/net/snmp (Ip)", overhead: Overhead::Low },
-    ProbeInfo { name: "udp6", data_source: "/proc/<pid>/net/snmp6 (Udp6)", overhead: Overhead::Low },
-    ProbeInfo { name: "ip6", data_source: "/proc/<pid>/net/snmp6 (Ip6)", overhead: Overhead::Low },
-    ProbeInfo { name: "tcpext", data_source: "/proc/<pid>/net/netstat (TcpExt, IpExt)", overhead: Overhead::Low },
-    ProbeInfo { name: "sock", data_source: "/proc/<pid>/net/sockstat, sockstat6", overhead: Overhead::Low },
-    ProbeInfo { name: "softnet", data_source: "/proc/net/softnet_stat (node level)", overhead: Overhead::Low },
-    ProbeInfo { name: "ipvs", data_source: "/proc/net/ip_vs_stats (host namespace)", overhead: Overhead::Low },
-    ProbeInfo { name: "io", data_source: "/proc/<pid>/io of the namespace's processes", overhead: Overhead::Low },
-    ProbeInfo { name: "fd", data_source: "/proc/<pid>/fd of the namespace's processes", overhead: Overhead::Medium },
-];
 
 impl Factory for ProcfsReceiverFactory {
     type Config = ProcfsConfig;
@@ -145,7 +98,7 @@ impl Factory for ProcfsReceiverFactory {
             signals: &[Signal::Metrics],
             stability: Stability::Alpha,
             description: "Kernel network counters from /proc/<pid>/net of every network namespace",
-            probes: PROBES,
+            probes: &registry::PROBE_INFOS,
         }
     }
     fn validate(&self, c: &ProcfsConfig) -> Result<(), String> {
@@ -153,7 +106,7 @@ impl Factory for ProcfsReceiverFactory {
             return Err("collection_interval must be greater than zero".into());
         }
         if c.probes.is_empty() {
-            let names: Vec<_> = PROBES.iter().map(|p| p.name).collect();
+            let names: Vec<_> = PROBES.iter().map(|p| p.info.name).collect();
             return Err(format!("probes must name at least one probe (valid probes: {})", names.join(", ")));
         }
         if !c.root_path.is_absolute() {
@@ -196,8 +149,8 @@ pub struct ProcfsScraper {
     source: NamespaceSource,
     counters: CumulativeTracker<Series>,
     defs: Defs,
-    /// IPVS was found absent; it is not looked for again.
-    ipvs_absent: bool,
+    /// Probes the kernel cannot serve: not asked again.
+    unsupported_probes: std::collections::HashSet<Probe>,
     /// Probes found unsupported in this collection, reported once.
     unsupported: Vec<(&'static str, String)>,
 }
@@ -218,7 +171,7 @@ impl ProcfsScraper {
             source,
             counters: CumulativeTracker::default(),
             defs: Defs::default(),
-            ipvs_absent: false,
+            unsupported_probes: Default::default(),
             unsupported: Vec::new(),
         }
     }
@@ -245,35 +198,26 @@ impl ProcfsScraper {
         let resource = self.resource(ns);
         // In the host namespace, host-network pods' processes are counted as their pods'
         // (io, fd), apart from the node's own.
-        let wants_processes = self.config.probes.iter().any(|p| matches!(p, Probe::Io | Probe::Fd));
+        let wants_processes = self.config.probes.iter().any(|p| p.spec().processes);
         let (own, host_pods) = if ns.is_host && wants_processes { split_host_processes(ns) } else { (ns.clone(), Vec::new()) };
         let mut rb = builder.resource(resource.clone());
         let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
-        for probe in &self.config.probes {
-            let result = match probe {
-                Probe::Netdev => probes::netdev(&files, &mut out, self.config.netdev.per_device),
-                Probe::Tcp => probes::snmp_probe("tcp", &files, &mut out, &mut self.defs),
-                Probe::Udp => probes::snmp_probe("udp", &files, &mut out, &mut self.defs),
-                Probe::Ip => probes::snmp_probe("ip", &files, &mut out, &mut self.defs),
-                Probe::Udp6 => probes::snmp6_probe("udp6", &files, &mut out, &mut self.defs),
-                Probe::Ip6 => probes::snmp6_probe("ip6", &files, &mut out, &mut self.defs),
-                Probe::Tcpext => probes::tcpext(&files, &mut out, &mut self.defs, self.config.tcpext.all_fields),
-                Probe::Sock => probes::sock(&files, &mut out),
-                Probe::Io => probes::io(&own, &mut out),
-                Probe::Fd => probes::fd(&own, &mut out),
-                Probe::Ipvs if ns.is_host && !self.ipvs_absent => match probes::ipvs(&files, &mut out) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => {
-                        self.ipvs_absent = true;
-                        self.unsupported.push(("ipvs", "no /proc/net/ip_vs_stats: IPVS is not loaded on this node".to_string()));
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                },
-                Probe::Softnet | Probe::Ipvs => Ok(()),
-            };
-            if let Err(e) = result {
-                errors.push(e);
+        for &probe in &self.config.probes {
+            let spec = probe.spec();
+            let Some(read) = spec.namespace else { continue };
+            if (spec.host_only && !ns.is_host) || self.unsupported_probes.contains(&probe) {
+                continue;
+            }
+            // Process probes read the namespace's own processes (the node's, in the host).
+            let ns = if spec.processes { &own } else { ns };
+            let mut input = ProbeInput { ns, files: &files, out: &mut out, defs: &mut self.defs, config: &self.config };
+            match read(&mut input) {
+                Ok(Read::Done) => {}
+                Ok(Read::Unsupported(reason)) => {
+                    self.unsupported_probes.insert(probe);
+                    self.unsupported.push((probe.name(), reason));
+                }
+                Err(e) => errors.push(e),
             }
         }
         for (uid, pod) in host_pods {
@@ -287,14 +231,12 @@ impl ProcfsScraper {
                 h.finish()
             };
             let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: key, origin: ns.start_unix_nanos, now };
-            for probe in &self.config.probes {
-                let result = match probe {
-                    Probe::Io => probes::io(&pod, &mut out),
-                    Probe::Fd => probes::fd(&pod, &mut out),
-                    _ => Ok(()),
-                };
+            let pod_files = NsFiles::new(&pod);
+            for spec in self.config.probes.iter().map(|p| p.spec()).filter(|s| s.processes) {
+                let Some(read) = spec.namespace else { continue };
+                let mut input = ProbeInput { ns: &pod, files: &pod_files, out: &mut out, defs: &mut self.defs, config: &self.config };
                 // A pod's process that exits mid-read is not an error.
-                if let Err(e) = result {
+                if let Err(e) = read(&mut input) {
                     tracing::debug!("host-network pod {uid}: {}", e.message);
                 }
             }
@@ -304,9 +246,8 @@ impl ProcfsScraper {
 
     /// Counters the kernel keeps for the whole node, read once from the host namespace.
     fn collect_node(&mut self, host: &Namespace, builder: &mut MetricsBuilder, now: u64) -> Vec<ProbeError> {
-        let wants_sock = self.config.probes.contains(&Probe::Sock);
-        let wants_softnet = self.config.probes.contains(&Probe::Softnet);
-        if !wants_sock && !wants_softnet {
+        let reads: Vec<_> = self.config.probes.iter().filter_map(|p| p.spec().node).collect();
+        if reads.is_empty() {
             return Vec::new();
         }
         let files = NsFiles::new(host);
@@ -314,11 +255,9 @@ impl ProcfsScraper {
         // Node-level series are keyed apart from the host namespace's (inode 0).
         let mut out = Emit { rb: &mut rb, counters: &mut self.counters, resource_key: 0, origin: host.start_unix_nanos, now };
         let mut errors = Vec::new();
-        if wants_sock {
-            errors.extend(probes::sock_node(&files, &mut out).err());
-        }
-        if wants_softnet {
-            errors.extend(probes::softnet(&files, &mut out, self.config.softnet.per_cpu).err());
+        for read in reads {
+            let mut input = ProbeInput { ns: host, files: &files, out: &mut out, defs: &mut self.defs, config: &self.config };
+            errors.extend(read(&mut input).err());
         }
         errors
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use podnet_pipeline::pdata::{attr_string, keys, metric, number_value_f64};
 use podnet_pipeline::scrape::Scraper;
-use podnet_receiver_procfs::{NetdevOptions, Probe, ProcfsConfig, ProcfsScraper};
+use podnet_receiver_procfs::{NetdevOptions, ProcfsConfig, ProcfsScraper, probe};
 
 fn fake_proc(root: &Path, netdev: &str) {
     std::fs::create_dir_all(root.join("1/ns")).unwrap();
@@ -17,7 +17,12 @@ fn fake_proc(root: &Path, netdev: &str) {
 }
 
 fn config(root: &Path, per_device: bool) -> ProcfsConfig {
-    ProcfsConfig { root_path: root.to_path_buf(), netdev: NetdevOptions { per_device }, probes: vec![Probe::Netdev], ..Default::default() }
+    ProcfsConfig {
+        root_path: root.to_path_buf(),
+        netdev: NetdevOptions { per_device },
+        probes: vec![probe("netdev")],
+        ..Default::default()
+    }
 }
 
 fn point(m: &podnet_pipeline::Metrics, name: &str, direction: &str, device: Option<&str>) -> Option<(f64, u64)> {
@@ -114,7 +119,7 @@ fn vanished_namespace_file_is_a_read_error() {
 fn real_proc_matches_a_direct_read() {
     // The host namespace of this machine, read the way a user would check it.
     let mut s = ProcfsScraper::new(
-        ProcfsConfig { probes: vec![Probe::Netdev], namespaces: podnet_receiver_procfs::Namespaces::Host, ..Default::default() },
+        ProcfsConfig { probes: vec![probe("netdev")], namespaces: podnet_receiver_procfs::Namespaces::Host, ..Default::default() },
         "n".into(),
         "procfs".into(),
     );
