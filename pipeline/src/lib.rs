@@ -6,6 +6,7 @@ pub mod config;
 pub mod cumulative;
 pub mod fanout;
 pub mod host;
+pub mod id;
 pub mod pdata;
 pub mod reload;
 pub mod scrape;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::component::{ComponentId, Kind};
+use crate::id::{ComponentId, Kind};
 use crate::pdata::now_unix_nanos;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

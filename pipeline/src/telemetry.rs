@@ -18,8 +18,8 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics as SdkResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Temporality};
 
-use crate::component::{ComponentId, Kind};
 use crate::config::TelemetryConfig;
+use crate::id::{ComponentId, Kind};
 use crate::pdata::{ExportMetricsServiceRequest, Metrics, Signal};
 use crate::status::StatusRegistry;
 

@@ -1,0 +1,96 @@
+//! Reading a config: its source, `${env:…}` expansion, YAML through figment with the
+//! `PODNET_CFG_…` overrides, then resolution through the registry.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format};
+use serde::de::DeserializeOwned;
+
+use super::deserialize::figment_errors;
+use super::document::RawConfig;
+use super::resolve::resolve;
+use super::{ConfigError, ConfigErrors, ENV_OVERRIDE_PREFIX, ResolvedConfig, expand_env};
+use crate::component::Registry;
+
+/// Where a config comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The pipeline compiled into the binary (`configs/node.yaml`).
+    Embedded {
+        name: &'static str,
+        text: &'static str,
+    },
+}
+
+impl ConfigSource {
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Embedded { name, .. } => format!("{name} (embedded)"),
+        }
+    }
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::File(p) => Some(p),
+            ConfigSource::Embedded { .. } => None,
+        }
+    }
+    pub fn read(&self) -> Result<String, ConfigErrors> {
+        match self {
+            ConfigSource::File(p) => std::fs::read_to_string(p).map_err(|e| ConfigErrors {
+                origin: self.describe(),
+                errors: vec![ConfigError::top(format!("cannot read the config file: {e}"))],
+                notes: Vec::new(),
+            }),
+            ConfigSource::Embedded { text, .. } => Ok(text.to_string()),
+        }
+    }
+}
+
+/// The YAML format for figment, parsed with serde_norway (figment's own `yaml` feature
+/// uses the deprecated serde_yaml).
+struct Yaml;
+
+impl Format for Yaml {
+    type Error = serde_norway::Error;
+    const NAME: &'static str = "YAML";
+    fn from_str<T: DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
+        serde_norway::from_str(string)
+    }
+}
+
+/// Loads and checks a config: reads the source, expands `${env:…}`, applies
+/// `PODNET_CFG_…` overrides and resolves every component through `registry`.
+pub fn load(source: &ConfigSource, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
+    let text = source.read()?;
+    load_str(&text, &source.describe(), registry, |k| std::env::var(k).ok())
+}
+
+/// [`load`] on text already read; `lookup` resolves `${env:…}` references.
+pub fn load_str(
+    text: &str,
+    source: &str,
+    registry: &Registry,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<ResolvedConfig, ConfigErrors> {
+    let overrides: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_OVERRIDE_PREFIX)).collect();
+    let notes = if overrides.is_empty() { Vec::new() } else { vec![format!("environment overrides in effect: {}", overrides.join(", "))] };
+    let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors, notes: notes.clone() };
+    let expanded = expand_env(text, lookup).map_err(|e| fail(vec![ConfigError::top(e)]))?;
+    if expanded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        return Err(fail(vec![ConfigError::top("empty configuration file")]));
+    }
+    let figment = Figment::new()
+        .merge(Yaml::string(&expanded.text))
+        .merge(Env::prefixed(ENV_OVERRIDE_PREFIX).map(|k| k.as_str().replace("___", "/").replace("__", ".").into()).lowercase(true));
+    let raw: RawConfig = figment.extract().map_err(|e| fail(figment_errors(e, "")))?;
+    let mut resolved = resolve(raw, source, registry).map_err(fail)?;
+    resolved.env_values = expanded.from_env.clone();
+    resolved.env_values.extend(std::env::vars().filter(|(k, _)| k.starts_with(ENV_OVERRIDE_PREFIX)));
+    for var in expanded.unset {
+        resolved.warnings.push(format!("the config references unset environment variable \"{var}\"; it expands to an empty value"));
+    }
+    Ok(resolved)
+}
