@@ -29,6 +29,11 @@ pub struct CollectionError {
 /// Reads the kernel once per call; runs on a blocking thread.
 pub trait Scraper: Send + 'static {
     fn scrape(&mut self) -> Collection;
+    /// Whether to collect even when nothing consumes the metrics (the collection also
+    /// keeps kernel state or self-metrics up to date).
+    fn needs_ticks_without_consumer(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `scraper` every `interval` until the component is told to stop.
@@ -41,7 +46,8 @@ pub async fn run_scraper<S: Scraper>(mut scraper: S, interval: Duration, ctx: Co
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if !outputs.wants(Signal::Metrics) {
+        let wanted = outputs.wants(Signal::Metrics);
+        if !wanted && !scraper.needs_ticks_without_consumer() {
             continue;
         }
         let started = Instant::now();
@@ -79,7 +85,7 @@ pub async fn run_scraper<S: Scraper>(mut scraper: S, interval: Duration, ctx: Co
         } else if matches!(ctx.status.state(), Some(crate::status::State::Failed(_))) {
             ctx.status.running();
         }
-        if !collection.metrics.resources().is_empty() {
+        if wanted && !collection.metrics.resources().is_empty() {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return,
                 _ = outputs.send(PData::Metrics(collection.metrics)) => {}

@@ -28,6 +28,7 @@ use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::{CumulativeTracker, PointWriter, SeriesKey};
 use podnet_pipeline::fanout::Outputs;
 use podnet_pipeline::pdata::{LogsBuilder, MetricsBuilder, PData, Signal, now_unix_nanos};
+use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
 use podnet_pipeline::telemetry::ProbeSample;
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::io::Interest;
@@ -498,97 +499,111 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
         }
     }
 
-    let attached_at = now_unix_nanos();
-    let mut counters: CumulativeTracker<SeriesKey> = CumulativeTracker::default();
-    let mut graveyard = Graveyard::default();
-    let mut disks = latency::DiskNames::default();
-    let mut ticker = tokio::time::interval(config.collection_interval.0);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let started = std::time::Instant::now();
-        let metrics = collect(&mut running, &reasons, &decoder, &mut counters, &mut graveyard, &mut disks, &scope, attached_at, &ctx);
-        ctx.telemetry.collection_duration(started.elapsed().as_secs_f64());
-        probe_stats.publish(self_samples(&running, &up, config.program_stats));
-        if outputs.wants(Signal::Metrics) && !metrics.resources().is_empty() {
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                _ = outputs.send(PData::Metrics(metrics)) => {}
-            }
-        }
-    }
+    let scraper = EbpfScraper {
+        running,
+        up,
+        reasons,
+        decoder,
+        probe_stats,
+        program_stats: config.program_stats,
+        counters: CumulativeTracker::default(),
+        graveyard: Graveyard::default(),
+        disks: latency::DiskNames::default(),
+        scope,
+        attached_at: now_unix_nanos(),
+    };
+    run_scraper(scraper, config.collection_interval.0, ctx, outputs).await;
     for p in pumps {
         let _ = p.await;
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn collect(
-    running: &mut [Running],
-    reasons: &Reasons,
-    decoder: &Decoder,
-    counters: &mut CumulativeTracker<SeriesKey>,
-    graveyard: &mut Graveyard,
-    disks: &mut latency::DiskNames,
-    scope: &str,
+/// The periodic half of the receiver, run by the core's scraper loop: reads the probes'
+/// kernel maps into metrics and publishes the probes' self-metrics. The events are the
+/// pumps' (one per ring buffer).
+struct EbpfScraper {
+    running: Vec<Running>,
+    /// `podnet.probe.up` of every configured probe, attached or not.
+    up: Vec<ProbeSample>,
+    reasons: Reasons,
+    decoder: Arc<Decoder>,
+    probe_stats: podnet_pipeline::telemetry::ProbeStats,
+    program_stats: bool,
+    counters: CumulativeTracker<SeriesKey>,
+    graveyard: Graveyard,
+    disks: latency::DiskNames,
+    scope: String,
     attached_at: u64,
-    ctx: &ComponentContext,
-) -> podnet_pipeline::pdata::Metrics {
-    let mut index = decoder.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = index.refresh() {
-        ctx.telemetry.collection_error("read");
-        tracing::warn!(component = %ctx.id, "cannot list network namespaces: {e}");
+}
+
+impl Scraper for EbpfScraper {
+    fn scrape(&mut self) -> Collection {
+        let mut errors = Vec::new();
+        let metrics = self.collect(&mut errors);
+        self.probe_stats.publish(self_samples(&self.running, &self.up, self.program_stats));
+        Collection { metrics, errors, unsupported: Vec::new() }
     }
-    let mut rows = Vec::new();
-    for r in running.iter_mut() {
-        let read = match &r.latency {
-            Some(settings) => probes::read_latency(r.kind, &r.probe, settings, disks),
-            None => probes::read(r.kind, &r.probe, reasons, &mut r.flows),
-        };
-        match read {
-            Ok(v) => rows.extend(v),
-            Err(e) => {
-                ctx.telemetry.collection_error("read");
-                tracing::warn!(component = %ctx.id, "collection error: {e}");
-            }
+
+    /// Maps are read even with no metrics consumer: self-metrics and the pruning of
+    /// departed namespaces' entries depend on it.
+    fn needs_ticks_without_consumer(&self) -> bool {
+        true
+    }
+}
+
+impl EbpfScraper {
+    fn collect(&mut self, errors: &mut Vec<CollectionError>) -> podnet_pipeline::pdata::Metrics {
+        let EbpfScraper { running, reasons, decoder, counters, graveyard, disks, scope, attached_at, .. } = self;
+        let attached_at = *attached_at;
+        let mut index = decoder.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = index.refresh() {
+            errors.push(CollectionError { class: "read", message: format!("cannot list network namespaces: {e}") });
         }
-    }
-    // Namespaces gone from the node for two collections: their entries leave the maps
-    // (their series end with them).
-    let in_maps: HashSet<u32> = rows.iter().map(|r| r.netns).collect();
-    let dead = graveyard.update(&in_maps, &|ns| index.contains(ns), 2);
-    if !dead.is_empty() {
+        let mut rows = Vec::new();
         for r in running.iter_mut() {
-            probes::prune(r.kind, &mut r.probe, &mut r.flows, &dead);
-        }
-        rows.retain(|r| !dead.contains(&r.netns));
-    }
-    rows.sort_by_key(|r| r.netns);
-    let now = now_unix_nanos();
-    counters.begin_round();
-    let mut builder = MetricsBuilder::new(scope);
-    let mut i = 0;
-    while i < rows.len() {
-        let netns = rows[i].netns;
-        let key = index.resource_key(netns);
-        let attrs = index.attributes(key);
-        let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
-        let mut rb = builder.resource(attrs);
-        let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
-        while i < rows.len() && rows[i].netns == netns {
-            let row = &rows[i];
-            match &row.value {
-                probes::RowValue::Count(v) => out.point(row.def, row.attrs.clone(), *v),
-                probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.clone(), h),
+            let read = match &r.latency {
+                Some(settings) => probes::read_latency(r.kind, &r.probe, settings, disks),
+                None => probes::read(r.kind, &r.probe, reasons, &mut r.flows),
+            };
+            match read {
+                Ok(v) => rows.extend(v),
+                Err(e) => errors.push(CollectionError { class: "read", message: format!("{}: {e}", r.kind.spec().name) }),
             }
-            i += 1;
         }
+        // Namespaces gone from the node for two collections: their entries leave the maps
+        // (their series end with them).
+        let in_maps: HashSet<u32> = rows.iter().map(|r| r.netns).collect();
+        let dead = graveyard.update(&in_maps, &|ns| index.contains(ns), 2);
+        if !dead.is_empty() {
+            for r in running.iter_mut() {
+                probes::prune(r.kind, &mut r.probe, &mut r.flows, &dead);
+            }
+            rows.retain(|r| !dead.contains(&r.netns));
+        }
+        rows.sort_by_key(|r| r.netns);
+        let now = now_unix_nanos();
+        counters.begin_round();
+        let mut builder = MetricsBuilder::new(scope.as_str());
+        let mut i = 0;
+        while i < rows.len() {
+            let netns = rows[i].netns;
+            let key = index.resource_key(netns);
+            let attrs = index.attributes(key);
+            let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
+            let mut rb = builder.resource(attrs);
+            let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
+            while i < rows.len() && rows[i].netns == netns {
+                let row = &rows[i];
+                match &row.value {
+                    probes::RowValue::Count(v) => out.point(row.def, row.attrs.clone(), *v),
+                    probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.clone(), h),
+                }
+                i += 1;
+            }
+        }
+        counters.end_round();
+        builder.finish()
     }
-    counters.end_round();
-    builder.finish()
 }
 
 fn self_samples(running: &[Running], up: &[ProbeSample], program_stats: bool) -> Vec<ProbeSample> {
