@@ -36,12 +36,105 @@ pub fn fixture_requests() -> Vec<(&'static str, isize, Vec<u8>)> {
 }
 pub use enter::{EnterError, for_each_namespace};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Probe {
-    Tcpsummary,
-    Conntrack,
-    Qdisc,
+/// One namespace's answer to one probe.
+#[derive(Debug)]
+pub enum Reading {
+    Tcp(tcpsummary::TcpSummary),
+    Conntrack(ConntrackStats),
+    Qdiscs(Vec<qdisc::QdiscStats>),
+}
+
+/// Every netlink probe, one entry each: what users configure, where it reads, what it
+/// costs, the request made inside each namespace, how its answer becomes points, and which
+/// errors mean the kernel cannot serve it. Adding a probe is adding an entry.
+pub struct ProbeSpec {
+    pub info: ProbeInfo,
+    /// Runs in the calling thread's namespace (entered by `for_each_namespace`).
+    pub read: fn(Duration) -> Result<Reading, String>,
+    pub emit: fn(&Reading, &Emitting<'_>, &mut PointWriter),
+    /// The reason to report when this error (from the host namespace) means the kernel
+    /// lacks the probe's support; the probe is then not asked again.
+    pub unsupported: fn(&str) -> Option<String>,
+}
+
+/// What emitting needs beyond the reading.
+pub struct Emitting<'a> {
+    /// Devices whose root qdiscs make up the namespace totals.
+    pub qdisc_devices: &'a Regex,
+}
+
+fn always_supported(_: &str) -> Option<String> {
+    None
+}
+
+pub const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        info: ProbeInfo { name: "tcpsummary", data_source: "NETLINK_SOCK_DIAG TCP dump per namespace", overhead: Overhead::Medium },
+        read: |timeout| tcpsummary::collect(timeout).map(|s| Reading::Tcp(tcpsummary::summarize(&s))).map_err(|e| e.to_string()),
+        emit: emit_tcp,
+        unsupported: always_supported,
+    },
+    ProbeSpec {
+        info: ProbeInfo { name: "conntrack", data_source: "ctnetlink statistics per namespace", overhead: Overhead::Low },
+        read: |timeout| conntrack::collect(timeout).map(Reading::Conntrack).map_err(|e| e.to_string()),
+        emit: emit_conntrack,
+        unsupported: |e| {
+            (e.contains("Protocol not supported") || e.contains("No such file") || e.contains("Operation not supported"))
+                .then(|| format!("{e} (load nf_conntrack and nf_conntrack_netlink)"))
+        },
+    },
+    ProbeSpec {
+        info: ProbeInfo { name: "qdisc", data_source: "rtnetlink RTM_GETQDISC per namespace", overhead: Overhead::Low },
+        read: |timeout| qdisc::collect(timeout).map(Reading::Qdiscs).map_err(|e| e.to_string()),
+        emit: emit_qdiscs,
+        unsupported: always_supported,
+    },
+];
+
+/// `podnet components` lists these.
+const PROBE_INFOS: [ProbeInfo; PROBES.len()] = {
+    let mut out = [PROBES[0].info; PROBES.len()];
+    let mut i = 0;
+    while i < PROBES.len() {
+        out[i] = PROBES[i].info;
+        i += 1;
+    }
+    out
+};
+
+/// A probe by name: always one of [`PROBES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Probe(usize);
+
+impl Probe {
+    pub fn named(name: &str) -> Option<Probe> {
+        PROBES.iter().position(|p| p.info.name == name).map(Probe)
+    }
+    pub fn all() -> Vec<Probe> {
+        (0..PROBES.len()).map(Probe).collect()
+    }
+    pub fn spec(self) -> &'static ProbeSpec {
+        &PROBES[self.0]
+    }
+    pub fn name(self) -> &'static str {
+        self.spec().info.name
+    }
+}
+
+impl Serialize for Probe {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Probe::named(&name).ok_or_else(|| {
+            let valid: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
+            serde::de::Error::custom(format!("unknown value \"{name}\" (valid values: {})", valid.join(", ")))
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,18 +174,12 @@ impl Default for NetlinkConfig {
             namespaces: Namespaces::All,
             netns_extension: "netns".into(),
             names_path: "/run/netns".into(),
-            probes: vec![Probe::Tcpsummary, Probe::Conntrack, Probe::Qdisc],
+            probes: Probe::all(),
             timeout: ConfigDuration::from_secs(2),
             qdisc: QdiscOptions::default(),
         }
     }
 }
-
-const PROBES: &[ProbeInfo] = &[
-    ProbeInfo { name: "tcpsummary", data_source: "NETLINK_SOCK_DIAG TCP dump per namespace", overhead: Overhead::Medium },
-    ProbeInfo { name: "conntrack", data_source: "ctnetlink statistics per namespace", overhead: Overhead::Low },
-    ProbeInfo { name: "qdisc", data_source: "rtnetlink RTM_GETQDISC per namespace", overhead: Overhead::Low },
-];
 
 pub struct NetlinkReceiverFactory;
 
@@ -110,7 +197,7 @@ impl Factory for NetlinkReceiverFactory {
             signals: &[Signal::Metrics],
             stability: Stability::Alpha,
             description: "Socket states, qdisc and conntrack statistics from netlink in every network namespace",
-            probes: PROBES,
+            probes: &PROBE_INFOS,
         }
     }
     fn validate(&self, c: &NetlinkConfig) -> Result<(), String> {
@@ -118,7 +205,8 @@ impl Factory for NetlinkReceiverFactory {
             return Err("collection_interval and timeout must be greater than zero".into());
         }
         if c.probes.is_empty() {
-            return Err("probes must name at least one probe (valid probes: tcpsummary, conntrack, qdisc)".into());
+            let valid: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
+            return Err(format!("probes must name at least one probe (valid probes: {})", valid.join(", ")));
         }
         device_regex(&c.qdisc.devices)?;
         Ok(())
@@ -275,27 +363,12 @@ pub const QDISC_DEVICE: [MetricDef; 7] = [
 
 // --- collection ------------------------------------------------------------------------------
 
-/// What one namespace gave.
-#[derive(Debug, Default)]
-pub struct NamespaceReading {
-    pub tcp: Option<Result<tcpsummary::TcpSummary, String>>,
-    pub conntrack: Option<Result<ConntrackStats, String>>,
-    pub qdiscs: Option<Result<Vec<qdisc::QdiscStats>, String>>,
-}
+/// What one namespace gave: each asked probe's reading or error.
+pub type NamespaceReading = Vec<(Probe, Result<Reading, String>)>;
 
 /// Reads the enabled probes in the calling thread's namespace.
 pub fn read_namespace(probes: &[Probe], timeout: Duration) -> NamespaceReading {
-    let mut r = NamespaceReading::default();
-    for p in probes {
-        match p {
-            Probe::Tcpsummary => {
-                r.tcp = Some(tcpsummary::collect(timeout).map(|s| tcpsummary::summarize(&s)).map_err(|e| format!("tcpsummary: {e}")))
-            }
-            Probe::Conntrack => r.conntrack = Some(conntrack::collect(timeout).map_err(|e| format!("conntrack: {e}"))),
-            Probe::Qdisc => r.qdiscs = Some(qdisc::collect(timeout).map_err(|e| format!("qdisc: {e}"))),
-        }
-    }
-    r
+    probes.iter().map(|&p| (p, (p.spec().read)(timeout).map_err(|e| format!("{}: {e}", p.name())))).collect()
 }
 
 pub struct NetlinkScraper {
@@ -341,85 +414,87 @@ impl NetlinkScraper {
 }
 
 /// Writes one namespace's reading; returns the probes' errors.
-fn emit(reading: NamespaceReading, devices: &Regex, out: &mut PointWriter) -> Vec<String> {
+fn emit(reading: &NamespaceReading, emitting: &Emitting<'_>, out: &mut PointWriter) -> Vec<String> {
     let mut errors = Vec::new();
-    match reading.tcp {
-        Some(Ok(s)) => {
-            for (state, n) in &s.by_state {
-                out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, *state)], *n);
-            }
-            // The states KubeSkoop reports are always there, at 0 when no socket is in them.
-            for state in ["established", "time_wait", "close_wait", "syn_sent", "syn_received"] {
-                if !s.by_state.contains_key(state) {
-                    out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], 0);
-                }
-            }
-            out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "receive")], s.rx_queue_bytes);
-            out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "transmit")], s.tx_queue_bytes);
-            out.point(&LISTEN_PENDING, vec![], s.listen_pending);
-            out.point(&LISTEN_LIMIT, vec![], s.listen_limit);
-            out.ratio(&LISTEN_MAX_FILL, vec![], s.listen_max_fill);
+    for (probe, result) in reading {
+        match result {
+            Ok(r) => (probe.spec().emit)(r, emitting, out),
+            Err(e) => errors.push(e.clone()),
         }
-        Some(Err(e)) => errors.push(e),
-        None => {}
-    }
-    match reading.conntrack {
-        Some(Ok(c)) => {
-            for (name, def) in CONNTRACK_COUNTERS {
-                // Newer kernels no longer report some counters (ignore, insert); KubeSkoop
-                // shows those as 0, and so do we, so dashboards keep their series.
-                match c.counters.iter().find(|(n, _)| n == name) {
-                    Some((_, v)) => out.point(def, vec![], *v),
-                    None if def.kubeskoop.is_some() => out.point(def, vec![], 0),
-                    None => {}
-                }
-            }
-            if let Some(v) = c.entries {
-                out.point(&CONNTRACK_ENTRIES, vec![], v);
-            }
-            if let Some(v) = c.max_entries {
-                out.point(&CONNTRACK_MAX, vec![], v);
-            }
-        }
-        Some(Err(e)) => errors.push(e),
-        None => {}
-    }
-    match reading.qdiscs {
-        Some(Ok(qdiscs)) => {
-            let mut totals = [0u64; 7];
-            // `noqueue` (loopback, veths) never queues and always reports zeros.
-            for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
-                let selected = devices.is_match(&q.device);
-                for (i, (device_def, _, v)) in qdisc_values(q).into_iter().enumerate() {
-                    let attrs = vec![kv_str(keys::NETWORK_INTERFACE_NAME, q.device.clone()), kv_str("podnet.qdisc.kind", q.kind.clone())];
-                    out.point(device_def, attrs, v);
-                    if selected {
-                        totals[i] += v;
-                    }
-                }
-            }
-            for (def, v) in QDISC_TOTAL.iter().zip(totals) {
-                out.point(def, vec![], v);
-            }
-        }
-        Some(Err(e)) => errors.push(e),
-        None => {}
     }
     errors
+}
+
+fn emit_tcp(r: &Reading, _: &Emitting<'_>, out: &mut PointWriter) {
+    let Reading::Tcp(s) = r else { return };
+    for (state, n) in &s.by_state {
+        out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, *state)], *n);
+    }
+    // The states KubeSkoop reports are always there, at 0 when no socket is in them.
+    for state in ["established", "time_wait", "close_wait", "syn_sent", "syn_received"] {
+        if !s.by_state.contains_key(state) {
+            out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, state)], 0);
+        }
+    }
+    out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "receive")], s.rx_queue_bytes);
+    out.point(&QUEUE, vec![kv_str(keys::NETWORK_IO_DIRECTION, "transmit")], s.tx_queue_bytes);
+    out.point(&LISTEN_PENDING, vec![], s.listen_pending);
+    out.point(&LISTEN_LIMIT, vec![], s.listen_limit);
+    out.ratio(&LISTEN_MAX_FILL, vec![], s.listen_max_fill);
+}
+
+fn emit_conntrack(r: &Reading, _: &Emitting<'_>, out: &mut PointWriter) {
+    let Reading::Conntrack(c) = r else { return };
+    for (name, def) in CONNTRACK_COUNTERS {
+        // Newer kernels no longer report some counters (ignore, insert); KubeSkoop
+        // shows those as 0, and so do we, so dashboards keep their series.
+        match c.counters.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => out.point(def, vec![], *v),
+            None if def.kubeskoop.is_some() => out.point(def, vec![], 0),
+            None => {}
+        }
+    }
+    if let Some(v) = c.entries {
+        out.point(&CONNTRACK_ENTRIES, vec![], v);
+    }
+    if let Some(v) = c.max_entries {
+        out.point(&CONNTRACK_MAX, vec![], v);
+    }
+}
+
+fn emit_qdiscs(r: &Reading, emitting: &Emitting<'_>, out: &mut PointWriter) {
+    let Reading::Qdiscs(qdiscs) = r else { return };
+    let mut totals = [0u64; 7];
+    // `noqueue` (loopback, veths) never queues and always reports zeros.
+    for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
+        let selected = emitting.qdisc_devices.is_match(&q.device);
+        for (i, (device_def, _, v)) in qdisc_values(q).into_iter().enumerate() {
+            let attrs = vec![kv_str(keys::NETWORK_INTERFACE_NAME, q.device.clone()), kv_str("podnet.qdisc.kind", q.kind.clone())];
+            out.point(device_def, attrs, v);
+            if selected {
+                totals[i] += v;
+            }
+        }
+    }
+    for (def, v) in QDISC_TOTAL.iter().zip(totals) {
+        out.point(def, vec![], v);
+    }
 }
 
 impl NetlinkScraper {
     /// Decides from the host namespace's answer whether a probe is unsupported here; it is
     /// then not asked again.
-    fn note_unsupported(&mut self, reading: &NamespaceReading) -> Option<(&'static str, String)> {
-        if let Some(Err(e)) = &reading.conntrack
-            && (e.contains("Protocol not supported") || e.contains("No such file") || e.contains("Operation not supported"))
-        {
-            let reason = format!("{e} (load nf_conntrack and nf_conntrack_netlink)");
-            self.unsupported.push((Probe::Conntrack, reason.clone()));
-            return Some(("conntrack", reason));
+    fn note_unsupported(&mut self, reading: &NamespaceReading) -> Vec<(&'static str, String)> {
+        let mut found = Vec::new();
+        for (probe, result) in reading {
+            if let Err(e) = result
+                && let Some(reason) = (probe.spec().unsupported)(e)
+            {
+                self.unsupported.push((*probe, reason.clone()));
+                found.push((probe.name(), reason));
+            }
         }
-        None
+        found
     }
 }
 
@@ -460,7 +535,7 @@ impl Scraper for NetlinkScraper {
             let mut rb = builder.resource(ns.resource_attributes(&self.node_name));
             let mut out =
                 PointWriter { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
-            let ns_errors = emit(reading, &self.devices, &mut out);
+            let ns_errors = emit(&reading, &Emitting { qdisc_devices: &self.devices }, &mut out);
             if !ns_errors.is_empty() && !ns.is_host && ns.vanished() {
                 builder.drop_resource(&ns.resource_attributes(&self.node_name));
                 continue;
@@ -469,5 +544,34 @@ impl Scraper for NetlinkScraper {
         }
         self.counters.end_round();
         Collection { metrics: builder.finish(), errors, unsupported }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_one_table_configured_by_name() {
+        let names: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
+        assert_eq!(names, ["tcpsummary", "conntrack", "qdisc"]);
+        assert_eq!(PROBE_INFOS.map(|i| i.name).to_vec(), names);
+        let parsed: Vec<Probe> = serde_json::from_str(r#"["qdisc"]"#).unwrap();
+        assert_eq!(parsed.iter().map(|p| p.name()).collect::<Vec<_>>(), ["qdisc"]);
+        let err = serde_json::from_str::<Vec<Probe>>(r#"["tcp"]"#).unwrap_err().to_string();
+        assert!(err.starts_with("unknown value \"tcp\" (valid values: tcpsummary, conntrack, qdisc)"), "{err}");
+    }
+
+    #[test]
+    fn only_conntrack_reports_a_missing_kernel_module() {
+        let missing = "conntrack: Protocol not supported (os error 93)";
+        let reasons: Vec<Option<String>> = PROBES.iter().map(|p| (p.unsupported)(missing)).collect();
+        assert_eq!(reasons[0], None);
+        assert_eq!(
+            reasons[1].as_deref(),
+            Some("conntrack: Protocol not supported (os error 93) (load nf_conntrack and nf_conntrack_netlink)")
+        );
+        assert_eq!(reasons[2], None);
+        assert_eq!((PROBES[1].unsupported)("conntrack: timed out"), None);
     }
 }
