@@ -32,7 +32,7 @@ fn api_server(list: serde_json::Value) -> u16 {
                 let mut buf = [0u8; 4096];
                 let n = s.read(&mut buf).unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                if req.contains("watch=1") {
+                if req.contains("watch=1") || req.contains("watch=true") {
                     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
                     std::thread::sleep(Duration::from_secs(120));
                 } else {

@@ -39,6 +39,22 @@ pub mod keys {
     /// Comma-separated resource attributes that `kubeskoop` naming adds as labels after
     /// `k8s_pod` (KubeSkoop's `additionalLabels`, extracted pod labels).
     pub const KUBESKOOP_LABELS: &str = "podnet.kubeskoop.labels";
+    /// A flow's or event's addresses (OTel semantic conventions).
+    pub const SOURCE_ADDRESS: &str = "source.address";
+    pub const DESTINATION_ADDRESS: &str = "destination.address";
+    /// Who a flow's peers are, from the IP identity cache (`pod`, `node`, `service`,
+    /// `unknown`). The conventions have no names for a peer's Kubernetes identity: these
+    /// are podnet's, `source.`/`destination.` followed by the resource attribute's name.
+    pub const SOURCE_TYPE: &str = "podnet.source.type";
+    pub const SOURCE_NODE: &str = "source.k8s.node.name";
+    pub const SOURCE_NAMESPACE: &str = "source.k8s.namespace.name";
+    pub const SOURCE_POD: &str = "source.k8s.pod.name";
+    pub const SOURCE_SERVICE: &str = "source.k8s.service.name";
+    pub const DESTINATION_TYPE: &str = "podnet.destination.type";
+    pub const DESTINATION_NODE: &str = "destination.k8s.node.name";
+    pub const DESTINATION_NAMESPACE: &str = "destination.k8s.namespace.name";
+    pub const DESTINATION_POD: &str = "destination.k8s.pod.name";
+    pub const DESTINATION_SERVICE: &str = "destination.k8s.service.name";
 }
 
 /// Metric metadata keys carrying the KubeSkoop name of a metric, read by exporters in

@@ -356,6 +356,14 @@ fn merge_relabeled(base: &Labels, attrs: &[KeyValue], skip: Option<&str>, metada
             None => labels.push((name, value)),
         }
     }
+    // KubeSkoop's label order (the metric's declared order), after the resource's labels.
+    let declared: Vec<String> = metadata
+        .iter()
+        .filter(|kv| kv.key.starts_with(kubeskoop_meta::LABEL_FOR))
+        .filter_map(|kv| kv.value.as_ref().map(any_value_to_string))
+        .collect();
+    let fixed = base.len().min(labels.len());
+    labels[fixed..].sort_by_key(|(n, _)| declared.iter().position(|d| d == n).unwrap_or(usize::MAX));
     labels
 }
 
@@ -641,6 +649,63 @@ mod tests {
             got,
             vec![("kubeskoop_softirq_schedslow".into(), labels.clone(), 4.0), ("kubeskoop_softirq_schedslow100ms".into(), labels, 1.0)]
         );
+    }
+
+    #[test]
+    fn relabeled_flow_series_take_kubeskoops_label_order() {
+        use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricsBuilder, Value, kv_int, kv_str};
+        const FLOWS: MetricDef = MetricDef {
+            kubeskoop: Some(KubeskoopName::Relabeled {
+                name: "kubeskoop_packetloss_total",
+                labels: &[
+                    ("network.transport", "protocol"),
+                    ("source.address", "src"),
+                    ("podnet.source.type", "src_type"),
+                    ("source.k8s.pod.name", "src_pod"),
+                    ("destination.address", "dst"),
+                    ("podnet.destination.type", "dst_type"),
+                    ("source.port", "sport"),
+                ],
+            }),
+            ..MetricDef::counter("podnet.packet.drops.flow", "d", "{packet}")
+        };
+        let mut b = MetricsBuilder::new("test");
+        // As the receiver and then the processor write them: identity last.
+        let attrs = vec![
+            kv_str("network.transport", "udp"),
+            kv_str("source.address", "10.0.0.1"),
+            kv_str("destination.address", "10.0.0.2"),
+            kv_int("source.port", 5000),
+            kv_str("podnet.source.type", "pod"),
+            kv_str("source.k8s.pod.name", "web-0"),
+            kv_str("podnet.destination.type", "unknown"),
+            kv_str("source.k8s.service.name", "x"),
+        ];
+        b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]).point(&FLOWS, attrs, 1, 2, Value::from(3u64));
+        let m = b.finish();
+        let t = Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[] };
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        let names: Vec<&str> = out[0].labels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "k8s_node",
+                "k8s_namespace",
+                "k8s_pod",
+                "protocol",
+                "src",
+                "src_type",
+                "src_pod",
+                "dst",
+                "dst_type",
+                "sport",
+                "source_k8s_service_name"
+            ],
+            "{:?}",
+            out[0].labels
+        );
+        assert_eq!(out[0].labels[3].1, "UDP");
     }
 
     #[test]

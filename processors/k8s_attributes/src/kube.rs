@@ -203,6 +203,11 @@ impl KubeClient {
         Ok(KubeClient { client, url, node: node.to_string() })
     }
 
+    /// The client, for other watches on the same API.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// What to tell about a watcher error; `None` for the API's routine 410 (the watcher
     /// lists again by itself).
     fn describe(&self, e: &watcher::Error) -> Option<KubeError> {
@@ -231,7 +236,7 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.client.clone());
     // Pages of 100: the typed page is the peak of memory, and a list costs a few more requests.
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", client.node)).page_size(100);
-    follow_objects(api, config, store, ApiPod::from_pod, shutdown, |e| {
+    follow_objects(api, config, store, ApiPod::from_pod, Arc::default(), shutdown, |e| {
         if let Some(e) = client.describe(e) {
             on_error(&e);
         }
@@ -248,6 +253,7 @@ pub async fn follow_objects<K, V>(
     config: watcher::Config,
     store: Arc<Mutex<HashMap<String, V>>>,
     keep: impl Fn(&K) -> Option<V>,
+    changes: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
     on_error: impl Fn(&watcher::Error),
 ) where
@@ -269,7 +275,10 @@ pub async fn follow_objects<K, V>(
                 continue;
             }
         };
-        let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = || {
+            changes.fetch_add(1, std::sync::atomic::Ordering::Release);
+            store.lock().unwrap_or_else(|e| e.into_inner())
+        };
         match event {
             watcher::Event::Init => listing = Some(HashMap::new()),
             watcher::Event::InitApply(o) => {

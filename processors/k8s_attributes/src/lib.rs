@@ -8,9 +8,14 @@
 //! Sources: the container runtime (CRI: sandbox → pid → namespace), enriched by the
 //! Kubernetes API (this node's pods, watched); with no runtime reachable, the API alone,
 //! matching each namespace's local address to a pod IP.
+//!
+//! With `ip_identity` on, flows and events also get who their peers are
+//! (`source.address`, `destination.address` → pod, node, service or unknown), from this
+//! node's pods and a cluster-wide cache of pods, nodes and services (`identity.rs`).
 
 pub mod cri;
 pub mod cri_source;
+pub mod identity;
 pub mod ipmatch;
 pub mod kube;
 pub mod pods;
@@ -68,6 +73,7 @@ pub struct K8sAttributesConfig {
     pub kube_api: kube::KubeApiConfig,
     /// `ip netns` names, for matching namespaces by address.
     pub names_path: PathBuf,
+    pub ip_identity: identity::IpIdentityConfig,
 }
 
 impl Default for K8sAttributesConfig {
@@ -80,6 +86,7 @@ impl Default for K8sAttributesConfig {
             additional_labels: Vec::new(),
             kube_api: kube::KubeApiConfig::default(),
             names_path: "/run/netns".into(),
+            ip_identity: identity::IpIdentityConfig::default(),
         }
     }
 }
@@ -114,6 +121,12 @@ impl Factory for K8sAttributesProcessorFactory {
         // The poll interval also paces address matching when the runtime is off.
         if c.cri.poll_interval.0.is_zero() || c.cri.timeout.0.is_zero() {
             return Err("cri::poll_interval and cri::timeout must be greater than zero".into());
+        }
+        if c.ip_identity.enabled && c.ip_identity.include.is_empty() {
+            return Err("ip_identity::include must name pods, nodes or services".into());
+        }
+        if c.ip_identity.enabled && c.kube_api.enabled == kube::Enabled::False {
+            return Err("ip_identity needs the Kubernetes API: set kube_api::enabled to auto or true".into());
         }
         Ok(())
     }
@@ -267,9 +280,21 @@ impl Processor for K8sAttributesProcessor {
     fn run(self: Box<Self>, mut input: Input, outputs: Outputs) -> BoxFuture {
         Box::pin(async move {
             let K8sAttributesProcessor { config, tagger, index, ctx } = *self;
+            let mut cluster = None;
             let api = match config.kube_api.endpoint(|k| std::env::var(k).ok()) {
                 Some(endpoint) => match kube::KubeClient::new(&endpoint, &config.kube_api, &ctx.host.node.name) {
                     Ok(client) => {
+                        if config.ip_identity.enabled {
+                            let include = config.ip_identity.include.clone();
+                            let id = ctx.id.to_string();
+                            cluster = identity::shared_identity(&endpoint, &include, || {
+                                tracing::info!(component = %id, endpoint, ?include, "watching the cluster's addresses for flow and event peers");
+                                let id = id.clone();
+                                Some(identity::IpIdentity::watch(&client, &include, move |e| {
+                                    tracing::warn!(component = %id, "Kubernetes API (ip_identity): {e}");
+                                }))
+                            });
+                        }
                         let store: kube::PodStore = Arc::default();
                         let id = ctx.id.to_string();
                         tracing::info!(component = %ctx.id, endpoint, node = %ctx.host.node.name, "watching this node's pods in the Kubernetes API");
@@ -290,15 +315,30 @@ impl Processor for K8sAttributesProcessor {
             // Data that comes before the first answer would go unnamed: wait for it, a
             // bounded time.
             let _ = tokio::time::timeout(config.cri.timeout.0 * 2, rx).await;
+            if config.ip_identity.enabled && cluster.is_none() {
+                tracing::info!(component = %ctx.id, "ip_identity is on without the Kubernetes API: peers are named from this node's pods only");
+            }
+            let empty = identity::IpIdentity::from_claims(Vec::new());
+            let peers = |idx: &PodIndex| {
+                let cluster = cluster.as_deref().unwrap_or(&empty);
+                cluster.refresh();
+                identity::Peers { local: identity::local_peers(idx, &tagger.node), cluster }
+            };
             let process = |data: PData| -> PData {
                 let idx = index.load();
                 match data {
                     PData::Metrics(mut m) => {
                         tag_metrics(&mut m, &tagger, &idx);
+                        if config.ip_identity.enabled {
+                            identity::tag_metric_peers(&mut m, || peers(&idx));
+                        }
                         PData::Metrics(m)
                     }
                     PData::Logs(mut l) => {
                         tag_logs(&mut l, &tagger, &idx);
+                        if config.ip_identity.enabled {
+                            identity::tag_log_peers(&mut l, || peers(&idx));
+                        }
                         PData::Logs(l)
                     }
                 }

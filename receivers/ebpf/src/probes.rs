@@ -139,17 +139,27 @@ pub const RESET_KIND: &str = "podnet.tcp.reset.kind";
 pub const RESET_REASON: &str = "podnet.tcp.reset.reason";
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_TYPE: &str = "network.type";
-pub const SOURCE_ADDRESS: &str = "source.address";
+pub const SOURCE_ADDRESS: &str = keys::SOURCE_ADDRESS;
 pub const SOURCE_PORT: &str = "source.port";
-pub const DESTINATION_ADDRESS: &str = "destination.address";
+pub const DESTINATION_ADDRESS: &str = keys::DESTINATION_ADDRESS;
 pub const DESTINATION_PORT: &str = "destination.port";
 pub const STACKTRACE: &str = "code.stacktrace";
 
+/// KubeSkoop's tuple labels, in KubeSkoop's order; the peers' identity comes from the
+/// k8s_attributes processor's IP identity cache.
 const TUPLE_LABELS: &[(&str, &str)] = &[
     (NETWORK_TRANSPORT, "protocol"),
     (SOURCE_ADDRESS, "src"),
-    (SOURCE_PORT, "sport"),
+    (keys::SOURCE_TYPE, "src_type"),
+    (keys::SOURCE_NODE, "src_node"),
+    (keys::SOURCE_NAMESPACE, "src_namespace"),
+    (keys::SOURCE_POD, "src_pod"),
     (DESTINATION_ADDRESS, "dst"),
+    (keys::DESTINATION_TYPE, "dst_type"),
+    (keys::DESTINATION_NODE, "dst_node"),
+    (keys::DESTINATION_NAMESPACE, "dst_namespace"),
+    (keys::DESTINATION_POD, "dst_pod"),
+    (SOURCE_PORT, "sport"),
     (DESTINATION_PORT, "dport"),
 ];
 
