@@ -1,4 +1,4 @@
-//! Memory the Kubernetes API source holds per pod: a local API server serves N realistic
+//! Memory the Kubernetes API source and the ip_identity cache hold per pod: a local API server serves N realistic
 //! pods (containers with env, mounts, probes; managedFields; container statuses, about
 //! 6 KB of JSON each) and then an idle watch; the source lists and follows them. Reported:
 //! the process's RSS growth from before the source starts to when it holds all N pods and
@@ -145,6 +145,9 @@ enum Source {
     /// The textbook kube-rs way: `reflector` over the same watcher, holding typed Pods
     /// (managedFields dropped, as kube-rs recommends).
     Reflector,
+    /// The cluster-wide IP identity cache (`ip_identity`, pods only): claims by uid and
+    /// the address index built from them.
+    Identity,
 }
 
 /// The reference column: list and watch the same pods into a reflector store.
@@ -181,6 +184,27 @@ fn round(pods: usize, source: Source) -> f64 {
         libc::malloc_trim(0);
     }
     let before = rss_kib();
+    if source == Source::Identity {
+        use podnet_processor_k8s_attributes::identity::{Include, IpIdentity};
+        let identity = rt.block_on(async {
+            let config = KubeApiConfig { token_file: "/nonexistent".into(), ..Default::default() };
+            let client = KubeClient::new(&format!("http://127.0.0.1:{port}"), &config, "node-1").expect("client");
+            let identity = IpIdentity::watch(&client, &[Include::Pods], |e| eprintln!("identity: {e}"));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                identity.refresh();
+                if identity.len() >= pods {
+                    break identity;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the identity cache did not load {pods} pods");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rss_kib();
+        drop(identity);
+        return (after - before) * 1000.0 / pods as f64;
+    }
     if source == Source::Reflector {
         let reader = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(60), reflector_until_loaded(port, pods)).await })
@@ -216,6 +240,7 @@ fn main() {
     if let Some(source) = args.get(1).and_then(|a| match a.as_str() {
         "--round" => Some(Source::Podnet),
         "--round-reflector" => Some(Source::Reflector),
+        "--round-identity" => Some(Source::Identity),
         _ => None,
     }) {
         let pods = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
@@ -226,21 +251,22 @@ fn main() {
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
     let exe = std::env::current_exe().expect("exe");
     // Interleaved rounds, each in a fresh process.
-    let (mut ours, mut reference) = (Vec::new(), Vec::new());
+    let (mut ours, mut reference, mut identity) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for (flag, out) in [("--round", &mut ours), ("--round-reflector", &mut reference)] {
+        for (flag, out) in [("--round", &mut ours), ("--round-reflector", &mut reference), ("--round-identity", &mut identity)] {
             let run = Command::new(&exe).args([flag, &pods.to_string()]).output();
             if let Some(v) = run.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok()) {
                 out.push(v);
             }
         }
     }
-    if ours.is_empty() || reference.is_empty() {
+    if ours.is_empty() || reference.is_empty() || identity.is_empty() {
         eprintln!("no round finished");
         std::process::exit(1);
     }
     ours.sort_by(f64::total_cmp);
     reference.sort_by(f64::total_cmp);
+    identity.sort_by(f64::total_cmp);
     let median = |v: &[f64]| v[v.len() / 2];
     println!("## Kubernetes API source: RSS held per 1,000 pods ({pods} pods of ~6 KB JSON, {rounds} interleaved rounds)\n");
     println!(
@@ -251,5 +277,59 @@ fn main() {
     let row = |name: &str, v: &[f64]| println!("| {name} | {:.0} KiB | {:.0} KiB | {:.0} KiB |", v[0], median(v), v[v.len() - 1]);
     row("podnet (kube-runtime watcher → compact store)", &ours);
     row("kube-rs reflector of typed Pods, managedFields dropped", &reference);
+    row("ip_identity: cluster-wide pods as address claims + index", &identity);
     println!("\npodnet / reflector (medians): {:.2}x", median(&ours) / median(&reference));
+    println!("ip_identity / reflector (medians): {:.2}x", median(&identity) / median(&reference));
+    lookup_cost(pods);
+}
+
+/// What naming both ends of a flow series costs: `tag_peer_attributes` on series whose
+/// addresses are half known pods, half unknown, against the floor of two plain address
+/// lookups in the same index (a `HashMap<IpAddr, _>` get each), in one process.
+fn lookup_cost(pods: usize) {
+    use podnet_pipeline::pdata::{keys, kv_str};
+    use podnet_processor_k8s_attributes::identity::{IpIdentity, Peers, pod_claim, tag_peer_attributes};
+    let claims: Vec<(String, podnet_processor_k8s_attributes::identity::Claim)> = (0..pods)
+        .filter_map(|i| {
+            let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod(i)).ok()?;
+            Some((format!("{i}"), pod_claim(&p)?))
+        })
+        .collect();
+    let t = Instant::now();
+    let identity = IpIdentity::from_claims(claims);
+    let build_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let peers = Peers { local: Default::default(), cluster: &identity };
+    let address = |i: usize| format!("10.{}.{}.{}", 244 + i / 65536, (i / 256) % 256, i % 256);
+    let series: Vec<Vec<podnet_pipeline::pdata::KeyValue>> = (0..20_000)
+        .map(|i| vec![kv_str(keys::SOURCE_ADDRESS, address(i % pods)), kv_str(keys::DESTINATION_ADDRESS, address(pods + i))])
+        .collect();
+    let (mut tag_ns, mut floor_ns) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let mut batch = series.clone();
+        let t = Instant::now();
+        for attrs in &mut batch {
+            tag_peer_attributes(attrs, &peers);
+        }
+        tag_ns.push(t.elapsed().as_nanos() as f64 / series.len() as f64);
+        let t = Instant::now();
+        let mut found = 0usize;
+        for attrs in &series {
+            for kv in attrs {
+                let ip: std::net::IpAddr =
+                    podnet_pipeline::pdata::any_value_to_string(kv.value.as_ref().expect("value")).parse().expect("ip");
+                found += usize::from(identity.lookup(ip).name.is_some());
+            }
+        }
+        std::hint::black_box(found);
+        floor_ns.push(t.elapsed().as_nanos() as f64 / series.len() as f64);
+    }
+    tag_ns.sort_by(f64::total_cmp);
+    floor_ns.sort_by(f64::total_cmp);
+    println!("\n| naming a series' two ends ({pods} pods cached) | min | median | max |\n|---|---|---|---|");
+    println!("| tag_peer_attributes, ns per series | {:.0} | {:.0} | {:.0} |", tag_ns[0], tag_ns[2], tag_ns[4]);
+    println!("| floor: parse + two index lookups, ns per series | {:.0} | {:.0} | {:.0} |", floor_ns[0], floor_ns[2], floor_ns[4]);
+    println!(
+        "\ntag / floor (medians): {:.2}x; index build for {pods} pods: {build_ms:.1} ms (once per API change, at most once per batch)",
+        tag_ns[2] / floor_ns[2]
+    );
 }
