@@ -3,6 +3,7 @@
 //! inside every network namespace on the node.
 
 pub mod conntrack;
+pub mod ctevents;
 pub mod dump;
 mod enter;
 pub mod qdisc;
@@ -149,6 +150,21 @@ pub struct NetlinkConfig {
     /// How long one netlink request may wait for the kernel in one namespace.
     pub timeout: ConfigDuration,
     pub qdisc: QdiscOptions,
+    /// Event probes (log records), off unless named.
+    pub events: EventProbes,
+}
+
+/// `events: { conntrack: }` turns the conntrack event probe on with its defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventProbes {
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ctevents::ConntrackEventsConfig>,
+}
+
+/// A key that is present turns its probe on, even with no settings under it.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,6 +193,7 @@ impl Default for NetlinkConfig {
             probes: Probe::all(),
             timeout: ConfigDuration::from_secs(2),
             qdisc: QdiscOptions::default(),
+            events: EventProbes::default(),
         }
     }
 }
@@ -194,9 +211,9 @@ impl Factory for NetlinkReceiverFactory {
             type_name: "netlink",
             aliases: &[],
             kind: Kind::Receiver,
-            signals: &[Signal::Metrics],
+            signals: &[Signal::Metrics, Signal::Logs],
             stability: Stability::Alpha,
-            description: "Socket states, qdisc and conntrack statistics from netlink in every network namespace",
+            description: "Socket states, qdisc and conntrack statistics from netlink in every network namespace; conntrack events",
             probes: &PROBE_INFOS,
         }
     }
@@ -209,6 +226,14 @@ impl Factory for NetlinkReceiverFactory {
             return Err(format!("probes must name at least one probe (valid probes: {})", valid.join(", ")));
         }
         device_regex(&c.qdisc.devices)?;
+        if let Some(ct) = &c.events.conntrack {
+            if ct.types.is_empty() {
+                return Err("events::conntrack::types must name new, update or destroy".into());
+            }
+            if ct.events_per_second == 0 {
+                return Err("events::conntrack::events_per_second must be greater than zero".into());
+            }
+        }
         Ok(())
     }
 }
@@ -218,19 +243,35 @@ impl ReceiverFactory for NetlinkReceiverFactory {
         let scraper = NetlinkScraper::new(config.clone(), ctx.host.node.name.clone(), ctx.id.to_string())
             .map_err(BuildError::new)?
             .with_host(ctx.host.clone());
-        Ok(Box::new(NetlinkReceiver { interval: config.collection_interval.0, scraper, ctx }))
+        Ok(Box::new(NetlinkReceiver { config: config.clone(), scraper, ctx }))
     }
 }
 
 struct NetlinkReceiver {
-    interval: Duration,
+    config: NetlinkConfig,
     scraper: NetlinkScraper,
     ctx: ComponentContext,
 }
 
 impl Receiver for NetlinkReceiver {
     fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
-        Box::pin(run_scraper(self.scraper, self.interval, self.ctx, outputs))
+        let NetlinkReceiver { config, scraper, ctx } = *self;
+        Box::pin(async move {
+            let events = config.events.conntrack.clone().map(|ct| {
+                let source = NamespaceSource::new(
+                    config.namespaces,
+                    config.root_path.clone(),
+                    config.names_path.clone(),
+                    config.netns_extension.clone(),
+                    Some(ctx.host.clone()),
+                );
+                tokio::spawn(ctevents::run(ct, source, config.collection_interval.0, ctx.clone(), outputs.clone()))
+            });
+            run_scraper(scraper, config.collection_interval.0, ctx, outputs).await;
+            if let Some(events) = events {
+                let _ = events.await;
+            }
+        })
     }
 }
 
