@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod host;
 pub mod id;
 pub mod pdata;
+pub mod probe;
 pub mod reload;
 pub mod scrape;
 pub mod service;

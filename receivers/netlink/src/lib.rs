@@ -22,6 +22,7 @@ use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::{CumulativeTracker, PointWriter, SeriesKey};
 use podnet_pipeline::fanout::Outputs;
 use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricKind, MetricsBuilder, Signal, keys, kv_str, now_unix_nanos};
+use podnet_pipeline::probe::ProbeTable;
 use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -103,40 +104,21 @@ const PROBE_INFOS: [ProbeInfo; PROBES.len()] = {
     out
 };
 
-/// A probe by name: always one of [`PROBES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Probe(usize);
+/// The netlink table, for [`podnet_pipeline::probe::Probe`].
+pub struct Netlink;
 
-impl Probe {
-    pub fn named(name: &str) -> Option<Probe> {
-        PROBES.iter().position(|p| p.info.name == name).map(Probe)
+impl ProbeTable for Netlink {
+    type Spec = ProbeSpec;
+    fn specs() -> &'static [ProbeSpec] {
+        PROBES
     }
-    pub fn all() -> Vec<Probe> {
-        (0..PROBES.len()).map(Probe).collect()
-    }
-    pub fn spec(self) -> &'static ProbeSpec {
-        &PROBES[self.0]
-    }
-    pub fn name(self) -> &'static str {
-        self.spec().info.name
+    fn info(spec: &ProbeSpec) -> &ProbeInfo {
+        &spec.info
     }
 }
 
-impl Serialize for Probe {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Probe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Probe::named(&name).ok_or_else(|| {
-            let valid: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
-            serde::de::Error::custom(format!("unknown value \"{name}\" (valid values: {})", valid.join(", ")))
-        })
-    }
-}
+/// A netlink probe by name.
+pub type Probe = podnet_pipeline::probe::Probe<Netlink>;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -222,8 +204,7 @@ impl Factory for NetlinkReceiverFactory {
             return Err("collection_interval and timeout must be greater than zero".into());
         }
         if c.probes.is_empty() {
-            let valid: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
-            return Err(format!("probes must name at least one probe (valid probes: {})", valid.join(", ")));
+            return Err(format!("probes must name at least one probe (valid probes: {})", Probe::names().join(", ")));
         }
         device_regex(&c.qdisc.devices)?;
         if let Some(ct) = &c.events.conntrack {

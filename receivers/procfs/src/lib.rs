@@ -106,8 +106,7 @@ impl Factory for ProcfsReceiverFactory {
             return Err("collection_interval must be greater than zero".into());
         }
         if c.probes.is_empty() {
-            let names: Vec<_> = PROBES.iter().map(|p| p.info.name).collect();
-            return Err(format!("probes must name at least one probe (valid probes: {})", names.join(", ")));
+            return Err(format!("probes must name at least one probe (valid probes: {})", Probe::names().join(", ")));
         }
         if !c.root_path.is_absolute() {
             return Err(format!("root_path \"{}\" must be an absolute path", c.root_path.display()));

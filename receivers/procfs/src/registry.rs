@@ -5,7 +5,7 @@
 
 use podnet_netns::Namespace;
 use podnet_pipeline::component::{Overhead, ProbeInfo};
-use serde::{Deserialize, Serialize};
+use podnet_pipeline::probe::ProbeTable;
 
 use crate::ProcfsConfig;
 use crate::probes::{self, Defs, Emit, NsFiles, ProbeError};
@@ -121,45 +121,25 @@ pub const PROBE_INFOS: [ProbeInfo; PROBES.len()] = {
     out
 };
 
-/// A probe by name: always one of [`PROBES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Probe(usize);
+/// The procfs table, for [`podnet_pipeline::probe::Probe`].
+pub struct Procfs;
 
-impl Probe {
-    pub fn named(name: &str) -> Option<Probe> {
-        PROBES.iter().position(|p| p.info.name == name).map(Probe)
+impl ProbeTable for Procfs {
+    type Spec = ProbeSpec;
+    fn specs() -> &'static [ProbeSpec] {
+        PROBES
     }
-    /// Every probe, in the table's order.
-    pub fn all() -> Vec<Probe> {
-        (0..PROBES.len()).map(Probe).collect()
-    }
-    pub fn spec(self) -> &'static ProbeSpec {
-        &PROBES[self.0]
-    }
-    pub fn name(self) -> &'static str {
-        self.spec().info.name
+    fn info(spec: &ProbeSpec) -> &ProbeInfo {
+        &spec.info
     }
 }
+
+/// A procfs probe by name.
+pub type Probe = podnet_pipeline::probe::Probe<Procfs>;
 
 /// `netdev` for tests and callers that name one probe.
 pub fn probe(name: &str) -> Probe {
     Probe::named(name).unwrap_or_else(|| panic!("no procfs probe named {name}"))
-}
-
-impl Serialize for Probe {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Probe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Probe::named(&name).ok_or_else(|| {
-            let valid: Vec<&str> = PROBES.iter().map(|p| p.info.name).collect();
-            serde::de::Error::custom(format!("unknown value \"{name}\" (valid values: {})", valid.join(", ")))
-        })
-    }
 }
 
 #[cfg(test)]
