@@ -22,7 +22,7 @@ use podnet_pipeline::pdata::{PData, Signal, keys};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Format, Store};
-use podnet_prometheus_translator::{Naming, Translator};
+use podnet_prometheus_translator::{Naming, ResourceToTelemetry, TargetInfo, Translator};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +46,11 @@ pub struct PrometheusConfig {
     /// (`podnet_exporter_series_dropped_total{reason="limit"}`), known ones keep updating.
     /// Flow series carry addresses and ports: this bounds what a noisy pod can cost. 0: no limit.
     pub max_series: usize,
+    /// One `target_info` series per resource (otel naming), as the Collector writes it.
+    pub target_info: TargetInfo,
+    /// Every resource attribute as a label (otel naming), not only
+    /// `resource_attributes_as_labels`.
+    pub resource_to_telemetry_conversion: ResourceToTelemetry,
 }
 
 impl Default for PrometheusConfig {
@@ -59,6 +64,8 @@ impl Default for PrometheusConfig {
             namespace: String::new(),
             const_labels: BTreeMap::new(),
             max_series: 100_000,
+            target_info: TargetInfo::default(),
+            resource_to_telemetry_conversion: ResourceToTelemetry::default(),
             resource_attributes_as_labels: vec![
                 keys::K8S_NODE_NAME.into(),
                 keys::K8S_NAMESPACE_NAME.into(),
@@ -138,6 +145,7 @@ impl Shared {
             namespace: &self.config.namespace,
             resource_labels: &self.config.resource_attributes_as_labels,
             const_labels: &self.const_labels,
+            all_resource_attributes: self.config.resource_to_telemetry_conversion.enabled,
         }
     }
 
@@ -151,7 +159,11 @@ impl Shared {
             return;
         };
         let mut samples = Vec::new();
-        let skipped = self.translator().translate(metrics.resources(), &mut samples);
+        let translator = self.translator();
+        let skipped = translator.translate(metrics.resources(), &mut samples);
+        if self.config.naming == Naming::Otel && self.config.target_info.enabled {
+            samples.extend(translator.target_info(metrics.resources(), podnet_pipeline::pdata::now_unix_nanos()));
+        }
         if skipped.delta > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
             tracing::warn!(component = %self.ctx.id, points = skipped.delta, "dropped delta-temporality points: Prometheus exposes cumulative data only");
@@ -185,9 +197,20 @@ impl Shared {
             store.render(format, &mut out);
         }
         if self.ctx.host.serve_self_metrics {
-            let own = self.ctx.host.telemetry.collect();
+            let mut own = self.ctx.host.telemetry.collect();
+            // The scraper names this target (its job and instance): podnet's own service
+            // attributes would only come back as exported_job.
+            for r in own.resources_mut().iter_mut().filter_map(|r| r.resource.as_mut()) {
+                r.attributes.retain(|kv| !kv.key.starts_with("service."));
+            }
             let mut samples = Vec::new();
-            let translator = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &self.const_labels };
+            let translator = Translator {
+                naming: Naming::Otel,
+                namespace: "",
+                resource_labels: &[],
+                const_labels: &self.const_labels,
+                all_resource_attributes: false,
+            };
             translator.translate(own.resources(), &mut samples);
             store::render_samples(samples, format, &mut out);
         }

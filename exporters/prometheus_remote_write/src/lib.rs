@@ -15,23 +15,11 @@ use podnet_pipeline::component::{
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal, keys};
-use podnet_prometheus_translator::{Naming, Sample, Translator};
+use podnet_prometheus_translator::{Naming, ResourceToTelemetry, Sample, TargetInfo, Translator};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::{Label, Sample as RwSample, TimeSeries, WriteRequest};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TargetInfo {
-    pub enabled: bool,
-}
-
-impl Default for TargetInfo {
-    fn default() -> Self {
-        TargetInfo { enabled: true }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +40,7 @@ pub struct RemoteWriteConfig {
     pub max_batch_size_bytes: usize,
     /// One `target_info` series per resource with all its attributes (otel naming only).
     pub target_info: TargetInfo,
+    pub resource_to_telemetry_conversion: ResourceToTelemetry,
     pub sending_queue: QueueConfig,
     pub retry_on_failure: RetryConfig,
 }
@@ -76,6 +65,7 @@ impl Default for RemoteWriteConfig {
             timeout: ConfigDuration::from_secs(5),
             max_batch_size_bytes: 3_000_000,
             target_info: TargetInfo::default(),
+            resource_to_telemetry_conversion: ResourceToTelemetry::default(),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig { initial_interval: ConfigDuration::from_millis(50), ..RetryConfig::default() },
         }
@@ -193,6 +183,7 @@ impl Exporter for RemoteWriteExporter {
                 namespace: &config.namespace,
                 resource_labels: &config.resource_attributes_as_labels,
                 const_labels: &[],
+                all_resource_attributes: config.resource_to_telemetry_conversion.enabled,
             };
             let encode = |data: PData| {
                 let PData::Metrics(m) = data else {
@@ -246,7 +237,13 @@ mod tests {
         }
         let m = b.finish();
         let cfg = RemoteWriteConfig::default();
-        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &cfg.resource_attributes_as_labels, const_labels: &[] };
+        let t = Translator {
+            naming: Naming::Otel,
+            namespace: "",
+            resource_labels: &cfg.resource_attributes_as_labels,
+            const_labels: &[],
+            all_resource_attributes: false,
+        };
         let infos = t.target_info(m.resources(), 9_000_000);
         assert_eq!(infos.len(), 2);
         let series = to_timeseries(infos, &BTreeMap::new());

@@ -60,6 +60,56 @@ pub struct Translator<'a> {
     pub namespace: &'a str,
     pub resource_labels: &'a [String],
     pub const_labels: &'a [(String, String)],
+    /// The Collector's `resource_to_telemetry_conversion`: every resource attribute is a
+    /// label (otel naming), not only `resource_labels`.
+    pub all_resource_attributes: bool,
+}
+
+/// `target_info` on or off (otel naming): one series per resource carrying the
+/// resource's attributes, as the Collector's Prometheus exporters write it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetInfo {
+    pub enabled: bool,
+}
+
+impl Default for TargetInfo {
+    fn default() -> Self {
+        TargetInfo { enabled: true }
+    }
+}
+
+/// The Collector's `resource_to_telemetry_conversion`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceToTelemetry {
+    pub enabled: bool,
+}
+
+const SERVICE_NAME: &str = "service.name";
+const SERVICE_NAMESPACE: &str = "service.namespace";
+const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+
+/// The resource attributes that become `job` and `instance` instead of labels of their own.
+fn is_identity(key: &str) -> bool {
+    key == SERVICE_NAME || key == SERVICE_NAMESPACE || key == SERVICE_INSTANCE_ID
+}
+
+/// `job` (`service.namespace/service.name`, or `service.name`) and `instance`
+/// (`service.instance.id`), as the Collector derives them.
+fn job_and_instance(attrs: &[KeyValue]) -> Labels {
+    let mut labels = Labels::new();
+    if let Some(name) = attr_string(attrs, SERVICE_NAME).filter(|n| !n.is_empty()) {
+        let job = match attr_string(attrs, SERVICE_NAMESPACE).filter(|n| !n.is_empty()) {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
+        };
+        labels.push(("job".into(), job));
+    }
+    if let Some(id) = attr_string(attrs, SERVICE_INSTANCE_ID).filter(|i| !i.is_empty()) {
+        labels.push(("instance".into(), id));
+    }
+    labels
 }
 
 /// What a translation could not express, for the drop counter.
@@ -92,7 +142,7 @@ impl Translator<'_> {
             .filter_map(|rm| rm.resource.as_ref())
             .map(|r| {
                 let mut labels = self.resource_labels(&r.attributes);
-                for kv in &r.attributes {
+                for kv in r.attributes.iter().filter(|kv| !is_identity(&kv.key)) {
                     let name = sanitize_label(&kv.key);
                     if !labels.iter().any(|(n, _)| *n == name) {
                         labels.push((name, kv.value.as_ref().map(any_value_to_string).unwrap_or_default()));
@@ -127,9 +177,16 @@ impl Translator<'_> {
                 }
             }
             Naming::Otel => {
-                for key in self.resource_labels {
-                    if let Some(v) = attr_string(attrs, key) {
-                        labels.push((sanitize_label(key), v));
+                labels.extend(job_and_instance(attrs));
+                if self.all_resource_attributes {
+                    for kv in attrs.iter().filter(|kv| !is_identity(&kv.key)) {
+                        labels.push((sanitize_label(&kv.key), kv.value.as_ref().map(any_value_to_string).unwrap_or_default()));
+                    }
+                } else {
+                    for key in self.resource_labels {
+                        if let Some(v) = attr_string(attrs, key) {
+                            labels.push((sanitize_label(key), v));
+                        }
                     }
                 }
             }
@@ -559,7 +616,13 @@ mod tests {
             &h,
         );
         let m = b.finish();
-        let t = Translator { naming, namespace: "", resource_labels: &[keys::K8S_POD_NAME.to_string()], const_labels: &[] };
+        let t = Translator {
+            naming,
+            namespace: "",
+            resource_labels: &[keys::K8S_POD_NAME.to_string()],
+            const_labels: &[],
+            all_resource_attributes: false,
+        };
         let mut out = Vec::new();
         assert_eq!(t.translate(m.resources(), &mut out), Skipped::default());
         out
@@ -634,7 +697,13 @@ mod tests {
             );
         }
         let m = b.finish();
-        let t = Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[] };
+        let t = Translator {
+            naming: Naming::Kubeskoop,
+            namespace: "",
+            resource_labels: &[],
+            const_labels: &[],
+            all_resource_attributes: false,
+        };
         let mut out = Vec::new();
         t.translate(m.resources(), &mut out);
         let got: Vec<(String, Labels, f64)> = out.into_iter().map(|s| (s.family, s.labels, s.value)).collect();
@@ -683,7 +752,13 @@ mod tests {
         ];
         b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]).point(&FLOWS, attrs, 1, 2, Value::from(3u64));
         let m = b.finish();
-        let t = Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[] };
+        let t = Translator {
+            naming: Naming::Kubeskoop,
+            namespace: "",
+            resource_labels: &[],
+            const_labels: &[],
+            all_resource_attributes: false,
+        };
         let mut out = Vec::new();
         t.translate(m.resources(), &mut out);
         let names: Vec<&str> = out[0].labels.iter().map(|(n, _)| n.as_str()).collect();
@@ -706,6 +781,33 @@ mod tests {
             out[0].labels
         );
         assert_eq!(out[0].labels[3].1, "UDP");
+    }
+
+    #[test]
+    fn job_instance_and_resource_to_telemetry() {
+        use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, Value, kv_str};
+        const M: MetricDef = MetricDef::counter("shop.orders", "d", "{order}");
+        let mut b = MetricsBuilder::new("t");
+        b.resource(vec![kv_str("service.name", "cart"), kv_str("service.instance.id", "i-1"), kv_str("cloud.region", "eu")]).point(
+            &M,
+            vec![],
+            1,
+            2,
+            Value::from(3u64),
+        );
+        let m = b.finish();
+        let mut t =
+            Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        assert_eq!(out[0].labels, [("instance".to_string(), "i-1".to_string()), ("job".to_string(), "cart".to_string())]);
+        t.all_resource_attributes = true;
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        assert!(out[0].labels.contains(&("cloud_region".to_string(), "eu".to_string())), "{:?}", out[0].labels);
+        assert!(!out[0].labels.iter().any(|(n, _)| n == "service_name"), "{:?}", out[0].labels);
+        let info = t.target_info(m.resources(), 5);
+        assert_eq!(info[0].labels.iter().filter(|(n, _)| n == "job").count(), 1, "{:?}", info[0].labels);
     }
 
     #[test]

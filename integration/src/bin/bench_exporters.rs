@@ -41,7 +41,8 @@ fn batch(round: u64) -> Metrics {
 }
 
 fn rw_bodies(m: &Metrics) -> Vec<(Vec<u8>, usize)> {
-    let t = Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[] };
+    let t =
+        Translator { naming: Naming::Kubeskoop, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
     let mut samples = Vec::new();
     t.translate(m.resources(), &mut samples);
     encode(to_timeseries(samples, &Default::default()), 3_000_000)
