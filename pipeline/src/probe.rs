@@ -74,3 +74,35 @@ impl<'de, T: ProbeTable> Deserialize<'de> for Probe<T> {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown value \"{name}\" (valid values: {})", Self::names().join(", "))))
     }
 }
+
+/// Declares `$table` as the [`ProbeTable`] over `$probes` (a `&'static [$spec]` whose
+/// entries have an `info: ProbeInfo` field) and `$infos`, the same entries' infos as the
+/// array `podnet components` lists.
+#[macro_export]
+macro_rules! probe_table {
+    ($(#[$doc:meta])* $table:ident, $spec:ty, $probes:expr, $infos:ident) => {
+        $(#[$doc])*
+        pub struct $table;
+
+        impl $crate::probe::ProbeTable for $table {
+            type Spec = $spec;
+            fn specs() -> &'static [$spec] {
+                $probes
+            }
+            fn info(spec: &$spec) -> &$crate::component::ProbeInfo {
+                &spec.info
+            }
+        }
+
+        /// Every probe's info, in the table's order.
+        pub const $infos: [$crate::component::ProbeInfo; $probes.len()] = {
+            let mut out = [$probes[0].info; $probes.len()];
+            let mut i = 0;
+            while i < $probes.len() {
+                out[i] = $probes[i].info;
+                i += 1;
+            }
+            out
+        };
+    };
+}

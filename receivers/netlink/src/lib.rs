@@ -22,7 +22,6 @@ use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::cumulative::{CumulativeTracker, PointWriter, SeriesKey};
 use podnet_pipeline::fanout::Outputs;
 use podnet_pipeline::pdata::{KubeskoopName, MetricDef, MetricKind, MetricsBuilder, Signal, keys, kv_str, now_unix_nanos};
-use podnet_pipeline::probe::ProbeTable;
 use podnet_pipeline::scrape::{Collection, CollectionError, Scraper, run_scraper};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -93,29 +92,13 @@ pub const PROBES: &[ProbeSpec] = &[
     },
 ];
 
-/// `podnet components` lists these.
-const PROBE_INFOS: [ProbeInfo; PROBES.len()] = {
-    let mut out = [PROBES[0].info; PROBES.len()];
-    let mut i = 0;
-    while i < PROBES.len() {
-        out[i] = PROBES[i].info;
-        i += 1;
-    }
-    out
-};
-
-/// The netlink table, for [`podnet_pipeline::probe::Probe`].
-pub struct Netlink;
-
-impl ProbeTable for Netlink {
-    type Spec = ProbeSpec;
-    fn specs() -> &'static [ProbeSpec] {
-        PROBES
-    }
-    fn info(spec: &ProbeSpec) -> &ProbeInfo {
-        &spec.info
-    }
-}
+podnet_pipeline::probe_table!(
+    /// The netlink table, for [`podnet_pipeline::probe::Probe`].
+    Netlink,
+    ProbeSpec,
+    PROBES,
+    PROBE_INFOS
+);
 
 /// A netlink probe by name.
 pub type Probe = podnet_pipeline::probe::Probe<Netlink>;

@@ -5,7 +5,6 @@
 
 use podnet_netns::Namespace;
 use podnet_pipeline::component::{Overhead, ProbeInfo};
-use podnet_pipeline::probe::ProbeTable;
 
 use crate::ProcfsConfig;
 use crate::probes::{self, Defs, Emit, NsFiles, ProbeError};
@@ -110,29 +109,13 @@ pub const PROBES: &[ProbeSpec] = &[
     },
 ];
 
-/// `podnet components` lists these.
-pub const PROBE_INFOS: [ProbeInfo; PROBES.len()] = {
-    let mut out = [PROBES[0].info; PROBES.len()];
-    let mut i = 0;
-    while i < PROBES.len() {
-        out[i] = PROBES[i].info;
-        i += 1;
-    }
-    out
-};
-
-/// The procfs table, for [`podnet_pipeline::probe::Probe`].
-pub struct Procfs;
-
-impl ProbeTable for Procfs {
-    type Spec = ProbeSpec;
-    fn specs() -> &'static [ProbeSpec] {
-        PROBES
-    }
-    fn info(spec: &ProbeSpec) -> &ProbeInfo {
-        &spec.info
-    }
-}
+podnet_pipeline::probe_table!(
+    /// The procfs table, for [`podnet_pipeline::probe::Probe`].
+    Procfs,
+    ProbeSpec,
+    PROBES,
+    PROBE_INFOS
+);
 
 /// A procfs probe by name.
 pub type Probe = podnet_pipeline::probe::Probe<Procfs>;
