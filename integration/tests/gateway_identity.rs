@@ -46,9 +46,9 @@ fn orders(attrs: Vec<KeyValue>, value: i64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-#[test]
-fn two_services_with_the_same_series_stay_apart() {
-    let http = free_port();
+/// A gateway: OTLP/HTTP in, the scrape endpoint (otel naming) out; the config's directory
+/// lives as long as the agent.
+fn gateway(http: u16) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gateway.yaml");
     std::fs::write(
@@ -72,6 +72,13 @@ service:
     )
     .unwrap();
     let agent = Agent::start(&["-c", cfg.to_str().unwrap()], &[]);
+    (agent, dir)
+}
+
+#[test]
+fn two_services_with_the_same_series_stay_apart() {
+    let http = free_port();
+    let (agent, _dir) = gateway(http);
     let checkout = orders(vec![kv("service.name", "checkout"), kv("service.instance.id", "c-1"), kv("deployment.environment", "prod")], 5);
     let billing = orders(vec![kv("service.namespace", "shop"), kv("service.name", "billing"), kv("service.instance.id", "b-7")], 9);
     for body in [checkout, billing] {
@@ -87,4 +94,25 @@ service:
     let checkout_info = infos.iter().find(|l| l.contains("job=\"checkout\"")).expect("checkout's target_info");
     assert!(checkout_info.contains("deployment_environment=\"prod\"") && checkout_info.contains("instance=\"c-1\""), "{checkout_info}");
     assert!(!checkout_info.contains("service_name"), "service.name is the job, not a label of its own: {checkout_info}");
+}
+
+/// Sources that nothing tells apart (no service identity, no attribute kept as a label)
+/// still land on one series: the later value wins, and it is counted and said, not silent.
+#[test]
+fn sources_nothing_tells_apart_are_counted_as_collisions() {
+    let http = free_port();
+    let (agent, _dir) = gateway(http);
+    for (host, value) in [("a", 1), ("b", 2)] {
+        let body = orders(vec![kv("host.name", host)], value);
+        assert_eq!(http_post(http, "/v1/metrics", "application/x-protobuf", &body).map(|(c, _)| c), Some(200));
+    }
+    agent.wait_until(Duration::from_secs(10), "the collision counted", || {
+        podnet_integration::labeled_sum(&agent.metrics(), "podnet_exporter_series_collisions_total", &[]) >= 1.0
+    });
+    let m = agent.metrics();
+    assert_eq!(m.matches("shop_orders_total{").count(), 1, "{m}");
+    assert!(m.contains("shop_orders_total{route=\"/buy\"} 2"), "{m}");
+    agent.wait_until(Duration::from_secs(5), "the warning", || {
+        agent.log_text().contains("two resources write the same series of shop_orders_total")
+    });
 }

@@ -100,6 +100,7 @@ struct Instruments {
     collection_errors: Counter<u64>,
     refused: Counter<u64>,
     series_dropped: Counter<u64>,
+    series_collisions: Counter<u64>,
     reloads: Counter<u64>,
     retries: Counter<u64>,
 }
@@ -233,6 +234,11 @@ impl Telemetry {
                 .with_description("Send attempts an exporter retried after a retryable failure.")
                 .with_unit("{retry}")
                 .build(),
+            series_collisions: meter
+                .u64_counter("podnet.exporter.series_collisions")
+                .with_description("Writes to a series by a resource other than the one that wrote it last: two sources whose data lands on the same labels (the later value wins).")
+                .with_unit("{write}")
+                .build(),
             series_dropped: meter
                 .u64_counter("podnet.exporter.series_dropped")
                 .with_description("New series an exporter did not take, by reason (limit: its max_series was reached).")
@@ -363,6 +369,9 @@ impl ComponentTelemetry {
         stats
     }
     /// New series an exporter did not take.
+    pub fn series_collisions(&self, n: u64) {
+        self.instruments.series_collisions.add(n, &self.with(&[]));
+    }
     pub fn series_dropped(&self, n: u64, reason: &'static str) {
         self.instruments.series_dropped.add(n, &self.with(&[OtelKeyValue::new("reason", reason)]));
     }

@@ -135,6 +135,7 @@ struct Shared {
     store: Mutex<Store>,
     /// When the last series-limit warning was logged (one a minute at most).
     limit_warned: Mutex<Option<Instant>>,
+    collision_warned: Mutex<Option<Instant>>,
     ctx: ComponentContext,
 }
 
@@ -171,7 +172,26 @@ impl Shared {
         if skipped.unsupported > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
         }
-        let refused = self.lock().update(samples, Instant::now());
+        let (refused, collisions) = {
+            let mut store = self.lock();
+            let refused = store.update(samples, Instant::now());
+            (refused, store.take_collisions())
+        };
+        if !collisions.is_empty() {
+            let total: u64 = collisions.values().sum();
+            self.ctx.telemetry.series_collisions(total);
+            let mut warned = self.collision_warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                let families: Vec<&str> = collisions.keys().map(String::as_str).take(5).collect();
+                tracing::warn!(
+                    component = %self.ctx.id,
+                    writes = total,
+                    "two resources write the same series of {}: the later value wins. Tell them apart with service.name/service.instance.id (job/instance), resource_attributes_as_labels or resource_to_telemetry_conversion",
+                    families.join(", ")
+                );
+            }
+        }
         if !refused.is_empty() {
             let total: u64 = refused.values().sum();
             self.ctx.telemetry.series_dropped(total, "limit");
@@ -230,6 +250,7 @@ impl Exporter for PrometheusExporter {
                 config: config.clone(),
                 store: Mutex::new(Store::with_limit(config.max_series)),
                 limit_warned: Mutex::new(None),
+                collision_warned: Mutex::new(None),
                 ctx: ctx.clone(),
             });
             let listener = match tokio::net::TcpListener::from_std(listener) {

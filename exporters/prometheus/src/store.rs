@@ -12,8 +12,8 @@ use podnet_prometheus_translator::{FamilyType, Labels, Sample, format_value};
 struct Family {
     help: String,
     kind: FamilyType,
-    /// (suffix, labels) → (value, last update).
-    series: BTreeMap<(&'static str, Labels), (f64, Instant)>,
+    /// (suffix, labels) → (value, last update, the resource that wrote it).
+    series: BTreeMap<(&'static str, Labels), (f64, Instant, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +23,9 @@ pub struct Store {
     count: usize,
     /// New series are refused past this many; 0: no limit.
     max_series: usize,
+    /// Series written by a resource other than the one that wrote them last (two
+    /// resources whose data lands on the same labels), per family, since the last take.
+    collisions: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,10 +76,15 @@ impl Store {
             }
             let key = (s.suffix, s.labels);
             match family.series.get_mut(&key) {
-                Some(v) => *v = (s.value, now),
+                Some(v) => {
+                    if v.2 != s.resource {
+                        *self.collisions.entry(s.family).or_default() += 1;
+                    }
+                    *v = (s.value, now, s.resource);
+                }
                 None if full => *refused.entry(s.family).or_default() += 1,
                 None => {
-                    family.series.insert(key, (s.value, now));
+                    family.series.insert(key, (s.value, now, s.resource));
                     self.count += 1;
                 }
             }
@@ -89,12 +97,17 @@ impl Store {
         let mut removed = 0;
         for family in self.families.values_mut() {
             let before = family.series.len();
-            family.series.retain(|_, (_, at)| now.saturating_duration_since(*at) <= ttl);
+            family.series.retain(|_, (_, at, _)| now.saturating_duration_since(*at) <= ttl);
             removed += before - family.series.len();
         }
         self.families.retain(|_, f| !f.series.is_empty());
         self.count -= removed;
         removed
+    }
+
+    /// The collisions counted since the last call, per family.
+    pub fn take_collisions(&mut self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.collisions)
     }
 
     pub fn series_count(&self) -> usize {
@@ -104,7 +117,7 @@ impl Store {
     pub fn render(&self, format: Format, out: &mut String) {
         for (name, family) in &self.families {
             let mut series: Vec<(&'static str, &Labels, f64)> =
-                family.series.iter().map(|((suffix, labels), (v, _))| (*suffix, labels, *v)).collect();
+                family.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels, *v)).collect();
             if family.kind == FamilyType::Histogram {
                 // Buckets in ascending `le`, then _sum and _count, per label set.
                 series.sort_by(|a, b| histogram_order(a).partial_cmp(&histogram_order(b)).unwrap_or(std::cmp::Ordering::Equal));
@@ -196,6 +209,7 @@ mod tests {
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             value,
             time_unix_nano: 0,
+            resource: 0,
         }
     }
 
@@ -236,6 +250,7 @@ mod tests {
             labels: vec![("pod".into(), pod.into())],
             value,
             time_unix_nano: 0,
+            resource: 0,
         }
     }
 
@@ -260,6 +275,19 @@ mod tests {
     }
 
     #[test]
+    fn a_series_written_by_two_resources_is_counted_as_a_collision() {
+        let mut s = Store::default();
+        let t0 = Instant::now();
+        let from = |resource, value| Sample { resource, ..gauge("m", "p", value) };
+        s.update(vec![from(1, 1.0)], t0);
+        s.update(vec![from(1, 2.0)], t0);
+        assert!(s.take_collisions().is_empty(), "one resource updating its series");
+        s.update(vec![from(2, 9.0)], t0);
+        assert_eq!(s.take_collisions(), BTreeMap::from([("m".to_string(), 1)]));
+        assert!(s.take_collisions().is_empty(), "taken");
+    }
+
+    #[test]
     fn histogram_buckets_in_ascending_order() {
         let mut s = Store::default();
         let mk = |suffix, le: Option<&str>, v| Sample {
@@ -270,6 +298,7 @@ mod tests {
             labels: le.map(|l| vec![("le".to_string(), l.to_string())]).unwrap_or_default(),
             value: v,
             time_unix_nano: 0,
+            resource: 0,
         };
         s.update(
             vec![

@@ -53,6 +53,20 @@ pub struct Sample {
     pub value: f64,
     /// The data point's time (remote write sends it; the scrape endpoint does not).
     pub time_unix_nano: u64,
+    /// Which resource the point came from (a hash of its attributes), so a store can tell
+    /// two resources that land on the same series apart from one resource updating it.
+    pub resource: u64,
+}
+
+/// A resource's identity for [`Sample::resource`].
+pub fn resource_id(attrs: &[KeyValue]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for kv in attrs {
+        kv.key.hash(&mut h);
+        kv.value.as_ref().map(any_value_to_string).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
 }
 
 pub struct Translator<'a> {
@@ -125,10 +139,15 @@ impl Translator<'_> {
         for rm in resources {
             let resource_attrs: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
             let base = self.resource_labels(resource_attrs);
+            let first = out.len();
             for sm in &rm.scope_metrics {
                 for m in &sm.metrics {
                     self.metric(m, &base, out, &mut skipped);
                 }
+            }
+            let id = resource_id(resource_attrs);
+            for s in &mut out[first..] {
+                s.resource = id;
             }
         }
         skipped
@@ -157,6 +176,7 @@ impl Translator<'_> {
                     labels,
                     value: 1.0,
                     time_unix_nano,
+                    resource: resource_id(&r.attributes),
                 }
             })
             .collect()
@@ -319,6 +339,7 @@ impl Translator<'_> {
             labels,
             value,
             time_unix_nano: p.time_unix_nano,
+            resource: 0,
         };
         let mut cumulative = 0u64;
         let mut saw_inf = false;
@@ -351,7 +372,16 @@ impl Translator<'_> {
             labels.sort();
         }
         let value = number_value_f64(dp);
-        out.push(Sample { family, help: help.to_string(), kind, suffix: "", labels, value, time_unix_nano: dp.time_unix_nano });
+        out.push(Sample {
+            family,
+            help: help.to_string(),
+            kind,
+            suffix: "",
+            labels,
+            value,
+            time_unix_nano: dp.time_unix_nano,
+            resource: 0,
+        });
     }
 }
 
