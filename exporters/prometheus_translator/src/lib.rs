@@ -238,7 +238,7 @@ impl Translator<'_> {
     }
 
     fn otel_name(&self, m: &Metric, kind: FamilyType) -> String {
-        otel_metric_name(self.namespace, &m.name, &m.unit, kind)
+        otel_metric_name(self.namespace, &m.name, seconds(&m.unit).0, kind)
     }
 
     fn metric(&self, m: &Metric, base: &Labels, out: &mut Vec<Sample>, skipped: &mut Skipped) {
@@ -371,7 +371,11 @@ impl Translator<'_> {
             // KubeSkoop mode keeps KubeSkoop's order (k8s_node, k8s_namespace, k8s_pod, …).
             labels.sort();
         }
-        let value = number_value_f64(dp);
+        let value = match self.naming {
+            // Prometheus' base unit of time is the second (`_seconds`, not `_milliseconds`).
+            Naming::Otel => number_value_f64(dp) / seconds(&m.unit).1,
+            Naming::Kubeskoop => number_value_f64(dp),
+        };
         out.push(Sample {
             family,
             help: help.to_string(),
@@ -466,9 +470,34 @@ fn kubeskoop_protocol(transport: &str) -> String {
     .to_string()
 }
 
+/// A time unit as Prometheus wants it: seconds, and what a value is divided by to get
+/// there. Other units are kept.
+fn seconds(unit: &str) -> (&str, f64) {
+    match unit {
+        "ms" => ("s", 1e3),
+        "us" => ("s", 1e6),
+        "ns" => ("s", 1e9),
+        other => (other, 1.0),
+    }
+}
+
+/// `x.count` in `{thing}` (a semantic-convention count) as Prometheus names a count: the
+/// things, plural (`system.network.connection.count` → `system.network.connections`), as
+/// `_count` belongs to histograms and summaries.
+fn without_count_suffix(name: &str, unit: &str) -> String {
+    let Some(stem) = name.strip_suffix(".count") else { return name.to_string() };
+    let thing = unit.strip_prefix('{').and_then(|u| u.strip_suffix('}')).filter(|t| !t.is_empty() && !t.contains(['{', '}']));
+    match thing {
+        Some(t) if stem.rsplit('.').next() == Some(t) => format!("{stem}s"),
+        Some(t) => format!("{stem}.{t}s"),
+        None => stem.to_string(),
+    }
+}
+
 /// The Collector's metric name translation with suffixes.
 pub fn otel_metric_name(namespace: &str, name: &str, unit: &str, kind: FamilyType) -> String {
-    let mut full = if namespace.is_empty() { sanitize_metric(name) } else { sanitize_metric(&format!("{namespace}_{name}")) };
+    let name = if kind == FamilyType::Histogram { name.to_string() } else { without_count_suffix(name, unit) };
+    let mut full = if namespace.is_empty() { sanitize_metric(&name) } else { sanitize_metric(&format!("{namespace}_{name}")) };
     if let Some(suffix) = unit_suffix(unit, kind)
         && !full.split('_').any(|w| w == suffix)
     {
@@ -611,6 +640,30 @@ mod tests {
         assert_eq!(otel_metric_name("", "http.total", "", FamilyType::Counter), "http_total");
         assert_eq!(otel_metric_name("", "io_bytes", "By", FamilyType::Gauge), "io_bytes", "no doubled unit");
         assert_eq!(otel_metric_name("", "1st..metric", "", FamilyType::Gauge), "_1st_metric");
+        // `_count` is for histograms and summaries (promtool): a count names its things.
+        assert_eq!(
+            otel_metric_name("", "system.network.connection.count", "{connection}", FamilyType::Gauge),
+            "system_network_connections"
+        );
+        assert_eq!(otel_metric_name("", "k8s.pod.count", "{item}", FamilyType::Gauge), "k8s_pod_items");
+        assert_eq!(otel_metric_name("", "queue.count", "", FamilyType::Gauge), "queue");
+    }
+
+    #[test]
+    fn time_counters_are_exposed_in_seconds() {
+        use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, Value};
+        const CHRONO: MetricDef = MetricDef::counter("podnet.tcpext.tcp_memory_pressures_chrono", "d", "ms");
+        let mut b = MetricsBuilder::new("t");
+        b.resource(vec![]).point(&CHRONO, vec![], 1, 2, Value::from(1500u64));
+        let m = b.finish();
+        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        assert_eq!((out[0].family.as_str(), out[0].value), ("podnet_tcpext_tcp_memory_pressures_chrono_seconds_total", 1.5));
+        let k = Translator { naming: Naming::Kubeskoop, ..t };
+        let mut out = Vec::new();
+        k.translate(m.resources(), &mut out);
+        assert_eq!(out[0].value, 1500.0, "KubeSkoop naming keeps KubeSkoop's values");
     }
 
     #[test]
