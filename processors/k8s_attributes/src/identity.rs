@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -173,6 +174,9 @@ pub struct IpIdentity {
     /// Bumped by every change a watch applies; the index is rebuilt when it moved.
     changes: Arc<AtomicU64>,
     built_at: AtomicU64,
+    /// A rebuild walks every claim (8 ms at 10,000 pods): with churn, at most one per this.
+    min_rebuild_interval: Duration,
+    last_build: Mutex<Option<Instant>>,
     index: ArcSwap<HashMap<IpAddr, Peer>>,
     stop: CancellationToken,
 }
@@ -191,6 +195,8 @@ impl IpIdentity {
             sources: vec![store],
             changes: Arc::new(AtomicU64::new(1)),
             built_at: AtomicU64::new(0),
+            min_rebuild_interval: Duration::ZERO,
+            last_build: Mutex::new(None),
             index: ArcSwap::from_pointee(HashMap::new()),
             stop: CancellationToken::new(),
         };
@@ -227,15 +233,32 @@ impl IpIdentity {
                 }
             }
         }
-        IpIdentity { sources, changes, built_at: AtomicU64::new(u64::MAX), index: ArcSwap::from_pointee(HashMap::new()), stop }
+        IpIdentity {
+            sources,
+            changes,
+            built_at: AtomicU64::new(u64::MAX),
+            min_rebuild_interval: Duration::from_secs(1),
+            last_build: Mutex::new(None),
+            index: ArcSwap::from_pointee(HashMap::new()),
+            stop,
+        }
     }
 
-    /// Rebuilds the address index if a watch changed something since the last build.
+    /// Rebuilds the address index if a watch changed something since the last build (and
+    /// the last build is at least `min_rebuild_interval` old).
     pub fn refresh(&self) {
         let now = self.changes.load(Ordering::Acquire);
-        if self.built_at.swap(now, Ordering::AcqRel) == now {
+        if self.built_at.load(Ordering::Acquire) == now {
             return;
         }
+        {
+            let mut last = self.last_build.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.min_rebuild_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.built_at.store(now, Ordering::Release);
         let mut index: HashMap<IpAddr, (u8, Peer)> = HashMap::new();
         for source in &self.sources {
             let claims = source.lock().unwrap_or_else(|e| e.into_inner());
