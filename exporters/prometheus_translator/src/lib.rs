@@ -481,9 +481,9 @@ fn seconds(unit: &str) -> (&str, f64) {
     }
 }
 
-/// `x.count` in `{thing}` (a semantic-convention count) as Prometheus names a count: the
-/// things, plural (`system.network.connection.count` → `system.network.connections`), as
-/// `_count` belongs to histograms and summaries.
+/// A gauge `x.count` in `{thing}` (a semantic-convention count) as Prometheus names a
+/// count: the things, plural (`system.network.connection.count` →
+/// `system.network.connections`), as `_count` belongs to histograms and summaries.
 fn without_count_suffix(name: &str, unit: &str) -> String {
     let Some(stem) = name.strip_suffix(".count") else { return name.to_string() };
     let thing = unit.strip_prefix('{').and_then(|u| u.strip_suffix('}')).filter(|t| !t.is_empty() && !t.contains(['{', '}']));
@@ -496,7 +496,8 @@ fn without_count_suffix(name: &str, unit: &str) -> String {
 
 /// The Collector's metric name translation with suffixes.
 pub fn otel_metric_name(namespace: &str, name: &str, unit: &str, kind: FamilyType) -> String {
-    let name = if kind == FamilyType::Histogram { name.to_string() } else { without_count_suffix(name, unit) };
+    // Counters end in `_total`; only a gauge would end in `_count`.
+    let name = if kind == FamilyType::Gauge { without_count_suffix(name, unit) } else { name.to_string() };
     let mut full = if namespace.is_empty() { sanitize_metric(&name) } else { sanitize_metric(&format!("{namespace}_{name}")) };
     if let Some(suffix) = unit_suffix(unit, kind)
         && !full.split('_').any(|w| w == suffix)
@@ -647,6 +648,11 @@ mod tests {
         );
         assert_eq!(otel_metric_name("", "k8s.pod.count", "{item}", FamilyType::Gauge), "k8s_pod_items");
         assert_eq!(otel_metric_name("", "queue.count", "", FamilyType::Gauge), "queue");
+        assert_eq!(
+            otel_metric_name("", "system.network.packet.count", "{packet}", FamilyType::Counter),
+            "system_network_packet_count_total",
+            "a counter keeps the Collector's name: it ends in _total"
+        );
     }
 
     #[test]
