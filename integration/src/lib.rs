@@ -66,9 +66,12 @@ impl Agent {
         }
         let child = cmd.stdout(stdout_file).stderr(log_file).spawn().expect("spawn podnet");
         let agent = Agent { child, port, health_port, log, stdout, _dir: dir };
+        // health_check answers /readyz with 200 or 503; anything else on that port is not
+        // podnet's (no health_check configured, and the free port was taken since).
         agent.wait_until(Duration::from_secs(20), "podnet to be ready", || match agent.health("/readyz") {
-            Some((code, _)) => code == 200,
-            None => agent.get("/metrics").is_some_and(|(s, _)| s == 200),
+            Some((200, _)) => true,
+            Some((503, _)) => false,
+            _ => agent.get("/metrics").is_some_and(|(s, _)| s == 200),
         });
         agent
     }
