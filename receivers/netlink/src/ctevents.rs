@@ -251,7 +251,7 @@ fn subscribe(groups: u32) -> std::io::Result<OwnedFd> {
 /// Follows the namespaces and keeps one listener per namespace until shutdown.
 pub async fn run(config: ConntrackEventsConfig, mut source: NamespaceSource, interval: Duration, ctx: ComponentContext, outputs: Outputs) {
     let groups = config.types.iter().fold(0, |g, k| g | k.group());
-    let mut listening: HashMap<u64, CancellationToken> = HashMap::new();
+    let mut listening: HashMap<u64, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut reported_unsupported = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,9 +267,10 @@ pub async fn run(config: ConntrackEventsConfig, mut source: NamespaceSource, int
                 continue;
             }
         };
-        // Namespaces gone: their listeners stop (their sockets went with them).
-        listening.retain(|inode, stop| {
-            let keep = list.iter().any(|n| n.inode == *inode);
+        // Namespaces gone: their listeners stop (their sockets went with them). A listener
+        // that ended on a socket error is opened again below.
+        listening.retain(|inode, (stop, task)| {
+            let keep = list.iter().any(|n| n.inode == *inode) && !task.is_finished();
             if !keep {
                 stop.cancel();
             }
@@ -285,16 +286,15 @@ pub async fn run(config: ConntrackEventsConfig, mut source: NamespaceSource, int
             match result {
                 Ok(Ok(fd)) => {
                     let stop = ctx.shutdown.child_token();
-                    listening.insert(ns.inode, stop.clone());
                     let listener = Listener {
                         resource: ns.resource_attributes(&ctx.host.node.name),
                         inode: ns.inode,
                         outputs: outputs.clone(),
                         ctx: ctx.clone(),
                         events_per_second: config.events_per_second,
-                        stop,
+                        stop: stop.clone(),
                     };
-                    tokio::spawn(listener.run(fd));
+                    listening.insert(ns.inode, (stop, tokio::spawn(listener.run(fd))));
                 }
                 Ok(Err(e)) if ns.is_host && !reported_unsupported => {
                     reported_unsupported = true;
@@ -307,7 +307,7 @@ pub async fn run(config: ConntrackEventsConfig, mut source: NamespaceSource, int
             }
         }
     }
-    for stop in listening.values() {
+    for (stop, _) in listening.values() {
         stop.cancel();
     }
 }
