@@ -1,4 +1,5 @@
-//! The health_check extension's `/status` on the node's address: a caller on the node (loopback) sees every detail; a
+//! The health_check extension's `/status` on the node's address: a caller on the node
+//! (loopback, or the node's own address) sees every detail; a
 //! caller elsewhere (here: a test pod reaching the host over a veth) sees states only.
 
 use std::io::{Read, Write};
@@ -74,6 +75,9 @@ service:
     let _agent = Agent::start_with_port(&["-c", config.to_str().unwrap()], &[], port);
     let local = get(&format!("127.0.0.1:{health}"), "/status");
     assert!(local.contains(config.to_str().unwrap()), "the node sees the config source: {local}");
+    // The node calling its own address (as it must when the endpoint binds the node's IP).
+    let node = get(&format!("10.214.0.1:{health}"), "/status");
+    assert!(node.contains(config.to_str().unwrap()), "the node at its own address sees the config source: {node}");
     let remote = in_netns(&pod.0, || get(&format!("10.214.0.1:{health}"), "/status"));
     assert!(remote.contains("200 OK") && remote.contains("\"ready\""), "{remote}");
     assert!(!remote.contains(config.to_str().unwrap()), "a pod does not see the config's path: {remote}");

@@ -94,10 +94,7 @@ impl Factory for PrometheusExporterFactory {
         }
     }
     fn validate(&self, c: &PrometheusConfig) -> Result<(), String> {
-        let port_ok = c.endpoint.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            return Err(format!("endpoint \"{}\" must be host:port, like \"0.0.0.0:9102\"", c.endpoint));
-        }
+        podnet_pipeline::config::check_listen_address(&c.endpoint, "0.0.0.0:9102")?;
         if !c.path.starts_with('/') || RESERVED_PATHS.contains(&c.path.as_str()) {
             return Err(format!("path \"{}\" must start with / and not be one of {}", c.path, RESERVED_PATHS.join(", ")));
         }
@@ -116,7 +113,7 @@ impl Factory for PrometheusExporterFactory {
 impl ExporterFactory for PrometheusExporterFactory {
     fn create(&self, config: &PrometheusConfig, ctx: ComponentContext) -> Result<Box<dyn Exporter>, BuildError> {
         // Bind now, so a taken port fails the (re)load and the previous config is kept.
-        let listener = std::net::TcpListener::bind(&config.endpoint)
+        let listener = std::net::TcpListener::bind(podnet_pipeline::config::listen_address(&config.endpoint))
             .map_err(|e| BuildError::new(format!("cannot listen on {}: {e} (set another endpoint)", config.endpoint)))?;
         listener.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
         Ok(Box::new(PrometheusExporter { config: config.clone(), ctx, listener }))

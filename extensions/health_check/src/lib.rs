@@ -7,7 +7,9 @@
 //! - `/healthz`: 200 while the process serves requests (liveness).
 //! - `/readyz`: 200 once ready, 503 before (readiness), as plain text.
 //! - `/status`: every component's state as JSON; the reasons and config sources only to a
-//!   caller on the node itself (loopback), since the endpoint listens on the node's address.
+//!   caller on the node itself (loopback, or the very address it called, which no other host
+//!   can have: the DaemonSet binds the node's IP), since the endpoint listens on the node's
+//!   address.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -67,10 +69,7 @@ impl Factory for HealthCheckExtensionFactory {
         }
     }
     fn validate(&self, c: &HealthCheckConfig) -> Result<(), String> {
-        let port_ok = c.endpoint.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            return Err(format!("endpoint \"{}\" must be host:port, like \"0.0.0.0:13133\"", c.endpoint));
-        }
+        podnet_pipeline::config::check_listen_address(&c.endpoint, "0.0.0.0:13133")?;
         if !c.path.starts_with('/') || FIXED_PATHS.contains(&c.path.as_str()) {
             return Err(format!("path \"{}\" must start with / and not be one of {}", c.path, FIXED_PATHS.join(", ")));
         }
@@ -81,7 +80,7 @@ impl Factory for HealthCheckExtensionFactory {
 impl ExtensionFactory for HealthCheckExtensionFactory {
     fn create(&self, config: &HealthCheckConfig, ctx: ComponentContext) -> Result<Box<dyn Extension>, BuildError> {
         // Bound now, so a taken port fails the (re)load and the previous config is kept.
-        let listener = std::net::TcpListener::bind(&config.endpoint)
+        let listener = std::net::TcpListener::bind(podnet_pipeline::config::listen_address(&config.endpoint))
             .map_err(|e| BuildError::new(format!("cannot listen on {}: {e} (set another endpoint)", config.endpoint)))?;
         listener.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
         Ok(Box::new(HealthCheck { config: config.clone(), ctx, listener }))
@@ -122,7 +121,7 @@ impl Extension for HealthCheck {
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, "serving health checks");
             let shutdown = ctx.shutdown.clone();
             let app = router(&config.path, shared);
-            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Caller>())
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
             {
@@ -166,10 +165,31 @@ async fn collector_health(State(shared): State<Arc<Shared>>) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// The whole report to a caller on the node (loopback); states without detail to others.
-async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>) -> Response {
+/// Who called, and at which of our addresses.
+#[derive(Clone, Copy, Debug)]
+struct Caller {
+    peer: std::net::SocketAddr,
+    local: Option<std::net::SocketAddr>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Caller {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Caller {
+        Caller { peer: *stream.remote_addr(), local: stream.io().local_addr().ok() }
+    }
+}
+
+impl Caller {
+    /// On this node: loopback, or from the address it called (the kernel routes a
+    /// connection from one of our own addresses locally; no other host has it).
+    fn is_local(&self) -> bool {
+        self.peer.ip().is_loopback() || self.local.is_some_and(|l| l.ip() == self.peer.ip())
+    }
+}
+
+/// The whole report to a caller on the node; states without detail to others.
+async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(caller): ConnectInfo<Caller>) -> Response {
     let report = shared.status.report();
-    let report = if peer.ip().is_loopback() { report } else { report.without_detail() };
+    let report = if caller.is_local() { report } else { report.without_detail() };
     match serde_json::to_string_pretty(&report) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
