@@ -214,8 +214,13 @@ impl IpIdentity {
             sources.push(store.clone());
             let (changes, stop, on_error) = (changes.clone(), stop.clone(), on_error.clone());
             let kube = client.client();
-            let what = format!("{kind:?}").to_lowercase();
-            let report = move |e: &watcher::Error| on_error(format!("{what}: {}", client_error(e)));
+            let path = format!("/api/v1/{}", format!("{kind:?}").to_lowercase());
+            let describer = client.clone();
+            let report = move |e: &watcher::Error| {
+                if let Some(e) = describer.describe(e, &path, "list and watch on pods, nodes and services for ip_identity") {
+                    on_error(e.to_string());
+                }
+            };
             // Pages of 100, as for the node's pods: the typed page is the memory peak.
             let config = watcher::Config::default().page_size(100);
             match kind {
@@ -286,20 +291,6 @@ impl IpIdentity {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-fn client_error(e: &watcher::Error) -> String {
-    match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-            if s.code == 401 || s.code == 403 =>
-        {
-            format!(
-                "HTTP {} (podnet needs list and watch on pods, nodes and services for ip_identity: see the DaemonSet's RBAC): {}",
-                s.code, s.message
-            )
-        }
-        other => other.to_string(),
     }
 }
 

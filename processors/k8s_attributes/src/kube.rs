@@ -164,10 +164,11 @@ pub enum KubeError {
 /// Pods by uid, as the API last told.
 pub type PodStore = Arc<Mutex<HashMap<String, ApiPod>>>;
 
+#[derive(Clone)]
 pub struct KubeClient {
     client: kube::Client,
-    /// This node's pods, as a URL for messages.
-    url: String,
+    /// The API's base URL, for messages.
+    base: String,
     node: String,
 }
 
@@ -199,8 +200,7 @@ impl KubeClient {
             .map_err(|e| KubeError::Setup(format!("cannot build the Kubernetes client: {e}")))?
             .with_layer(&cap::CapLayer)
             .build();
-        let url = format!("{}/api/v1/pods?fieldSelector=spec.nodeName%3D{node}", endpoint.trim_end_matches('/'));
-        Ok(KubeClient { client, url, node: node.to_string() })
+        Ok(KubeClient { client, base: endpoint.trim_end_matches('/').to_string(), node: node.to_string() })
     }
 
     /// The client, for other watches on the same API.
@@ -208,18 +208,20 @@ impl KubeClient {
         self.client.clone()
     }
 
-    /// What to tell about a watcher error; `None` for the API's routine 410 (the watcher
-    /// lists again by itself).
-    fn describe(&self, e: &watcher::Error) -> Option<KubeError> {
-        let request = |reason: String| KubeError::Request { url: self.url.clone(), reason };
+    /// What to tell about an error of a watch of `path` (`/api/v1/pods?…`); `None` for the
+    /// API's routine 410 (the watcher lists again by itself). `needs` is the permission a
+    /// 401/403 names (`get, list and watch on pods`).
+    pub fn describe(&self, e: &watcher::Error, path: &str, needs: &str) -> Option<KubeError> {
+        let url = format!("{}{path}", self.base);
+        let request = |reason: String| KubeError::Request { url: url.clone(), reason };
         let api_status = |s: &kube::core::Status| {
             let hint =
-                if s.code == 401 || s.code == 403 { " (podnet needs get, list and watch on pods: see the DaemonSet's RBAC)" } else { "" };
+                if s.code == 401 || s.code == 403 { format!(" (podnet needs {needs}: see the DaemonSet's RBAC)") } else { String::new() };
             request(format!("HTTP {}{hint}: {}", s.code, s.message.chars().take(200).collect::<String>()))
         };
         match e {
             watcher::Error::WatchError(s) if s.code == 410 && s.message.starts_with(cap::TOO_LARGE_MARK) => {
-                Some(KubeError::EventTooLarge { url: self.url.clone(), limit: cap::MAX_WATCH_LINE })
+                Some(KubeError::EventTooLarge { url: url.clone(), limit: cap::MAX_WATCH_LINE })
             }
             watcher::Error::WatchError(s) if s.code == 410 => None,
             watcher::Error::WatchError(s) => Some(api_status(s)),
@@ -236,8 +238,9 @@ pub async fn follow(client: KubeClient, store: PodStore, shutdown: CancellationT
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.client.clone());
     // Pages of 100: the typed page is the peak of memory, and a list costs a few more requests.
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", client.node)).page_size(100);
+    let path = format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{}", client.node);
     follow_objects(api, config, store, ApiPod::from_pod, Arc::default(), shutdown, |e| {
-        if let Some(e) = client.describe(e) {
+        if let Some(e) = client.describe(e, &path, "get, list and watch on pods") {
             on_error(&e);
         }
     })
