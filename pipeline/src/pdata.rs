@@ -57,6 +57,18 @@ pub mod keys {
     pub const DESTINATION_SERVICE: &str = "destination.k8s.service.name";
 }
 
+/// `network.transport` (OTel, lowercase) for an IP protocol number, as the eBPF probes and
+/// conntrack events report it.
+pub fn network_transport(l4proto: u8) -> &'static str {
+    match l4proto {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmpv6",
+        _ => "ip",
+    }
+}
+
 /// Metric metadata keys carrying the KubeSkoop name of a metric, read by exporters in
 /// `kubeskoop` naming mode. See [`KubeskoopName`].
 pub mod kubeskoop_meta {

@@ -337,17 +337,6 @@ pub fn kubeskoop_state(state: u8) -> &'static str {
     }
 }
 
-/// `network.transport` (lowercase, OTel) for an IP protocol number.
-pub fn transport(l4proto: u8) -> &'static str {
-    match l4proto {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        58 => "icmpv6",
-        _ => "ip",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

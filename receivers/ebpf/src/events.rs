@@ -132,7 +132,7 @@ impl Decoder {
         let mut attrs = Vec::with_capacity(14);
         let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
         let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
-        let transport = abi::transport(e.l4proto);
+        let transport = podnet_pipeline::pdata::network_transport(e.l4proto);
         let mut summary = String::with_capacity(160);
         let _ = write!(summary, "protocol={} saddr={src} sport={} daddr={dst} dport={}", transport.to_uppercase(), e.sport, e.dport);
         attrs.push(kv_str(probes::NETWORK_TRANSPORT, transport));
@@ -200,7 +200,7 @@ impl Decoder {
         let tuple = if has_tuple {
             let addr = |a: &[u8; 16]| abi::ip(e.family, a).map(|ip| ip.to_string()).unwrap_or_default();
             let (src, dst) = (addr(&e.saddr), addr(&e.daddr));
-            let transport = abi::transport(e.l4proto);
+            let transport = podnet_pipeline::pdata::network_transport(e.l4proto);
             let text = format!(
                 "protocol={} saddr={src} sport={} daddr={dst} dport={} ",
                 transport.to_uppercase().replace("ICMPV6", "ICMP6"),

@@ -222,7 +222,7 @@ fn tuple_attrs(k: &FlowKey, ports: bool) -> Vec<KeyValue> {
     let addr = |a: &[u8; 16]| abi::ip(k.family, a).map(|ip| ip.to_string()).unwrap_or_default();
     // No `network.type`: the addresses say it, and KubeSkoop's series have no such label.
     let mut attrs = vec![
-        kv_str(NETWORK_TRANSPORT, abi::transport(k.l4proto)),
+        kv_str(NETWORK_TRANSPORT, podnet_pipeline::pdata::network_transport(k.l4proto)),
         kv_str(SOURCE_ADDRESS, addr(&k.saddr)),
         kv_str(DESTINATION_ADDRESS, addr(&k.daddr)),
     ];

@@ -14,7 +14,7 @@ use podnet_netns::{Namespace, NamespaceSource};
 use podnet_pipeline::component::ComponentContext;
 use podnet_pipeline::fanout::Outputs;
 use podnet_pipeline::pdata::{
-    AnyValue, KeyValue, LogRecord, LogsBuilder, PData, Signal, any_value, keys, kv_bool, kv_int, kv_str, now_unix_nanos,
+    AnyValue, KeyValue, LogRecord, LogsBuilder, PData, Signal, any_value, keys, kv_bool, kv_int, kv_str, network_transport, now_unix_nanos,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::Interest;
@@ -192,7 +192,7 @@ impl CtEvent {
 
     pub fn record(&self) -> LogRecord {
         let mut attrs = vec![
-            kv_str("network.transport", protocol_name(self.l4proto).to_lowercase().replace("icmp6", "icmpv6")),
+            kv_str("network.transport", network_transport(self.l4proto)),
             kv_str(keys::SOURCE_ADDRESS, self.src.to_string()),
             kv_str(keys::DESTINATION_ADDRESS, self.dst.to_string()),
         ];
