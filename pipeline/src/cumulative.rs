@@ -127,6 +127,12 @@ impl PointWriter<'_, '_> {
         self.rb.histogram(def, attrs, start, self.now, h);
     }
 
+    /// The series ended (its flow left the kernel's table): exporters end it now rather
+    /// than at their expiration.
+    pub fn ended(&mut self, def: &MetricDef, attrs: Vec<KeyValue>) {
+        self.rb.ended(def, attrs, self.now);
+    }
+
     /// A kernel value that may be negative (a setting like MaxConn = -1): gauges keep the
     /// sign; counters are never negative.
     pub fn signed(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, value: i64) {

@@ -521,6 +521,17 @@ impl ResourceMetricsBuilder<'_> {
     }
 
     /// Adds one data point. `start_unix_nanos` is ignored for gauges.
+    /// Marks the end of a series: a point with no recorded value.
+    pub fn ended(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, time_unix_nanos: u64) {
+        let metric = self.metric(def);
+        let dp = NumberDataPoint { attributes, time_unix_nano: time_unix_nanos, flags: NO_RECORDED_VALUE, ..Default::default() };
+        match &mut metric.data {
+            Some(metric::Data::Sum(s)) => s.data_points.push(dp),
+            Some(metric::Data::Gauge(g)) => g.data_points.push(dp),
+            _ => debug_assert!(false, "{} is a histogram: series end only for numbers", def.name),
+        }
+    }
+
     pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, start_unix_nanos: u64, time_unix_nanos: u64, value: Value) {
         let metric = self.metric(def);
         let mut dp = NumberDataPoint {
@@ -625,7 +636,22 @@ impl From<u64> for Value {
     }
 }
 
+/// OTLP's `DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK`: the series ended (a flow left its
+/// table); exporters end it too (Prometheus: a staleness marker, the scrape: the series goes).
+pub const NO_RECORDED_VALUE: u32 = 1;
+
+/// Prometheus' staleness marker, the one NaN that means "this series ended".
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// A number point's value as a float; an ended series' is the staleness marker.
 pub fn number_value_f64(dp: &NumberDataPoint) -> f64 {
+    if dp.flags & NO_RECORDED_VALUE != 0 {
+        return f64::from_bits(STALE_NAN_BITS);
+    }
     match dp.value {
         Some(number_data_point::Value::AsInt(i)) => i as f64,
         Some(number_data_point::Value::AsDouble(d)) => d,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use podnet_pipeline::pdata::is_stale_marker;
 use podnet_prometheus_translator::{FamilyType, Labels, Sample, format_value};
 
 #[derive(Debug)]
@@ -56,6 +57,18 @@ impl Store {
     pub fn update(&mut self, samples: Vec<Sample>, now: Instant) -> BTreeMap<String, u64> {
         let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         for s in samples {
+            if is_stale_marker(s.value) {
+                // The series ended at its source: it goes now, not at expiration.
+                if let Some(family) = self.families.get_mut(&s.family)
+                    && family.series.remove(&(s.suffix, s.labels)).is_some()
+                {
+                    self.count -= 1;
+                    if family.series.is_empty() {
+                        self.families.remove(&s.family);
+                    }
+                }
+                continue;
+            }
             let full = self.max_series > 0 && self.count >= self.max_series;
             if !self.families.contains_key(&s.family) {
                 if full {
@@ -272,6 +285,24 @@ mod tests {
         assert_eq!(s.series_count(), 0);
         assert!(s.update(vec![gauge("c", "1", 1.0)], t0 + Duration::from_secs(10)).is_empty());
         assert_eq!(s.series_count(), 1);
+    }
+
+    #[test]
+    fn a_staleness_marker_ends_its_series_and_creates_none() {
+        let mut s = Store::default();
+        let t0 = Instant::now();
+        let stale = f64::from_bits(podnet_pipeline::pdata::STALE_NAN_BITS);
+        s.update(vec![gauge("flow", "a", 5.0), gauge("flow", "b", 6.0)], t0);
+        s.update(vec![gauge("flow", "a", stale), gauge("flow", "never-seen", stale)], t0);
+        assert_eq!(s.series_count(), 1);
+        let mut out = String::new();
+        s.render(Format::Text, &mut out);
+        assert!(!out.contains("pod=\"a\"") && out.contains("flow{pod=\"b\"} 6") && !out.contains("never-seen"), "{out}");
+        s.update(vec![gauge("flow", "b", stale)], t0);
+        assert_eq!(s.series_count(), 0);
+        out.clear();
+        s.render(Format::Text, &mut out);
+        assert!(!out.contains("flow"), "an emptied family goes too: {out}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use podnet_pipeline::pdata::kubeskoop_pod;
 use podnet_pipeline::pdata::{
-    AggregationTemporality, ExponentialHistogramDataPoint, KeyValue, Metric, NumberDataPoint, ResourceMetrics, any_value_to_string,
-    attr_string, keys, kubeskoop_meta, metric, number_value_f64,
+    AggregationTemporality, ExponentialHistogramDataPoint, KeyValue, Metric, NO_RECORDED_VALUE, NumberDataPoint, ResourceMetrics,
+    any_value_to_string, attr_string, keys, kubeskoop_meta, metric, number_value_f64,
 };
 use serde::{Deserialize, Serialize};
 
@@ -372,6 +372,8 @@ impl Translator<'_> {
             labels.sort();
         }
         let value = match self.naming {
+            // The staleness marker is a bit pattern: no arithmetic on it.
+            _ if dp.flags & NO_RECORDED_VALUE != 0 => number_value_f64(dp),
             // Prometheus' base unit of time is the second (`_seconds`, not `_milliseconds`).
             Naming::Otel => number_value_f64(dp) / seconds(&m.unit).1,
             Naming::Kubeskoop => number_value_f64(dp),
@@ -807,6 +809,23 @@ mod tests {
             got,
             vec![("kubeskoop_softirq_schedslow".into(), labels.clone(), 4.0), ("kubeskoop_softirq_schedslow100ms".into(), labels, 1.0)]
         );
+    }
+
+    #[test]
+    fn an_ended_series_becomes_the_staleness_marker_in_both_namings() {
+        use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, STALE_NAN_BITS, kv_str};
+        const FLOW: MetricDef = MetricDef::counter("podnet.flow.bytes", "d", "ms").kubeskoop("kubeskoop_flow_bytes");
+        let mut b = MetricsBuilder::new("test");
+        b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]).ended(&FLOW, vec![kv_str("source.address", "10.0.0.1")], 2);
+        let m = b.finish();
+        for naming in [Naming::Otel, Naming::Kubeskoop] {
+            let t = Translator { naming, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+            let mut out = Vec::new();
+            t.translate(m.resources(), &mut out);
+            assert_eq!(out.len(), 1, "{naming:?}");
+            // Exactly the marker's bits: the unit scaling (ms → s) must not touch them.
+            assert_eq!(out[0].value.to_bits(), STALE_NAN_BITS, "{naming:?}");
+        }
     }
 
     #[test]
