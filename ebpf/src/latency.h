@@ -161,17 +161,6 @@ static __always_inline struct event *lat_event(__u32 kind, __u32 netns, __u64 ns
 	return e;
 }
 
-/* A field read: a plain load where the program holds a BTF pointer (tp_btf: `btf` is a
- * constant 1 in the inlined handler, so the other branch compiles away), a CO-RE probe
- * read where it holds a bare address (classic tracepoints, kprobes). */
-#define KREAD(btf, ptr, field) ((btf) ? (ptr)->field : BPF_CORE_READ(ptr, field))
-
-static __always_inline __u32 dev_netns(int btf, const struct net_device *dev)
-{
-	if (btf)
-		return dev->nd_net.net->ns.inum;
-	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-}
 
 static __always_inline __u32 sock_netns(int btf, const struct sock *sk)
 {

@@ -204,6 +204,18 @@ static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 	return sk_netns(BPF_CORE_READ(skb, sk));
 }
 
+/* A field read: a plain load where the program holds a BTF pointer (tp_btf: `btf` is a
+ * constant 1 in the inlined handler, so the other branch compiles away), a CO-RE probe
+ * read where it holds a bare address (classic tracepoints, kprobes). */
+#define KREAD(btf, ptr, field) ((btf) ? (ptr)->field : BPF_CORE_READ(ptr, field))
+
+static __always_inline __u32 dev_netns(int btf, const struct net_device *dev)
+{
+	if (btf)
+		return dev->nd_net.net->ns.inum;
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
 /* The socket's own view: source = local end. Works for full, request and time-wait
  * sockets alike, as all of them start with sock_common. */
 static __always_inline void tuple_from_sk(const struct sock *sk, struct event *e)
@@ -300,7 +312,7 @@ struct flow_key {
 	__u32 netns;
 	__u16 family;
 	__u8 l4proto;
-	__u8 pad;
+	__u8 direction; /* flow: FLOW_TX or FLOW_RX; 0 in the other probes' tables */
 	__u16 sport;
 	__u16 dport;
 	__u8 saddr[16];

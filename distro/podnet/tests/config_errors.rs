@@ -394,7 +394,7 @@ fn ebpf_probe_options_are_checked() {
     assert_eq!(
         e,
         [
-            "receivers::ebpf: probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans, softirq, netiftxlat, socketlatency, kernellatency, virtcmdlatency, biolatency)"
+            "receivers::ebpf: probes must enable at least one probe (valid probes: packetloss, tcpreset, tcpretrans, softirq, netiftxlat, socketlatency, kernellatency, virtcmdlatency, biolatency, flow)"
         ]
     );
 }
@@ -429,6 +429,42 @@ fn latency_probe_options_are_checked() {
     assert!(e[0].contains("probes::socketlatency::event_threshold") && e[0].contains("add a unit"), "{e:?}");
     let e = ebpf_errors("    probes:\n      softirq: { stack: true }\n");
     assert_eq!(e, ["receivers::ebpf: probes::softirq::stack: latency events carry no stack; remove the key"]);
+}
+
+#[test]
+fn flow_probe_options_are_checked() {
+    let e = ebpf_errors("    probes:\n      flow: { interface_name: eth0 }\n");
+    assert_eq!(
+        e,
+        [
+            "receivers::ebpf: probes::flow::interface_name: only nic mode attaches to a device; add `mode: nic` (pods mode sees every pod's devices)"
+        ]
+    );
+    let e = ebpf_errors("    probes:\n      flow: { mode: nic, interface_name: \"eth 0\" }\n");
+    assert_eq!(
+        e,
+        ["receivers::ebpf: probes::flow::interface_name: \"eth 0\" is not a device name or a prefix ending with * (e.g. eth0, eth*)"]
+    );
+    let e = ebpf_errors("    probes:\n      flow: { mode: nic, hook: tp_btf }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::flow::hook: tp_btf is not a hook of this probe in nic mode (valid hooks: auto, tcx, tc)"]);
+    let e = ebpf_errors("    probes:\n      flow: { hook: tcx }\n");
+    assert_eq!(
+        e,
+        ["receivers::ebpf: probes::flow::hook: tcx is not a hook of this probe in pods mode (valid hooks: auto, tp_btf, tracepoint)"]
+    );
+    let e = ebpf_errors("    probes:\n      flow: { aggregate_ephemeral_ports: false }\n");
+    assert_eq!(
+        e,
+        [
+            "receivers::ebpf: probes::flow::aggregate_ephemeral_ports: flows have no ports unless enable_port_in_label is true; remove the key or enable ports"
+        ]
+    );
+    let e = ebpf_errors("    probes:\n      packetloss: { interface_name: eth0 }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::packetloss::interface_name: only the flow probe takes this key; remove it"]);
+    let e = ebpf_errors("    probes:\n      flow: { mode: switch }\n");
+    assert!(e[0].contains("probes::flow::mode") && e[0].contains("pods") && e[0].contains("nic"), "{e:?}");
+    let e = ebpf_errors("    probes:\n      flow: { max_flows: 0 }\n");
+    assert_eq!(e, ["receivers::ebpf: probes::flow::max_flows must be at least 1"]);
 }
 
 #[test]

@@ -131,6 +131,7 @@ fn packetloss_metrics_only() -> loader::LoadedProbe {
         ring_buffer_bytes: 1 << 20,
         max_flows: 10240,
         latency: None,
+        globals: Vec::new(),
     };
     loader::load(ProbeKind::Packetloss.spec(), &opts, Some(&btf)).unwrap_or_else(|e| panic!("packetloss: {}", e.0))
 }

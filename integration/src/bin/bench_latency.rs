@@ -75,6 +75,7 @@ fn load(kind: ProbeKind) -> LoadedProbe {
         wakeup_batch: 512,
         ring_buffer_bytes: 1 << 20,
         max_flows: 1,
+        globals: Vec::new(),
         latency: Some(LatencyGlobals {
             threshold_low_ns: lk.thresholds[0].as_nanos() as u64,
             threshold_high_ns: lk.thresholds[1].as_nanos() as u64,

@@ -217,7 +217,8 @@ pub struct FlowKey {
     pub netns: u32,
     pub family: u16,
     pub l4proto: u8,
-    pub pad: u8,
+    /// flow: [`FLOW_TX`] or [`FLOW_RX`]; 0 in the other probes' tables.
+    pub direction: u8,
     pub sport: u16,
     pub dport: u16,
     pub saddr: [u8; 16],
@@ -236,6 +237,20 @@ pub struct FlowDrops {
 }
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowDrops {}
+
+/// `FLOW_TX` / `FLOW_RX` in flow.bpf.c.
+pub const FLOW_TX: u8 = 1;
+pub const FLOW_RX: u8 = 2;
+
+/// `struct flow_value` (flow.bpf.c), one per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowValue {}
 
 /// Indexes of the `stats` array (`enum probe_stat`).
 pub mod stat {

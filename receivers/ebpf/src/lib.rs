@@ -11,6 +11,7 @@ pub mod events;
 pub mod kallsyms;
 pub mod latency;
 pub mod loader;
+pub mod nic;
 pub mod probes;
 
 use std::collections::{BTreeMap, HashSet};
@@ -64,6 +65,25 @@ pub struct ProbeOptions {
     /// Latency probes: size of each table of start timestamps (packets, sockets or IOs
     /// in flight); when full, the oldest entry makes room and is counted as reclaimed.
     pub max_inflight: Option<u32>,
+    /// flow: `pods` (every pod's own devices, attributed to the pod) or `nic` (TC on the
+    /// node's NIC, KubeSkoop's mode, node level).
+    pub mode: Option<FlowMode>,
+    /// flow, nic mode: the device, or a prefix ending with `*` (default: the device of
+    /// the default route).
+    pub interface_name: Option<String>,
+    /// flow: key flows by ports too (KubeSkoop's `enablePortInLabel`), in host byte order.
+    pub enable_port_in_label: Option<bool>,
+    /// flow, with ports: zero the ephemeral (client) port of each flow so one busy client
+    /// is one series, not one per connection (default: true).
+    pub aggregate_ephemeral_ports: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowMode {
+    #[default]
+    Pods,
+    Nic,
 }
 
 impl Default for ProbeOptions {
@@ -78,6 +98,10 @@ impl Default for ProbeOptions {
             event_threshold: None,
             softirq_types: None,
             max_inflight: None,
+            mode: None,
+            interface_name: None,
+            enable_port_in_label: None,
+            aggregate_ephemeral_ports: None,
         }
     }
 }
@@ -92,6 +116,19 @@ impl ProbeOptions {
             event_threshold: self.event_threshold.map(|d| d.0).unwrap_or(lk.event_threshold),
             softirq_types: types.iter().filter_map(|t| latency::SOFTIRQ_NAMES.iter().position(|n| n == t)).map(|i| i as u32).collect(),
         })
+    }
+
+    fn nic(&self) -> bool {
+        self.mode == Some(FlowMode::Nic)
+    }
+
+    /// flow: the kernel's port handling (`ports_mode` in flow.bpf.c).
+    fn flow_ports_mode(&self) -> u32 {
+        match (self.enable_port_in_label.unwrap_or(false), self.aggregate_ephemeral_ports.unwrap_or(true)) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        }
     }
 }
 
@@ -121,6 +158,8 @@ pub struct ProbesConfig {
     pub virtcmdlatency: Option<ProbeOptions>,
     #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub biolatency: Option<ProbeOptions>,
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub flow: Option<ProbeOptions>,
 }
 
 impl ProbesConfig {
@@ -135,6 +174,7 @@ impl ProbesConfig {
             (ProbeKind::Kernellatency, &self.kernellatency),
             (ProbeKind::Virtcmdlatency, &self.virtcmdlatency),
             (ProbeKind::Biolatency, &self.biolatency),
+            (ProbeKind::Flow, &self.flow),
         ]
         .into_iter()
         .filter_map(|(k, o)| o.as_ref().map(|o| (k, o)))
@@ -221,6 +261,11 @@ const PROBES: &[ProbeInfo] = &[
         data_source: "eBPF block:block_io_start, block_io_done (block_bio_queue, block_rq_complete; kprobes blk_account_io_start, blk_account_io_done)",
         overhead: Overhead::Medium,
     },
+    ProbeInfo {
+        name: "flow",
+        data_source: "eBPF net:net_dev_queue, net:netif_receive_skb on every pod's devices (mode pods); TC ingress+egress by tcx or clsact on the node's NIC (mode nic)",
+        overhead: Overhead::Medium,
+    },
 ];
 
 pub struct EbpfReceiverFactory;
@@ -262,9 +307,60 @@ impl Factory for EbpfReceiverFactory {
                 return Err(format!("probes::{name}::max_flows must be at least 1"));
             }
             validate_latency(kind, o).map_err(|e| format!("probes::{name}::{e}"))?;
+            validate_flow(kind, o).map_err(|e| format!("probes::{name}::{e}"))?;
+            validate_hook(kind, o).map_err(|e| format!("probes::{name}::{e}"))?;
         }
         Ok(())
     }
+}
+
+fn validate_flow(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
+    if kind != ProbeKind::Flow {
+        let misplaced = [
+            ("mode", o.mode.is_some()),
+            ("interface_name", o.interface_name.is_some()),
+            ("enable_port_in_label", o.enable_port_in_label.is_some()),
+            ("aggregate_ephemeral_ports", o.aggregate_ephemeral_ports.is_some()),
+        ];
+        return match misplaced.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!("{key}: only the flow probe takes this key; remove it")),
+            None => Ok(()),
+        };
+    }
+    if o.stack {
+        return Err("stack: the flow probe sends no events; remove the key".into());
+    }
+    if let Some(name) = &o.interface_name {
+        if !o.nic() {
+            return Err("interface_name: only nic mode attaches to a device; add `mode: nic` (pods mode sees every pod's devices)".into());
+        }
+        let bare = name.strip_suffix('*').unwrap_or(name);
+        if bare.is_empty() || bare.len() >= 16 || bare.contains(['/', ' ', '*']) {
+            return Err(format!("interface_name: {name:?} is not a device name or a prefix ending with * (e.g. eth0, eth*)"));
+        }
+    }
+    if o.aggregate_ephemeral_ports.is_some() && o.enable_port_in_label != Some(true) {
+        return Err(
+            "aggregate_ephemeral_ports: flows have no ports unless enable_port_in_label is true; remove the key or enable ports".into()
+        );
+    }
+    Ok(())
+}
+
+/// The hook must be one this probe (in this mode) has.
+fn validate_hook(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
+    let mut valid_hooks: Vec<Hook> = Vec::new();
+    for (h, _) in kind.spec_for(o.nic()).hooks {
+        if !valid_hooks.contains(h) {
+            valid_hooks.push(*h);
+        }
+    }
+    if o.hook != Hook::Auto && !valid_hooks.contains(&o.hook) {
+        let names: Vec<&str> = valid_hooks.iter().map(|h| h.as_str()).collect();
+        let mode = if kind == ProbeKind::Flow { if o.nic() { " in nic mode" } else { " in pods mode" } } else { "" };
+        return Err(format!("hook: {} is not a hook of this probe{mode} (valid hooks: auto, {})", o.hook.as_str(), names.join(", ")));
+    }
+    Ok(())
 }
 
 fn validate_latency(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
@@ -305,16 +401,6 @@ fn validate_latency(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
             return Err(format!("softirq_types: unknown softirq type {bad:?} (valid types: {})", latency::SOFTIRQ_NAMES.join(", ")));
         }
     }
-    let mut valid_hooks: Vec<Hook> = Vec::new();
-    for (h, _) in kind.spec().hooks {
-        if !valid_hooks.contains(h) {
-            valid_hooks.push(*h);
-        }
-    }
-    if o.hook != Hook::Auto && !valid_hooks.contains(&o.hook) {
-        let names: Vec<&str> = valid_hooks.iter().map(|h| h.as_str()).collect();
-        return Err(format!("hook: {} is not a hook of this probe (valid hooks: auto, {})", o.hook.as_str(), names.join(", ")));
-    }
     Ok(())
 }
 
@@ -348,6 +434,28 @@ struct Running {
     flows: FlowTable,
     counters: Arc<EventCounters>,
     latency: Option<probes::LatencySettings>,
+    /// flow: whether its table keeps ports.
+    flow_ports: bool,
+    /// flow, nic mode: the devices its TC programs are attached to.
+    nic: Option<nic::NicAttachments>,
+}
+
+impl Running {
+    fn read(&mut self, reasons: &Reasons, disks: &mut latency::DiskNames) -> Result<Vec<probes::Row>, String> {
+        match (&self.latency, self.kind) {
+            (Some(settings), _) => probes::read_latency(self.kind, &self.probe, settings, disks),
+            (None, ProbeKind::Flow) => probes::read_flows(&self.probe, self.flow_ports, &mut self.flows),
+            (None, _) => probes::read(self.kind, &self.probe, reasons, &mut self.flows),
+        }
+    }
+
+    /// nic mode: attach to devices that appeared, forget those that left.
+    fn sync_devices(&mut self) -> Vec<String> {
+        match &mut self.nic {
+            Some(n) => n.sync(&mut self.probe),
+            None => Vec::new(),
+        }
+    }
 }
 
 fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, latency: Option<&probes::LatencySettings>, events: bool) -> LoadOptions {
@@ -360,16 +468,46 @@ fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, latency: Opti
         max_series: kind.latency().filter(|l| l.fixed_dims.is_none()).map(|_| MAX_LATENCY_SERIES),
         start_maps: kind.latency().map(|l| l.start_maps).unwrap_or(&[]),
     });
+    let mut globals = Vec::new();
+    if kind == ProbeKind::Flow {
+        let (low, high) = ephemeral_port_range();
+        globals = vec![
+            ("ports_mode", o.flow_ports_mode()),
+            ("ephemeral_low", low),
+            ("ephemeral_high", high),
+            ("host_netns", host_netns(&c.root_path)),
+        ];
+    }
     LoadOptions {
         latency,
+        globals,
         hook: o.hook,
-        events: events && o.events,
+        // The flow probe counts; it has no events.
+        events: events && o.events && kind != ProbeKind::Flow,
         stack: o.stack,
         events_per_second: o.events_per_second,
         wakeup_batch: c.wakeup_batch,
         ring_buffer_bytes: c.ring_buffer_size,
         max_flows: o.max_flows.unwrap_or(DEFAULT_MAX_FLOWS),
     }
+}
+
+/// The node's ephemeral ports (`net.ipv4.ip_local_port_range`, the agent's namespace: the
+/// node's), the kernel's default where unreadable.
+fn ephemeral_port_range() -> (u32, u32) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text.split_whitespace().filter_map(|v| v.parse::<u32>().ok());
+    match (it.next(), it.next()) {
+        (Some(low), Some(high)) if low <= high && high <= 65535 => (low, high),
+        _ => (32768, 60999),
+    }
+}
+
+/// The host's network namespace inode (pid 1's under `root_path`), whose devices carry the
+/// pods' traffic a second time; 0 (none skipped) when unreadable.
+fn host_netns(root_path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root_path.join("1/ns/net")).or_else(|_| std::fs::metadata("/proc/self/ns/net")).map(|m| m.ino() as u32).unwrap_or(0)
 }
 
 fn reasons(c: &EbpfConfig) -> (Reasons, Vec<String>) {
@@ -400,7 +538,8 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
             .into_iter()
             .map(|(kind, o)| {
                 let latency = o.latency_settings(kind);
-                let result = loader::load(kind.spec(), &load_options(&cfg, kind, o, latency.as_ref(), want_events), btf.as_ref());
+                let result =
+                    loader::load(kind.spec_for(o.nic()), &load_options(&cfg, kind, o, latency.as_ref(), want_events), btf.as_ref());
                 (kind, latency, result)
             })
             .collect();
@@ -434,6 +573,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
     let mut up: Vec<ProbeSample> = Vec::new();
     for (kind, latency, result) in probes {
         let name = kind.spec().name;
+        let options = config.probes.enabled().into_iter().find(|(k, _)| *k == kind).map(|(_, o)| o.clone()).unwrap_or_default();
         match result {
             Ok(p) => {
                 tracing::info!(component = %ctx.id, probe = name, hook = p.hook.as_str(), "attached {}", p.programs.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join(", "));
@@ -442,7 +582,22 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
                     attributes: vec![("probe", name.into()), ("hook", p.hook.as_str().into())],
                     value: 1.0,
                 });
-                running.push(Running { kind, probe: p, flows: FlowTable::default(), counters: Arc::default(), latency });
+                let nic = (kind == ProbeKind::Flow && options.nic())
+                    .then(|| nic::NicAttachments::new(nic::DeviceMatch::parse(options.interface_name.as_deref()), p.hook));
+                let mut r = Running {
+                    kind,
+                    probe: p,
+                    flows: FlowTable::default(),
+                    counters: Arc::default(),
+                    latency,
+                    flow_ports: options.flow_ports_mode() != 0,
+                    nic,
+                };
+                // Count from now, not from the first collection.
+                for problem in r.sync_devices() {
+                    tracing::warn!(component = %ctx.id, probe = name, "{problem}");
+                }
+                running.push(r);
             }
             Err(e) => {
                 tracing::warn!(component = %ctx.id, probe = name, "unsupported on this kernel: {}", e.0);
@@ -561,18 +716,17 @@ impl EbpfScraper {
         }
         let mut rows = Vec::new();
         for r in running.iter_mut() {
-            let read = match &r.latency {
-                Some(settings) => probes::read_latency(r.kind, &r.probe, settings, disks),
-                None => probes::read(r.kind, &r.probe, reasons, &mut r.flows),
-            };
-            match read {
+            for problem in r.sync_devices() {
+                errors.push(CollectionError { class: "read", message: format!("{}: {problem}", r.kind.spec().name) });
+            }
+            match r.read(reasons, disks) {
                 Ok(v) => rows.extend(v),
                 Err(e) => errors.push(CollectionError { class: "read", message: format!("{}: {e}", r.kind.spec().name) }),
             }
         }
         // Namespaces gone from the node for two collections: their entries leave the maps
         // (their series end with them).
-        let in_maps: HashSet<u32> = rows.iter().map(|r| r.netns).collect();
+        let in_maps: HashSet<u32> = rows.iter().filter(|r| !matches!(r.value, probes::RowValue::Ended)).map(|r| r.netns).collect();
         let dead = graveyard.update(&in_maps, &|ns| index.contains(ns), 2);
         if !dead.is_empty() {
             for r in running.iter_mut() {
@@ -580,6 +734,8 @@ impl EbpfScraper {
             }
             rows.retain(|r| !dead.contains(&r.netns));
         }
+        // An ended flow of a namespace gone from the node names no series anyone still has.
+        rows.retain(|r| !matches!(r.value, probes::RowValue::Ended) || r.netns == 0 || index.contains(r.netns));
         rows.sort_by_key(|r| r.netns);
         let now = now_unix_nanos();
         counters.begin_round();
@@ -597,6 +753,7 @@ impl EbpfScraper {
                 match &row.value {
                     probes::RowValue::Count(v) => out.point(row.def, row.attrs.clone(), *v),
                     probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.clone(), h),
+                    probes::RowValue::Ended => out.ended(row.def, row.attrs.clone()),
                 }
                 i += 1;
             }

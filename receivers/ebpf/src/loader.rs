@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, KProbe, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, KProbe, ProgramError, SchedClassifier, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,10 @@ pub enum Hook {
     TpBtf,
     Tracepoint,
     Kprobe,
+    /// TC through a tcx link (Linux 6.6+): no qdisc, and other programs keep their place.
+    Tcx,
+    /// TC through a `clsact` qdisc and a netlink filter (older kernels).
+    Tc,
 }
 
 impl Hook {
@@ -29,6 +33,8 @@ impl Hook {
             Hook::TpBtf => "tp_btf",
             Hook::Tracepoint => "tracepoint",
             Hook::Kprobe => "kprobe",
+            Hook::Tcx => "tcx",
+            Hook::Tc => "tc",
         }
     }
 }
@@ -42,12 +48,18 @@ pub enum Attach {
     Tracepoint { program: &'static str, category: &'static str, event: &'static str },
     /// `kprobe/<function>` (or `kretprobe/<function>`: the program's section decides).
     Kprobe { program: &'static str, function: &'static str },
+    /// A TC classifier, loaded here and attached to devices as they appear (the flow
+    /// probe's nic mode, `crate::nic`). `tcx`: attached by tcx links, which need 6.6+.
+    Tc { program: &'static str, ingress: bool, tcx: bool },
 }
 
 impl Attach {
     fn program(&self) -> &'static str {
         match self {
-            Attach::TpBtf { program, .. } | Attach::Tracepoint { program, .. } | Attach::Kprobe { program, .. } => program,
+            Attach::TpBtf { program, .. }
+            | Attach::Tracepoint { program, .. }
+            | Attach::Kprobe { program, .. }
+            | Attach::Tc { program, .. } => program,
         }
     }
     fn describe(&self) -> String {
@@ -55,6 +67,9 @@ impl Attach {
             Attach::TpBtf { event, .. } => format!("tp_btf/{event}"),
             Attach::Tracepoint { category, event, .. } => format!("tracepoint/{category}/{event}"),
             Attach::Kprobe { function, .. } => format!("kprobe/{function}"),
+            Attach::Tc { ingress, tcx, .. } => {
+                format!("{}/{}", if *tcx { "tcx" } else { "tc" }, if *ingress { "ingress" } else { "egress" })
+            }
         }
     }
 }
@@ -81,6 +96,8 @@ pub struct LoadOptions {
     pub max_flows: u32,
     /// Latency probes only.
     pub latency: Option<LatencyGlobals>,
+    /// A probe's own settings (`volatile const __u32` in its program).
+    pub globals: Vec<(&'static str, u32)>,
 }
 
 /// What a latency probe is told at load time.
@@ -177,8 +194,19 @@ fn attach_one(ebpf: &mut Ebpf, attach: &Attach, btf: &Btf) -> Result<(), String>
             p.load().map_err(|e| program_error(attach, "load", e))?;
             p.attach(function, 0).map_err(|e| program_error(attach, "attach", e))?;
         }
+        Attach::Tc { tcx, .. } => {
+            if tcx && !tcx_available() {
+                return Err(format!("{}: tcx links need Linux 6.6 or later", attach.describe()));
+            }
+            let p: &mut SchedClassifier = program.try_into().map_err(|e| program_error(attach, "type", e))?;
+            p.load().map_err(|e| program_error(attach, "load", e))?;
+        }
     }
     Ok(())
+}
+
+fn tcx_available() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// Why one attempt failed: the object itself (the same for every hook), or a hook.
@@ -197,6 +225,9 @@ fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attach
         .override_global("events_per_second", &opts.events_per_second, true)
         .override_global("wakeup_batch", &opts.wakeup_batch, true)
         .map_max_entries("events", opts.ring_buffer_bytes);
+    for (name, value) in &opts.globals {
+        loader.override_global(name, value, true);
+    }
     if let Some(map) = spec.flow_map {
         loader.map_max_entries(map, opts.max_flows);
     }

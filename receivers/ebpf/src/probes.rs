@@ -23,10 +23,11 @@ pub enum ProbeKind {
     Kernellatency,
     Virtcmdlatency,
     Biolatency,
+    Flow,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 9] = [
+    pub const ALL: [ProbeKind; 10] = [
         ProbeKind::Packetloss,
         ProbeKind::Tcpreset,
         ProbeKind::Tcpretrans,
@@ -36,6 +37,7 @@ impl ProbeKind {
         ProbeKind::Kernellatency,
         ProbeKind::Virtcmdlatency,
         ProbeKind::Biolatency,
+        ProbeKind::Flow,
     ];
 
     pub fn spec(self) -> &'static ProbeSpec {
@@ -49,6 +51,15 @@ impl ProbeKind {
             ProbeKind::Kernellatency => &latency::KERNELLATENCY,
             ProbeKind::Virtcmdlatency => &latency::VIRTCMDLATENCY,
             ProbeKind::Biolatency => &latency::BIOLATENCY,
+            ProbeKind::Flow => &FLOW_PODS,
+        }
+    }
+
+    /// The object and hooks for these options: the flow probe's nic mode is its own set.
+    pub fn spec_for(self, nic: bool) -> &'static ProbeSpec {
+        match self {
+            ProbeKind::Flow if nic => &FLOW_NIC,
+            _ => self.spec(),
         }
     }
 
@@ -77,6 +88,7 @@ pub struct LatencySettings {
 
 pub static PACKETLOSS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/packetloss.bpf.o"));
 pub static TCPRESET_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/tcpreset.bpf.o"));
+pub static FLOW_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/flow.bpf.o"));
 pub static TCPRETRANS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/tcpretrans.bpf.o"));
 
 pub static PACKETLOSS: ProbeSpec = ProbeSpec {
@@ -131,6 +143,53 @@ pub static TCPRETRANS: ProbeSpec = ProbeSpec {
     ],
 };
 
+/// Per pod: every packet a pod's own devices queue or receive (see ebpf/README.md for why
+/// these hooks rather than TC on the host-side veths).
+pub static FLOW_PODS: ProbeSpec = ProbeSpec {
+    name: "flow",
+    object: FLOW_OBJECT,
+    flow_map: Some("flows"),
+    hooks: &[
+        (
+            Hook::TpBtf,
+            &[
+                Attach::TpBtf { program: "flow_tx_btf", event: "net_dev_queue" },
+                Attach::TpBtf { program: "flow_rx_btf", event: "netif_receive_skb" },
+            ],
+        ),
+        (
+            Hook::Tracepoint,
+            &[
+                Attach::Tracepoint { program: "flow_tx_tp", category: "net", event: "net_dev_queue" },
+                Attach::Tracepoint { program: "flow_rx_tp", category: "net", event: "netif_receive_skb" },
+            ],
+        ),
+    ],
+};
+
+/// KubeSkoop's: TC on the node's NIC(s), attached per device by `crate::nic`.
+pub static FLOW_NIC: ProbeSpec = ProbeSpec {
+    name: "flow",
+    object: FLOW_OBJECT,
+    flow_map: Some("flows"),
+    hooks: &[
+        (
+            Hook::Tcx,
+            &[
+                Attach::Tc { program: crate::nic::INGRESS_PROGRAM, ingress: true, tcx: true },
+                Attach::Tc { program: crate::nic::EGRESS_PROGRAM, ingress: false, tcx: true },
+            ],
+        ),
+        (
+            Hook::Tc,
+            &[
+                Attach::Tc { program: crate::nic::INGRESS_PROGRAM, ingress: true, tcx: false },
+                Attach::Tc { program: crate::nic::EGRESS_PROGRAM, ingress: false, tcx: false },
+            ],
+        ),
+    ],
+};
+
 // --- metric definitions ---------------------------------------------------------------------
 
 pub const DROP_REASON: &str = "podnet.drop.reason";
@@ -144,6 +203,7 @@ pub const SOURCE_PORT: &str = "source.port";
 pub const DESTINATION_ADDRESS: &str = keys::DESTINATION_ADDRESS;
 pub const DESTINATION_PORT: &str = "destination.port";
 pub const STACKTRACE: &str = "code.stacktrace";
+pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
 
 /// KubeSkoop's tuple labels, in KubeSkoop's order; the peers' identity comes from the
 /// k8s_attributes processor's IP identity cache.
@@ -162,6 +222,42 @@ const TUPLE_LABELS: &[(&str, &str)] = &[
     (SOURCE_PORT, "sport"),
     (DESTINATION_PORT, "dport"),
 ];
+
+/// The flow series: KubeSkoop's tuple labels, then the direction (KubeSkoop adds both
+/// directions into one series; podnet keeps them apart).
+const FLOW_LABELS: &[(&str, &str)] = &[
+    (NETWORK_TRANSPORT, "protocol"),
+    (SOURCE_ADDRESS, "src"),
+    (keys::SOURCE_TYPE, "src_type"),
+    (keys::SOURCE_NODE, "src_node"),
+    (keys::SOURCE_NAMESPACE, "src_namespace"),
+    (keys::SOURCE_POD, "src_pod"),
+    (DESTINATION_ADDRESS, "dst"),
+    (keys::DESTINATION_TYPE, "dst_type"),
+    (keys::DESTINATION_NODE, "dst_node"),
+    (keys::DESTINATION_NAMESPACE, "dst_namespace"),
+    (keys::DESTINATION_POD, "dst_pod"),
+    (SOURCE_PORT, "sport"),
+    (DESTINATION_PORT, "dport"),
+    (NETWORK_IO_DIRECTION, "direction"),
+];
+
+pub const FLOW_BYTES: MetricDef = MetricDef {
+    kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_flow_bytes", labels: FLOW_LABELS }),
+    ..MetricDef::counter(
+        "podnet.flow.bytes",
+        "IP bytes per flow and direction (transmit: sent by the namespace or the NIC), from the IP header on (bounded flow table).",
+        "By",
+    )
+};
+pub const FLOW_PACKETS: MetricDef = MetricDef {
+    kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_flow_packets", labels: FLOW_LABELS }),
+    ..MetricDef::counter(
+        "podnet.flow.packets",
+        "IP packets per flow and direction; a GSO/GRO packet counts as its segments (bounded flow table).",
+        "{packet}",
+    )
+};
 
 pub const DROPS: MetricDef = MetricDef::counter(
     "podnet.packet.drops",
@@ -205,6 +301,8 @@ pub struct Row {
 pub enum RowValue {
     Count(u64),
     Histogram(Log2Histogram),
+    /// The series ended: its flow left the kernel's table.
+    Ended,
 }
 
 fn count(netns: u32, def: &'static MetricDef, attrs: Vec<KeyValue>, value: u64) -> Row {
@@ -273,16 +371,27 @@ fn shared<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(probe: &LoadedProbe, 
 }
 
 /// The kernel counts flows it adds; what was added and is neither present nor pruned by
-/// us was evicted by the LRU to make room.
+/// us was evicted by the LRU to make room. The flows read last time tell which series
+/// ended since, so exporters drop them now instead of holding up to `max_flows` dead
+/// series per collection until their expiration.
 #[derive(Default)]
 pub struct FlowTable {
     pruned: u64,
     pub evicted: u64,
+    last: HashSet<FlowKey>,
 }
 
 impl FlowTable {
     fn observe(&mut self, added: u64, present: usize) {
         self.evicted = added.saturating_sub(present as u64).saturating_sub(self.pruned);
+    }
+
+    /// Records this collection's flows; returns last collection's that are gone.
+    fn ended<'a>(&mut self, now: impl Iterator<Item = &'a FlowKey>) -> Vec<FlowKey> {
+        let now: HashSet<FlowKey> = now.copied().collect();
+        let gone = self.last.iter().filter(|k| !now.contains(k)).copied().collect();
+        self.last = now;
+        gone
     }
     fn pruned(&mut self, n: usize) {
         self.pruned += n as u64;
@@ -299,6 +408,10 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             }
             let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
+            for k in flows.ended(list.iter().map(|(k, _)| k)) {
+                rows.push(Row { netns: k.netns, def: &DROP_FLOWS, attrs: tuple_attrs(&k, false), value: RowValue::Ended });
+                rows.push(Row { netns: k.netns, def: &DROP_FLOWS_NETFILTER, attrs: tuple_attrs(&k, false), value: RowValue::Ended });
+            }
             for (k, v) in list {
                 rows.push(count(k.netns, &DROP_FLOWS, tuple_attrs(&k, false), v.total));
                 rows.push(count(k.netns, &DROP_FLOWS_NETFILTER, tuple_attrs(&k, false), v.netfilter));
@@ -321,11 +434,49 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             }
             let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
+            for k in flows.ended(list.iter().map(|(k, _)| k)) {
+                rows.push(Row { netns: k.netns, def: &RETRANSMIT_FLOWS, attrs: tuple_attrs(&k, true), value: RowValue::Ended });
+            }
             for (k, v) in list {
                 rows.push(count(k.netns, &RETRANSMIT_FLOWS, tuple_attrs(&k, true), v));
             }
         }
+        ProbeKind::Flow => return Err(format!("{}: read it with read_flows", probe.name)),
         _ => return Err(format!("{}: a latency probe: read it with read_latency", probe.name)),
+    }
+    Ok(rows)
+}
+
+/// Reads the flow probe's table, each flow's per-CPU counts summed. `ports`: the table
+/// keeps ports (a port aggregated away reads 0).
+pub fn read_flows(probe: &LoadedProbe, ports: bool, flows: &mut FlowTable) -> Result<Vec<Row>, String> {
+    let list = per_cpu_with::<FlowKey, abi::FlowValue, abi::FlowValue>(probe, "flows", |values| {
+        values.iter().fold(abi::FlowValue::default(), |a, v| abi::FlowValue {
+            packets: a.packets.wrapping_add(v.packets),
+            bytes: a.bytes.wrapping_add(v.bytes),
+        })
+    })?;
+    flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
+    let attrs = |k: &FlowKey| {
+        let direction = match k.direction {
+            abi::FLOW_TX => "transmit",
+            abi::FLOW_RX => "receive",
+            _ => return None,
+        };
+        let mut attrs = tuple_attrs(k, ports);
+        attrs.push(kv_str(NETWORK_IO_DIRECTION, direction));
+        Some(attrs)
+    };
+    let mut rows = Vec::with_capacity(list.len() * 2);
+    for k in flows.ended(list.iter().map(|(k, _)| k)) {
+        let Some(a) = attrs(&k) else { continue };
+        rows.push(Row { netns: k.netns, def: &FLOW_PACKETS, attrs: a.clone(), value: RowValue::Ended });
+        rows.push(Row { netns: k.netns, def: &FLOW_BYTES, attrs: a, value: RowValue::Ended });
+    }
+    for (k, v) in list {
+        let Some(a) = attrs(&k) else { continue };
+        rows.push(count(k.netns, &FLOW_PACKETS, a.clone(), v.packets));
+        rows.push(count(k.netns, &FLOW_BYTES, a, v.bytes));
     }
     Ok(rows)
 }
@@ -388,6 +539,12 @@ pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, flows: &mut FlowTable, de
             let _ = h.remove(&k);
         }
     }
+    fn remove_per_cpu_flows(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>) -> usize {
+        let Some(m) = probe.ebpf.map_mut(map) else { return 0 };
+        let Ok(mut h) = PerCpuHashMap::<&mut MapData, FlowKey, abi::FlowValue>::try_from(m) else { return 0 };
+        let doomed: Vec<FlowKey> = h.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.netns)).collect();
+        doomed.iter().filter(|k| h.remove(k).is_ok()).count()
+    }
     fn remove_flows<V: aya::Pod>(probe: &mut LoadedProbe, map: &str, dead: &HashSet<u32>) -> usize {
         let Some(m) = probe.ebpf.map_mut(map) else { return 0 };
         let Ok(mut h) = BpfHashMap::<&mut MapData, FlowKey, V>::try_from(m) else { return 0 };
@@ -404,6 +561,10 @@ pub fn prune(kind: ProbeKind, probe: &mut LoadedProbe, flows: &mut FlowTable, de
         ProbeKind::Tcpretrans => {
             remove_per_cpu::<StateKey>(probe, "retrans", dead, |k| k.netns);
             let n = remove_flows::<u64>(probe, "retrans_flows", dead);
+            flows.pruned(n);
+        }
+        ProbeKind::Flow => {
+            let n = remove_per_cpu_flows(probe, "flows", dead);
             flows.pruned(n);
         }
         _ => {
@@ -471,10 +632,19 @@ mod tests {
     }
 
     #[test]
+    fn flow_table_tells_which_flows_ended() {
+        let key = |sport| FlowKey { netns: 1, family: 2, l4proto: 17, direction: 1, sport, dport: 53, saddr: [0; 16], daddr: [0; 16] };
+        let mut t = FlowTable::default();
+        assert!(t.ended([key(1), key(2)].iter()).is_empty());
+        assert_eq!(t.ended([key(2), key(3)].iter()), vec![key(1)]);
+        assert_eq!(t.ended([].iter()).len(), 2);
+    }
+
+    #[test]
     fn tuple_attributes() {
         let mut saddr = [0u8; 16];
         saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        let k = FlowKey { netns: 1, family: 2, l4proto: 17, pad: 0, sport: 5000, dport: 53, saddr, daddr: [0; 16] };
+        let k = FlowKey { netns: 1, family: 2, l4proto: 17, direction: 0, sport: 5000, dport: 53, saddr, daddr: [0; 16] };
         let a = tuple_attrs(&k, true);
         assert_eq!(podnet_pipeline::pdata::attr_string(&a, NETWORK_TRANSPORT).as_deref(), Some("udp"));
         assert_eq!(podnet_pipeline::pdata::attr_string(&a, SOURCE_ADDRESS).as_deref(), Some("10.0.0.1"));

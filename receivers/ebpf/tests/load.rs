@@ -18,7 +18,17 @@ fn options(kind: ProbeKind, hook: Hook) -> LoadOptions {
     });
     // Latency events carry no stack.
     let stack = latency.is_none();
-    LoadOptions { hook, events: true, stack, events_per_second: 100, wakeup_batch: 64, ring_buffer_bytes: 1 << 16, max_flows: 128, latency }
+    LoadOptions {
+        hook,
+        events: true,
+        stack,
+        events_per_second: 100,
+        wakeup_batch: 64,
+        ring_buffer_bytes: 1 << 16,
+        max_flows: 128,
+        latency,
+        globals: Vec::new(),
+    }
 }
 
 fn has(kind: ProbeKind, hook: Hook) -> bool {
@@ -55,7 +65,23 @@ fn every_object_loads_with_tp_btf_and_with_classic_tracepoints() {
             assert_eq!(auto.hook, Hook::TpBtf, "auto prefers the cheapest hook");
         }
     }
-    assert_eq!(tried, 15, "tp_btf and tracepoint variants of the eight probes that have them");
+    assert_eq!(tried, 17, "tp_btf and tracepoint variants of the nine probes that have them");
+}
+
+#[test]
+fn the_flow_probes_nic_mode_loads_for_tcx_and_for_classic_tc() {
+    if !privileged() {
+        return;
+    }
+    let btf = aya::Btf::from_sys_fs().expect("this kernel has BTF");
+    let spec = ProbeKind::Flow.spec_for(true);
+    // This kernel (6.6+) has tcx, so auto takes it; tc is the older kernels' way.
+    let auto = loader::load(spec, &options(ProbeKind::Flow, Hook::Auto), Some(&btf)).unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!(auto.hook, Hook::Tcx);
+    let tc = loader::load(spec, &options(ProbeKind::Flow, Hook::Tc), Some(&btf)).unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!(tc.programs.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>(), ["tc/ingress", "tc/egress"]);
+    let err = loader::load(spec, &options(ProbeKind::Flow, Hook::TpBtf), Some(&btf)).err().unwrap();
+    assert!(err.0.contains("hook tp_btf is not available"), "{}", err.0);
 }
 
 #[test]
