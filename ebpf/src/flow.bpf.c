@@ -63,7 +63,6 @@ static __always_inline void count_flow(__u32 netns, __u8 direction, const struct
 	fk.direction = direction;
 	if (ports_mode == 2)
 		aggregate_ports(&fk);
-	stat_inc(ST_HITS);
 	/* Per-CPU values: this CPU's slot, no atomics. */
 	struct flow_value *v = bpf_map_lookup_elem(&flows, &fk);
 	if (!v) {
@@ -85,16 +84,18 @@ static __always_inline void count_flow(__u32 netns, __u8 direction, const struct
  * in skb->len at this hook. */
 static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 direction, int rx)
 {
+	/* Most runs end here: every packet also crosses the host's devices. No counter on
+	 * this path, it runs for every packet on the node. */
 	struct net_device *dev = KREAD(btf, skb, dev);
 	if (!dev)
 		return 0;
 	__u32 netns = dev_netns(btf, dev);
+	if (netns == host_netns)
+		return 0;
 	unsigned int flags = KREAD(btf, dev, flags);
 	__u16 proto = bpf_ntohs(KREAD(btf, skb, protocol));
-	if (netns == host_netns || (flags & IFF_LOOPBACK_) || (proto != ETH_P_IP && proto != ETH_P_IPV6)) {
-		stat_inc(ST_FILTERED);
+	if ((flags & IFF_LOOPBACK_) || (proto != ETH_P_IP && proto != ETH_P_IPV6))
 		return 0;
-	}
 	unsigned char *head = KREAD(btf, skb, head);
 	unsigned char *data = KREAD(btf, skb, data);
 	__u32 len = KREAD(btf, skb, len);
@@ -109,10 +110,8 @@ static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 directio
 		th = KREAD(btf, skb, transport_header);
 	}
 	struct event t = {};
-	if (!tuple_from_headers(head, nh, th, &t)) {
-		stat_inc(ST_FILTERED);
+	if (!tuple_from_headers(head, nh, th, &t))
 		return 0;
-	}
 	/* data is at the link header on transmit, at the IP header on receive. */
 	__u32 l2 = head + nh > data ? head + nh - data : 0;
 	struct skb_shared_info *shinfo = (void *)(head + KREAD(btf, skb, end));
@@ -192,9 +191,7 @@ static __always_inline int count_tc(struct __sk_buff *skb, __u8 direction)
 		t.dport = bpf_ntohs(ports[1]);
 	}
 	count_flow(0, direction, &t, skb->len > ETH_HLEN_ ? skb->len - ETH_HLEN_ : 0, skb->gso_segs ?: 1);
-	return TC_ACT_UNSPEC_;
 filtered:
-	stat_inc(ST_FILTERED);
 	return TC_ACT_UNSPEC_;
 }
 

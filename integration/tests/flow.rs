@@ -103,10 +103,18 @@ fn pods_mode_counts_each_pods_flows_exactly_per_direction() {
     ip(&["-n", b, "addr", "add", "fd00:213::2/64", "dev", &pods.vb, "nodad"]);
     let _host = HostLink::new(a, &format!("flh{}", std::process::id()), "10.217.0.1", "10.217.0.254");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "kubeskoop", "{ enable_port_in_label: true }");
-    let agent = Agent::start(&["-c", &cfg], &[("PODNET_NODE_NAME", "flow-node")]);
-    attach_wait(&agent);
+    // Both hooks of pods mode, each counting from an empty table.
+    for hook in ["tp_btf", "tracepoint"] {
+        let cfg = config(dir.path(), "kubeskoop", &format!("{{ enable_port_in_label: true, hook: {hook} }}"));
+        let agent = Agent::start(&["-c", &cfg], &[("PODNET_NODE_NAME", "flow-node")]);
+        attach_wait(&agent);
+        assert_eq!(labeled_sum(&agent.metrics(), "podnet_probe_up", &[("probe", "flow"), ("hook", hook)]), 1.0);
+        exchange_and_check(&agent, a, b, hook);
+        agent.stop();
+    }
+}
 
+fn exchange_and_check(agent: &Agent, a: &str, b: &str, hook: &str) {
     datagrams(a, "10.213.0.1:0", Some(b), "10.213.0.2:5300", 50, 100);
     datagrams(a, "[fd00:213::1]:0", Some(b), "[fd00:213::2]:5300", 40, 200);
     datagrams(a, "10.217.0.1:0", None, "10.217.0.254:5400", 20, 100);
@@ -115,15 +123,7 @@ fn pods_mode_counts_each_pods_flows_exactly_per_direction() {
         labeled_sum(
             m,
             family,
-            &[
-                ("k8s_pod", pod),
-                ("protocol", "UDP"),
-                ("src", src),
-                ("dst", dst),
-                ("sport", "0"),
-                ("dport", dport),
-                ("direction", direction),
-            ],
+            &[("k8s_pod", pod), ("protocol", "UDP"), ("src", src), ("dst", dst), ("sport", "0"), ("dport", dport), ("direction", direction)],
         )
     };
     agent.wait_until(Duration::from_secs(20), "every datagram counted", || {
@@ -135,21 +135,20 @@ fn pods_mode_counts_each_pods_flows_exactly_per_direction() {
     std::thread::sleep(Duration::from_millis(700));
     let m = agent.metrics();
     // IPv4: 100 bytes + 8 (UDP) + 20 (IP) each; IPv6: 200 + 8 + 40.
-    for (family, want4, want6, want_host) in
-        [("kubeskoop_flow_packets", 50.0, 40.0, 20.0), ("kubeskoop_flow_bytes", 6400.0, 9920.0, 2560.0)]
-    {
-        assert_eq!(flow(&m, family, a, "10.213.0.1", "10.213.0.2", "5300", "transmit"), want4, "{family} A sent\n{m}");
-        assert_eq!(flow(&m, family, b, "10.213.0.1", "10.213.0.2", "5300", "receive"), want4, "{family} B received\n{m}");
-        assert_eq!(flow(&m, family, a, "fd00:213::1", "fd00:213::2", "5300", "transmit"), want6, "{family} A sent, IPv6\n{m}");
-        assert_eq!(flow(&m, family, b, "fd00:213::1", "fd00:213::2", "5300", "receive"), want6, "{family} B received, IPv6\n{m}");
-        assert_eq!(flow(&m, family, a, "10.217.0.1", "10.217.0.254", "5400", "transmit"), want_host, "{family} A to the host\n{m}");
+    for (family, want4, want6, want_host) in [("kubeskoop_flow_packets", 50.0, 40.0, 20.0), ("kubeskoop_flow_bytes", 6400.0, 9920.0, 2560.0)] {
+        let what = format!("{hook}: {family}");
+        assert_eq!(flow(&m, family, a, "10.213.0.1", "10.213.0.2", "5300", "transmit"), want4, "{what} A sent\n{m}");
+        assert_eq!(flow(&m, family, b, "10.213.0.1", "10.213.0.2", "5300", "receive"), want4, "{what} B received\n{m}");
+        assert_eq!(flow(&m, family, a, "fd00:213::1", "fd00:213::2", "5300", "transmit"), want6, "{what} A sent, IPv6\n{m}");
+        assert_eq!(flow(&m, family, b, "fd00:213::1", "fd00:213::2", "5300", "receive"), want6, "{what} B received, IPv6\n{m}");
+        assert_eq!(flow(&m, family, a, "10.217.0.1", "10.217.0.254", "5400", "transmit"), want_host, "{what} A to the host\n{m}");
         // The host's side of that link is not a pod: pods mode does not count it again.
         assert_eq!(
             labeled_sum(&m, family, &[("src", "10.217.0.1"), ("dst", "10.217.0.254")]),
             want_host,
-            "{family}: the host namespace counted the pod's traffic a second time\n{m}"
+            "{what}: the host namespace counted the pod's traffic a second time\n{m}"
         );
-        assert_eq!(flow(&m, family, a, "10.213.0.1", "10.213.0.2", "5300", "receive"), 0.0, "{family}: no direction mix-up\n{m}");
+        assert_eq!(flow(&m, family, a, "10.213.0.1", "10.213.0.2", "5300", "receive"), 0.0, "{what}: no direction mix-up\n{m}");
     }
     assert_eq!(labeled_sum(&m, "podnet_ebpf_flows_evicted_total", &[("probe", "flow")]), 0.0);
     // The client port is ephemeral: aggregated away by default, the server's kept.
@@ -194,6 +193,14 @@ fn nic_mode_on_a_named_device_with_tcx_and_with_a_clsact_qdisc() {
         });
         let m = agent.metrics();
         assert_eq!(series(&m, "podnet_flow_bytes_total"), 2560.0, "{hook}\n{m}");
+        if hook == "tcx" {
+            // A device that appears later and matches the prefix is watched from the next collection.
+            let _late = HostLink::new(&pods.b, &format!("{dev}b"), "10.218.1.1", "10.218.1.254");
+            agent.wait_until(Duration::from_secs(20), "the new device attached", || {
+                datagrams(&pods.b, "10.218.1.1:0", None, "10.218.1.254:5400", 1, 100);
+                labeled_sum(&agent.metrics(), "podnet_flow_packets_total", &[("source_address", "10.218.1.1")]) > 0.0
+            });
+        }
         // The pod's own namespace is not watched in nic mode; the node's NIC is node level.
         assert!(!m.lines().any(|l| l.starts_with("podnet_flow_packets_total{") && l.contains("k8s_pod_name")), "{m}");
         agent.stop();

@@ -69,6 +69,15 @@ fn the_commented_latency_probes_of_kubeskoop_yaml_are_valid() {
 }
 
 #[test]
+fn the_commented_flow_probe_of_node_yaml_is_valid() {
+    let text = podnet::DEFAULT_CONFIG.replace("      # flow:\n      #   max_flows: 10240\n", "      flow:\n        max_flows: 10240\n");
+    assert_ne!(text, podnet::DEFAULT_CONFIG, "node.yaml carries the flow probe commented out");
+    let config =
+        podnet_pipeline::config::load_str(&text, "node.yaml", &podnet::registry(), |_| None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
 fn embedded_default_is_node_yaml() {
     let on_disk = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/node.yaml")).unwrap();
     assert_eq!(podnet::DEFAULT_CONFIG, on_disk);
