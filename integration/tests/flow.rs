@@ -123,7 +123,15 @@ fn exchange_and_check(agent: &Agent, a: &str, b: &str, hook: &str) {
         labeled_sum(
             m,
             family,
-            &[("k8s_pod", pod), ("protocol", "UDP"), ("src", src), ("dst", dst), ("sport", "0"), ("dport", dport), ("direction", direction)],
+            &[
+                ("k8s_pod", pod),
+                ("protocol", "UDP"),
+                ("src", src),
+                ("dst", dst),
+                ("sport", "0"),
+                ("dport", dport),
+                ("direction", direction),
+            ],
         )
     };
     agent.wait_until(Duration::from_secs(20), "every datagram counted", || {
@@ -135,7 +143,9 @@ fn exchange_and_check(agent: &Agent, a: &str, b: &str, hook: &str) {
     std::thread::sleep(Duration::from_millis(700));
     let m = agent.metrics();
     // IPv4: 100 bytes + 8 (UDP) + 20 (IP) each; IPv6: 200 + 8 + 40.
-    for (family, want4, want6, want_host) in [("kubeskoop_flow_packets", 50.0, 40.0, 20.0), ("kubeskoop_flow_bytes", 6400.0, 9920.0, 2560.0)] {
+    for (family, want4, want6, want_host) in
+        [("kubeskoop_flow_packets", 50.0, 40.0, 20.0), ("kubeskoop_flow_bytes", 6400.0, 9920.0, 2560.0)]
+    {
         let what = format!("{hook}: {family}");
         assert_eq!(flow(&m, family, a, "10.213.0.1", "10.213.0.2", "5300", "transmit"), want4, "{what} A sent\n{m}");
         assert_eq!(flow(&m, family, b, "10.213.0.1", "10.213.0.2", "5300", "receive"), want4, "{what} B received\n{m}");

@@ -246,16 +246,10 @@ fn load(hook: Hook, ports: bool) -> Variant {
         ring_buffer_bytes: 4096,
         max_flows: 10240,
         latency: None,
-        globals: vec![
-            ("ports_mode", u32::from(ports)),
-            ("ephemeral_low", 32768),
-            ("ephemeral_high", 60999),
-            ("host_netns", host_netns()),
-        ],
+        globals: vec![("ports_mode", u32::from(ports)), ("ephemeral_low", 32768), ("ephemeral_high", 60999), ("host_netns", host_netns())],
     };
     let on_veths = matches!(hook, Hook::Tcx | Hook::Tc);
-    let mut probe =
-        loader::load(ProbeKind::Flow.spec_for(on_veths), &opts, Some(&btf)).unwrap_or_else(|e| panic!("flow: {}", e.0));
+    let mut probe = loader::load(ProbeKind::Flow.spec_for(on_veths), &opts, Some(&btf)).unwrap_or_else(|e| panic!("flow: {}", e.0));
     let veths = on_veths.then(|| {
         let mut n = nic::NicAttachments::new(nic::DeviceMatch::Prefix("fb".into()), hook);
         let problems = n.sync(&mut probe);
