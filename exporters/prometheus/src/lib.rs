@@ -156,24 +156,34 @@ impl Shared {
             self.ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
             return;
         };
-        let mut samples = Vec::new();
         let translator = self.translator();
-        let skipped = translator.translate(metrics.resources(), &mut samples);
+        let (mut delta, mut unsupported) = (0, 0);
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        // One resource (namespace) at a time: the samples in flight are one pod's, not the
+        // whole batch's (tens of thousands of flow series would otherwise be held twice).
+        let mut samples = Vec::new();
+        let now = Instant::now();
+        for resource in metrics.resources().chunks(1) {
+            let skipped = translator.translate(resource, &mut samples);
+            (delta, unsupported) = (delta + skipped.delta, unsupported + skipped.unsupported);
+            for (family, n) in self.lock().update(std::mem::take(&mut samples), now) {
+                *refused.entry(family).or_default() += n;
+            }
+        }
         if self.config.naming == Naming::Otel && self.config.target_info.enabled {
-            samples.extend(translator.target_info(metrics.resources(), podnet_pipeline::pdata::now_unix_nanos()));
+            let info = translator.target_info(metrics.resources(), podnet_pipeline::pdata::now_unix_nanos());
+            for (family, n) in self.lock().update(info, now) {
+                *refused.entry(family).or_default() += n;
+            }
         }
-        if skipped.delta > 0 {
-            self.ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
-            tracing::warn!(component = %self.ctx.id, points = skipped.delta, "dropped delta-temporality points: Prometheus exposes cumulative data only");
+        if delta > 0 {
+            self.ctx.telemetry.dropped(Signal::Metrics, delta, "delta_temporality");
+            tracing::warn!(component = %self.ctx.id, points = delta, "dropped delta-temporality points: Prometheus exposes cumulative data only");
         }
-        if skipped.unsupported > 0 {
-            self.ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
+        if unsupported > 0 {
+            self.ctx.telemetry.dropped(Signal::Metrics, unsupported, "unsupported_type");
         }
-        let (refused, collisions) = {
-            let mut store = self.lock();
-            let refused = store.update(samples, Instant::now());
-            (refused, store.take_collisions())
-        };
+        let collisions = self.lock().take_collisions();
         if !collisions.is_empty() {
             let total: u64 = collisions.values().sum();
             self.ctx.telemetry.series_collisions(total);

@@ -13,8 +13,10 @@ use podnet_prometheus_translator::{FamilyType, Labels, Sample, format_value};
 struct Family {
     help: String,
     kind: FamilyType,
-    /// (suffix, labels) → (value, last update, the resource that wrote it).
-    series: BTreeMap<(&'static str, Labels), (f64, Instant, u64)>,
+    /// (suffix, the label set as exposition text: `a="x",b="y"`) → (value, last update, the
+    /// resource that wrote it). One string per series: flow series carry ~20 labels, and a
+    /// pair of strings per label held ~2 KiB per series where the text takes ~250 bytes.
+    series: BTreeMap<(&'static str, String), (f64, Instant, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +62,7 @@ impl Store {
             if is_stale_marker(s.value) {
                 // The series ended at its source: it goes now, not at expiration.
                 if let Some(family) = self.families.get_mut(&s.family)
-                    && family.series.remove(&(s.suffix, s.labels)).is_some()
+                    && family.series.remove(&(s.suffix, label_text(&s.labels))).is_some()
                 {
                     self.count -= 1;
                     if family.series.is_empty() {
@@ -87,7 +89,7 @@ impl Store {
             if !s.help.is_empty() {
                 family.help = s.help;
             }
-            let key = (s.suffix, s.labels);
+            let key = (s.suffix, label_text(&s.labels));
             match family.series.get_mut(&key) {
                 Some(v) => {
                     if v.2 != s.resource {
@@ -129,8 +131,8 @@ impl Store {
 
     pub fn render(&self, format: Format, out: &mut String) {
         for (name, family) in &self.families {
-            let mut series: Vec<(&'static str, &Labels, f64)> =
-                family.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels, *v)).collect();
+            let mut series: Vec<(&'static str, &str, f64)> =
+                family.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels.as_str(), *v)).collect();
             if family.kind == FamilyType::Histogram {
                 // Buckets in ascending `le`, then _sum and _count, per label set.
                 series.sort_by(|a, b| histogram_order(a).partial_cmp(&histogram_order(b)).unwrap_or(std::cmp::Ordering::Equal));
@@ -140,10 +142,32 @@ impl Store {
     }
 }
 
-fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a Labels, f64)) -> (Vec<&'a (String, String)>, u8, f64) {
-    let base: Vec<_> = labels.iter().filter(|(k, _)| k != "le").collect();
-    let le =
-        labels.iter().find(|(k, _)| k == "le").map(|(_, v)| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
+/// A label set as exposition text, escaped, in the sample's order.
+fn label_text(labels: &Labels) -> String {
+    let mut out = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_into(v, &mut out);
+        out.push('"');
+    }
+    out
+}
+
+/// A histogram's series order: by the labels other than `le`, then buckets in ascending
+/// `le`, then `_sum`, then `_count`. The translator writes `le` last.
+fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a str, f64)) -> (&'a str, u8, f64) {
+    let (base, le) = match labels.rfind("le=\"") {
+        Some(i) if i == 0 || labels.as_bytes()[i - 1] == b',' => {
+            let value = labels[i + 4..].trim_end_matches('"');
+            (labels[..i].trim_end_matches(','), Some(value))
+        }
+        _ => (*labels, None),
+    };
+    let le = le.map(|v| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
     let rank = match *suffix {
         "_bucket" => 0,
         "_sum" => 1,
@@ -163,7 +187,7 @@ fn render_family<'a>(
     name: &str,
     kind: FamilyType,
     help: &str,
-    series: impl Iterator<Item = (&'static str, &'a Labels, f64)>,
+    series: impl Iterator<Item = (&'static str, &'a str, f64)>,
     format: Format,
     out: &mut String,
 ) {
@@ -187,12 +211,7 @@ fn render_family<'a>(
         out.push_str(sample_suffix);
         if !labels.is_empty() {
             out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-            }
+            out.push_str(labels);
             out.push('}');
         }
         out.push(' ');
@@ -205,8 +224,15 @@ fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+fn escape_label_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
