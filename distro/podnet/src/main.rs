@@ -1,5 +1,7 @@
 //! `podnet`: run, validate and inspect pipelines.
 
+mod memory;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -92,6 +94,8 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Run { config, log_level, log_format } => {
+            memory::limit_arenas();
+            memory::spawn_trimmer();
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

@@ -1,0 +1,252 @@
+//! `scripts/bench`: the whole agent as a user runs it. `podnet run -c configs/kubeskoop.yaml`
+//! (every default probe, the eBPF ones and the flow probe included, `k8s_attributes`, the
+//! Prometheus endpoint scraped as Prometheus would, events to a file) over N test pods on a
+//! bridge, each with a TCP listener and a connection to the next pod that carries a
+//! message a second, and datagrams to 10 other pods' closed ports a second (every pair of
+//! pods within ~10 s: drops and flows of a real node's cross-pod noise). Reported from /proc: RSS over the run and CPU per collection cycle,
+//! per allocator setting, min / median / max over interleaved rounds.
+//!
+//! Usage: bench_agent [pods (100)] [seconds per run (120)] [rounds (3)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_integration::pods::{in_netns, ip};
+use podnet_integration::{free_port, http_get, labeled_sum};
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[0], s[s.len() / 2], s[s.len() - 1])
+}
+
+fn mmm(v: &[f64], digits: usize) -> String {
+    let (lo, med, hi) = stats(v);
+    if med.is_nan() {
+        return "n/a".into();
+    }
+    format!("{lo:.digits$} / {med:.digits$} / {hi:.digits$}")
+}
+
+const BRIDGE: &str = "pnbbr0";
+
+/// N namespaces `pnb-<i>` on a bridge, 10.240.0.0/16, each holding a listener and a
+/// connection to the next one's (the bench process owns the sockets).
+struct BridgedPods {
+    names: Vec<String>,
+    sockets: Vec<TcpStream>,
+    _listeners: Vec<TcpListener>,
+    /// One per pod: datagrams to other pods' closed ports, the cross-pod noise a real node
+    /// has (router solicitations, probes, scans), dropped and answered with ICMP errors.
+    udp: Vec<UdpSocket>,
+    tick: usize,
+}
+
+/// Peers each pod sends a datagram to per second: every pair within ~10 s at 100 pods.
+const NOISE_PEERS: usize = 10;
+
+fn addr(i: usize) -> String {
+    format!("10.240.{}.{}", i / 250, i % 250 + 1)
+}
+
+impl BridgedPods {
+    fn create(n: usize) -> BridgedPods {
+        let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
+        ip(&["link", "add", BRIDGE, "type", "bridge"]);
+        ip(&["addr", "add", "10.240.255.254/16", "dev", BRIDGE]);
+        ip(&["link", "set", BRIDGE, "up"]);
+        let names: Vec<String> = (0..n).map(|i| format!("pnb-{i}")).collect();
+        for (i, ns) in names.iter().enumerate() {
+            let host = format!("pnbh{i}");
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+            ip(&["link", "set", &host, "master", BRIDGE]);
+            ip(&["link", "set", &host, "up"]);
+            ip(&["-n", ns, "addr", "add", &format!("{}/16", addr(i)), "dev", "eth0"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        let listeners: Vec<TcpListener> =
+            names.iter().enumerate().map(|(i, ns)| in_netns(ns, || TcpListener::bind((addr(i).as_str(), 8080)).expect("bind"))).collect();
+        let mut sockets = Vec::new();
+        for (i, ns) in names.iter().enumerate() {
+            let peer = addr((i + 1) % n);
+            let c = in_netns(ns, || TcpStream::connect((peer.as_str(), 8080)).expect("connect"));
+            let (s, _) = listeners[(i + 1) % n].accept().expect("accept");
+            c.set_nodelay(true).unwrap();
+            s.set_nonblocking(true).unwrap();
+            sockets.push(c);
+            sockets.push(s);
+        }
+        let udp = names.iter().enumerate().map(|(i, ns)| in_netns(ns, || UdpSocket::bind((addr(i).as_str(), 0)).expect("bind"))).collect();
+        BridgedPods { names, sockets, _listeners: listeners, udp, tick: 0 }
+    }
+
+    /// One message on every connection, drained at the other end, and the noise.
+    fn traffic(&mut self) {
+        let mut buf = [0u8; 256];
+        for pair in self.sockets.chunks_mut(2) {
+            let _ = pair[0].write_all(&[7u8; 64]);
+            let _ = pair[1].read(&mut buf);
+        }
+        let n = self.udp.len();
+        for (i, u) in self.udp.iter().enumerate() {
+            for k in 0..NOISE_PEERS.min(n.saturating_sub(1)) {
+                let peer = (i + 1 + (self.tick * NOISE_PEERS + k) % (n - 1)) % n;
+                let _ = u.send_to(b"noise", (addr(peer).as_str(), 9));
+            }
+        }
+        self.tick += 1;
+    }
+}
+
+impl Drop for BridgedPods {
+    fn drop(&mut self) {
+        self.sockets.clear();
+        for ns in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
+    }
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / hz
+}
+
+struct Run {
+    rss_end_mib: f64,
+    rss_max_mib: f64,
+    cpu_ms_per_cycle: f64,
+    series: f64,
+}
+
+const INTERVAL_SECS: u64 = 5;
+
+/// One agent run of `secs` seconds with `env` (an allocator setting).
+fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, health) = (free_port(), free_port());
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/kubeskoop.yaml");
+    // BENCH_AGENT_WRAPPER (e.g. `heaptrack`): run the agent under a profiler; its RSS and
+    // CPU figures are then the wrapper's, only its profile counts.
+    let mut cmd = match std::env::var("BENCH_AGENT_WRAPPER") {
+        Ok(w) => {
+            let mut c = Command::new(w);
+            c.arg(
+                std::env::var("BENCH_AGENT_BINARY").map(std::path::PathBuf::from).unwrap_or_else(|_| podnet_integration::podnet_binary()),
+            );
+            c
+        }
+        Err(_) => Command::new(podnet_integration::podnet_binary()),
+    };
+    cmd.args(["run", "-c"])
+        .arg(&config)
+        .env("PODNET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PODNET_HEALTH_LISTEN", format!("127.0.0.1:{health}"))
+        .env("PODNET_COLLECTION_INTERVAL", format!("{INTERVAL_SECS}s"))
+        .env("PODNET_EVENTS_FILE", dir.path().join("events.jsonl"))
+        .env("PODNET_CRI_ENDPOINT", format!("unix://{}", dir.path().join("no-cri.sock").display()))
+        .env("PODNET_NODE_NAME", "bench-node")
+        .env("PODNET_LOG_LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child: Child = cmd.spawn().expect("start podnet (cargo build --release -p podnet)");
+    let pid = child.id();
+    let started = Instant::now();
+    let cycles = |m: &str| labeled_sum(m, "podnet_receiver_collection_duration_seconds_count", &[("component_id", "procfs")]);
+    let mut rss_max: f64 = 0.0;
+    // The last minute (or half the run) measures CPU per cycle, after the start-up.
+    let window = Duration::from_secs((secs / 2).min(60));
+    let mut mark: Option<(f64, f64)> = None;
+    let mut series = 0.0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        pods.traffic();
+        std::thread::sleep(Duration::from_secs(1));
+        // Prometheus would scrape every 15 s.
+        if started.elapsed().as_secs().is_multiple_of(15)
+            && let Some((200, m)) = http_get(port, "/metrics")
+        {
+            series = m.lines().filter(|l| !l.starts_with('#')).count() as f64;
+        }
+        rss_max = rss_max.max(rss_kib(pid));
+        if mark.is_none() && started.elapsed() >= Duration::from_secs(secs) - window {
+            let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
+            mark = Some((cpu_seconds(pid), cycles(&m)));
+        }
+    }
+    let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
+    let (c1, k1) = (cpu_seconds(pid), cycles(&m));
+    let (c0, k0) = mark.unwrap_or((0.0, 0.0));
+    let rss_end = rss_kib(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    Run { rss_end_mib: rss_end / 1024.0, rss_max_mib: rss_max / 1024.0, cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0), series }
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("(the whole-agent table needs root: it creates namespaces and attaches programs)");
+        return;
+    }
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (n, secs, rounds) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(120), args.get(2).copied().unwrap_or(3));
+    let variants: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("podnet as shipped", vec![]),
+        ("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")]),
+        ("2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")]),
+    ];
+    let mut pods = BridgedPods::create(n);
+    // New links solicit routers and join multicast groups for their first seconds: wait
+    // that out, so every run sees the same steady traffic.
+    for _ in 0..20 {
+        pods.traffic();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, env)) in variants.iter().enumerate() {
+            results[i].push(run(&mut pods, secs as u64, env));
+        }
+    }
+    println!("The whole agent: podnet run -c configs/kubeskoop.yaml over {n} test pods on a bridge (a listener and a connection each,");
+    println!(
+        "a message a second), collection every {INTERVAL_SECS} s, /metrics read every 15 s, {secs} s per run, min / median / max of {rounds} interleaved rounds"
+    );
+    println!("{:<30} {:>24} {:>24} {:>24} {:>8}", "heap setting", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series");
+    for ((name, _), runs) in variants.iter().zip(&results) {
+        let col = |f: fn(&Run) -> f64, d| mmm(&runs.iter().map(f).collect::<Vec<_>>(), d);
+        println!(
+            "{:<30} {:>24} {:>24} {:>24} {:>8.0}",
+            name,
+            col(|r| r.rss_end_mib, 1),
+            col(|r| r.rss_max_mib, 1),
+            col(|r| r.cpu_ms_per_cycle, 1),
+            stats(&runs.iter().map(|r| r.series).collect::<Vec<_>>()).1
+        );
+    }
+}
