@@ -60,32 +60,50 @@ impl BridgedPods {
         ip(&["link", "add", BRIDGE, "type", "bridge"]);
         ip(&["addr", "add", "10.240.255.254/16", "dev", BRIDGE]);
         ip(&["link", "set", BRIDGE, "up"]);
-        let names: Vec<String> = (0..n).map(|i| format!("pnb-{i}")).collect();
-        for (i, ns) in names.iter().enumerate() {
+        // Built in place, so a failure half-way still removes what exists (Drop).
+        let mut pods = BridgedPods { names: Vec::new(), sockets: Vec::new(), _listeners: Vec::new(), udp: Vec::new(), tick: 0 };
+        for i in 0..n {
+            let ns = format!("pnb-{i}");
             let host = format!("pnbh{i}");
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+            ip(&["netns", "add", &ns]);
+            pods.names.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
             ip(&["link", "set", &host, "master", BRIDGE]);
             ip(&["link", "set", &host, "up"]);
-            ip(&["-n", ns, "addr", "add", &format!("{}/16", addr(i)), "dev", "eth0"]);
-            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "addr", "add", &format!("{}/16", addr(i)), "dev", "eth0"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         }
-        let listeners: Vec<TcpListener> =
+        let names = pods.names.clone();
+        pods._listeners =
             names.iter().enumerate().map(|(i, ns)| in_netns(ns, || TcpListener::bind((addr(i).as_str(), 8080)).expect("bind"))).collect();
-        let mut sockets = Vec::new();
         for (i, ns) in names.iter().enumerate() {
             let peer = addr((i + 1) % n);
-            let c = in_netns(ns, || TcpStream::connect((peer.as_str(), 8080)).expect("connect"));
-            let (s, _) = listeners[(i + 1) % n].accept().expect("accept");
+            // Hundreds of new links announcing themselves at once can delay the first ARP
+            // answers past the kernel's patience: try again.
+            let c = in_netns(ns, || {
+                let mut tries = 0;
+                loop {
+                    match TcpStream::connect((peer.as_str(), 8080)) {
+                        Ok(c) => break c,
+                        Err(e) if tries < 20 => {
+                            tries += 1;
+                            eprintln!("connect {peer}: {e}; retrying");
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        Err(e) => panic!("connect {peer}: {e}"),
+                    }
+                }
+            });
+            let (s, _) = pods._listeners[(i + 1) % n].accept().expect("accept");
             c.set_nodelay(true).unwrap();
             s.set_nonblocking(true).unwrap();
-            sockets.push(c);
-            sockets.push(s);
+            pods.sockets.push(c);
+            pods.sockets.push(s);
         }
-        let udp = names.iter().enumerate().map(|(i, ns)| in_netns(ns, || UdpSocket::bind((addr(i).as_str(), 0)).expect("bind"))).collect();
-        BridgedPods { names, sockets, _listeners: listeners, udp, tick: 0 }
+        pods.udp = names.iter().enumerate().map(|(i, ns)| in_netns(ns, || UdpSocket::bind((addr(i).as_str(), 0)).expect("bind"))).collect();
+        pods
     }
 
     /// One message on every connection, drained at the other end, and the noise.
