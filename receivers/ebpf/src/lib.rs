@@ -740,22 +740,21 @@ impl EbpfScraper {
         let now = now_unix_nanos();
         counters.begin_round();
         let mut builder = MetricsBuilder::new(scope.as_str());
-        let mut i = 0;
-        while i < rows.len() {
-            let netns = rows[i].netns;
+        // Rows are consumed: their attributes move into the batch instead of being copied,
+        // so a collection holds one set of flow attributes at a time, not two.
+        let mut rows = rows.into_iter().peekable();
+        while let Some(netns) = rows.peek().map(|r| r.netns) {
             let key = index.resource_key(netns);
             let attrs = index.attributes(key);
             let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
             let mut rb = builder.resource(attrs);
             let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
-            while i < rows.len() && rows[i].netns == netns {
-                let row = &rows[i];
-                match &row.value {
-                    probes::RowValue::Count(v) => out.point(row.def, row.attrs.clone(), *v),
-                    probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.clone(), h),
-                    probes::RowValue::Ended => out.ended(row.def, row.attrs.clone()),
+            while let Some(row) = rows.next_if(|r| r.netns == netns) {
+                match row.value {
+                    probes::RowValue::Count(v) => out.point(row.def, row.attrs, v),
+                    probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs, &h),
+                    probes::RowValue::Ended => out.ended(row.def, row.attrs),
                 }
-                i += 1;
             }
         }
         counters.end_round();
