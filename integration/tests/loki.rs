@@ -156,3 +156,33 @@ fn json_push() {
     assert_eq!(first["values"][0][1], "drop 1");
     assert_eq!(first["values"][1][2]["reason"], "NETFILTER_DROP");
 }
+
+#[test]
+fn kubeskoop_format_pushes_kubeskoops_stream_with_its_event_lines() {
+    let (loki, state, _rt) = start_loki(vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let _agent = gateway(dir.path(), http, loki, "kubeskoop");
+    assert_eq!(http_post(http, "/v1/logs", "application/json", EVENTS.as_bytes()).map(|r| r.0), Some(200));
+    wait(&state, 1);
+    let r = state.lock().unwrap();
+    assert_eq!(r.headers[0]["content-type"], "application/x-protobuf", "KubeSkoop's sink pushes protobuf");
+    let raw = snap::raw::Decoder::new().decompress_vec(&r.bodies[0]).expect("snappy");
+    let req = PushRequest::decode(raw.as_slice()).expect("Loki PushRequest");
+    // One stream per node, as KubeSkoop's `{job="kubeskoop"} | json` queries expect.
+    assert_eq!(req.streams.len(), 1);
+    let stream = &req.streams[0];
+    assert_eq!(stream.labels, "{instance=\"n1\", job=\"kubeskoop\"}");
+    let lines: Vec<serde_json::Value> = stream.entries.iter().map(|e| serde_json::from_str(&e.line).expect("a JSON event line")).collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["PacketLoss", "PacketLoss", "TCPRESET_NOSOCK", "PacketLoss"], "time-ordered");
+    assert!(stream.entries.iter().all(|e| e.structured_metadata.is_empty()));
+    let first = &lines[0];
+    assert_eq!(first["msg"], "", "a PacketLoss message is its stack, as KubeSkoop's (none asked for here)");
+    assert_eq!(first["labels"][0]["name"], "pod", "labels[0] is the pod, as KubeSkoop's LogQL reads it");
+    assert_eq!(first["labels"][0]["value"], "web-1");
+    assert_eq!(first["labels"][1], serde_json::json!({"name": "namespace", "value": "default"}));
+    assert_eq!(first["timestamp"].as_u64(), Some(1700000000000000100));
+    assert_eq!(lines[1]["labels"][0], serde_json::json!({"name": "pod", "value": ""}), "the host's event is node level");
+    assert_eq!(lines[2]["msg"], "protocol=IP saddr= sport=0 daddr= dport=0  state:TCP_OTHER ", "KubeSkoop's reset message");
+}

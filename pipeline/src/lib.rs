@@ -7,6 +7,7 @@ pub mod cumulative;
 pub mod fanout;
 pub mod host;
 pub mod id;
+pub mod kubeskoop_event;
 pub mod pdata;
 pub mod probe;
 pub mod reload;

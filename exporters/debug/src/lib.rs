@@ -3,7 +3,7 @@
 
 mod debug;
 mod file;
-pub mod kubeskoop;
+pub use podnet_pipeline::kubeskoop_event as kubeskoop;
 mod rotate;
 mod stderr;
 

@@ -16,7 +16,7 @@ use podnet_pipeline::component::{
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
-use podnet_pipeline::pdata::{KeyValue, LogRecord, PData, ResourceLogs, Signal, any_value, any_value_to_string, attr_string};
+use podnet_pipeline::pdata::{KeyValue, LogRecord, PData, ResourceLogs, Signal, any_value, any_value_to_string, attr_string, keys};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,10 @@ pub enum Format {
     #[default]
     Protobuf,
     Json,
+    /// KubeSkoop's loki sink: protobuf, one stream `{instance="<node>", job="kubeskoop"}`
+    /// per node, the KubeSkoop JSON event as the line, so its console's `{job="kubeskoop"} |
+    /// json` queries keep working. `labels` do not apply.
+    Kubeskoop,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +145,25 @@ pub struct Entry {
     pub metadata: Vec<(String, String)>,
 }
 
+/// Streams in KubeSkoop's shape: per node, the KubeSkoop event line as it is.
+pub fn to_kubeskoop_streams(resources: &[ResourceLogs]) -> BTreeMap<Vec<(String, String)>, Vec<Entry>> {
+    let mut streams: BTreeMap<Vec<(String, String)>, Vec<Entry>> = BTreeMap::new();
+    for rl in resources {
+        let res_attrs: &[KeyValue] = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let node = attr_string(res_attrs, keys::K8S_NODE_NAME).unwrap_or_default();
+        let stream = vec![("instance".to_string(), node), ("job".to_string(), "kubeskoop".to_string())];
+        let entries = streams.entry(stream).or_default();
+        for rec in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+            let line = podnet_pipeline::kubeskoop_event::event_line(res_attrs, rec);
+            entries.push(Entry { time_unix_nano: entry_time(rec), line, metadata: Vec::new() });
+        }
+    }
+    for entries in streams.values_mut() {
+        entries.sort_by_key(|e| e.time_unix_nano);
+    }
+    streams
+}
+
 /// Streams (sorted label set → time-ordered entries) from a batch of log records.
 pub fn to_streams(resources: &[ResourceLogs], labels: &BTreeMap<String, String>) -> BTreeMap<Vec<(String, String)>, Vec<Entry>> {
     let mut streams: BTreeMap<Vec<(String, String)>, Vec<Entry>> = BTreeMap::new();
@@ -208,7 +231,7 @@ fn label_string(labels: &[(String, String)]) -> String {
 /// The request body and its content type.
 pub fn encode(streams: BTreeMap<Vec<(String, String)>, Vec<Entry>>, format: Format) -> (Vec<u8>, &'static str) {
     match format {
-        Format::Protobuf => {
+        Format::Protobuf | Format::Kubeskoop => {
             let req = PushRequest {
                 streams: streams
                     .into_iter()
@@ -294,7 +317,11 @@ impl Exporter for LokiExporter {
                 if items == 0 {
                     return Vec::new();
                 }
-                let (bytes, content_type) = encode(to_streams(logs.resources(), &config.labels), config.format);
+                let streams = match config.format {
+                    Format::Kubeskoop => to_kubeskoop_streams(logs.resources()),
+                    _ => to_streams(logs.resources(), &config.labels),
+                };
+                let (bytes, content_type) = encode(streams, config.format);
                 vec![Request { body: Arc::new(Body { bytes, content_type }), signal: Signal::Logs, items }]
             };
             podnet_exporter_helper::run_push_exporter(

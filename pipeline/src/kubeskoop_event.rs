@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use podnet_pipeline::pdata::{KeyValue, LogRecord, Logs, any_value, attr_int, attr_str, keys, kubeskoop_pod};
+use crate::pdata::{KeyValue, LogRecord, Logs, any_value, attr_int, attr_str, keys, kubeskoop_pod};
 
 /// `GetSkcStateStr` from an OTel `network.connection.state`.
 fn state(attrs: &[KeyValue]) -> &'static str {
@@ -133,7 +133,7 @@ fn push_event(out: &mut String, pod: &PodLabels, rec: &LogRecord) {
 fn body(rec: &LogRecord) -> String {
     match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(_) => rec.body.as_ref().map(podnet_pipeline::pdata::any_value_to_string).unwrap_or_default(),
+        Some(_) => rec.body.as_ref().map(crate::pdata::any_value_to_string).unwrap_or_default(),
         None => String::new(),
     }
 }
@@ -168,7 +168,7 @@ pub fn lines_into(out: &mut String, logs: &Logs, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podnet_pipeline::pdata::{AnyValue, kv_bool, kv_int, kv_str};
+    use crate::pdata::{AnyValue, kv_bool, kv_int, kv_str};
 
     fn record(name: &str, attrs: Vec<KeyValue>) -> LogRecord {
         LogRecord {
