@@ -1,8 +1,14 @@
 //! What the benchmark binaries share: the real `podnet run` agent started on a config,
 //! waited for until every probe it names is attached, and measured from /proc.
 
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::pods::in_netns;
 
 use crate::{free_port, http_get, labeled_sum};
 
@@ -67,4 +73,128 @@ impl Drop for BenchAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// (min, median, max) of the finite values.
+pub fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[0], s[s.len() / 2], s[s.len() - 1])
+}
+
+/// `min / median / max` with `digits` decimals, or `n/a`.
+pub fn mmm(v: &[f64], digits: usize) -> String {
+    let (lo, med, hi) = stats(v);
+    if med.is_nan() {
+        return "n/a".into();
+    }
+    format!("{lo:.digits$} / {med:.digits$} / {hi:.digits$}")
+}
+
+/// The ids of the BPF programs loaded now.
+pub fn program_ids() -> HashSet<u32> {
+    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
+}
+
+/// (runs, run time ns) of the programs loaded since `before` (another tool's, e.g. bpftrace).
+pub fn new_program_stats(before: &HashSet<u32>) -> (u64, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| !before.contains(&p.id()))
+        .fold((0, 0), |(n, t), p| (n + p.run_count(), t + p.run_time().as_nanos() as u64))
+}
+
+pub fn bpftrace(script: &str) -> Option<Child> {
+    let mut child = Command::new("bpftrace").args(["-e", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
+    let mut lines = BufReader::new(child.stdout.take()?).lines();
+    if !lines.next().is_some_and(|l| l.is_ok_and(|l| l.contains("Attaching"))) {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        eprintln!("bpftrace did not attach: {}", err.lines().take(5).collect::<Vec<_>>().join(" | "));
+        let _ = child.kill();
+        return None;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    Some(child)
+}
+
+/// A TCP echo server in namespace `server_ns` (at `server_addr`) and a client in
+/// `client_ns` exchanging `n` 64-byte messages.
+pub fn ping_pong(client_ns: &str, server_ns: &str, server_addr: &str, n: usize) {
+    let port = crate::free_port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            in_netns(server_ns, || {
+                let l = TcpListener::bind((server_addr, port)).expect("bind");
+                tx.send(()).unwrap();
+                let (mut c, _) = l.accept().expect("accept");
+                let mut buf = [0u8; 64];
+                while c.read_exact(&mut buf).is_ok() {
+                    if c.write_all(&buf).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        in_netns(client_ns, || {
+            let mut c = TcpStream::connect((server_addr, port)).expect("connect");
+            c.set_nodelay(true).unwrap();
+            let mut buf = [7u8; 64];
+            for _ in 0..n {
+                c.write_all(&buf).unwrap();
+                c.read_exact(&mut buf).unwrap();
+            }
+        });
+    });
+}
+
+/// 64-byte UDP datagrams from `client_addr` in `client_ns` to `server_addr` in `server_ns`
+/// for `secs`: packets per second the server read.
+pub fn udp_pps(client_ns: &str, client_addr: &str, server_ns: &str, server_addr: &str, secs: f64) -> f64 {
+    let port = crate::free_port();
+    let received = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            in_netns(server_ns, || {
+                let u = UdpSocket::bind((server_addr, port)).expect("bind");
+                u.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                tx.send(()).unwrap();
+                let mut buf = [0u8; 128];
+                while !stop.load(Ordering::Relaxed) {
+                    if u.recv(&mut buf).is_ok() {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        in_netns(client_ns, || {
+            let u = UdpSocket::bind((client_addr, 0)).expect("bind");
+            let payload = [1u8; 64];
+            let warm = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < warm {
+                let _ = u.send_to(&payload, (server_addr, port));
+            }
+            let r0 = received.load(Ordering::Relaxed);
+            let started = Instant::now();
+            let end = started + Duration::from_secs_f64(secs);
+            while Instant::now() < end {
+                for _ in 0..64 {
+                    let _ = u.send_to(&payload, (server_addr, port));
+                }
+            }
+            let got = received.load(Ordering::Relaxed) - r0;
+            stop.store(true, Ordering::Relaxed);
+            got as f64 / started.elapsed().as_secs_f64()
+        })
+    })
 }

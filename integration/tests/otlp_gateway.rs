@@ -78,14 +78,18 @@ service:
     }
     // The gateway counts what its receiver passed on; the nodes count what they delivered.
     assert!(m.contains("podnet_component_sent_total{component_id=\"otlp\",component_kind=\"receiver\",signal=\"metrics\"}"), "{m}");
-    let a = node_a.metrics();
-    assert!(a.contains("podnet_component_sent_total{component_id=\"otlp_grpc\",component_kind=\"exporter\",signal=\"metrics\"}"), "{a}");
+    // A node counts a batch as sent when the gateway's answer is back, which can be just
+    // after the gateway shows it.
+    node_a.wait_until(Duration::from_secs(10), "node a to count what it delivered", || {
+        node_a.metrics().contains("podnet_component_sent_total{component_id=\"otlp_grpc\",component_kind=\"exporter\",signal=\"metrics\"}")
+    });
     // Bad input gets a clear 400; OTLP JSON is accepted and answered in JSON.
     let (code, text) = podnet_integration::http_post(http, "/v1/metrics", "application/x-protobuf", b"\xff\xff\xff").unwrap();
     assert_eq!(code, 400);
     assert!(text.contains("invalid OTLP protobuf"), "{text}");
     let (code, text) = podnet_integration::http_post(http, "/v1/metrics", "application/json", br#"{"resourceMetrics":[]}"#).unwrap();
     assert_eq!(code, 200, "{text}");
-    let b = node_b.metrics();
-    assert!(b.contains("podnet_component_sent_total{component_id=\"otlp_http\",component_kind=\"exporter\",signal=\"metrics\"}"), "{b}");
+    node_b.wait_until(Duration::from_secs(10), "node b to count what it delivered", || {
+        node_b.metrics().contains("podnet_component_sent_total{component_id=\"otlp_http\",component_kind=\"exporter\",signal=\"metrics\"}")
+    });
 }

@@ -13,25 +13,9 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use podnet_integration::bench::{mmm, stats};
 use podnet_integration::pods::{in_netns, ip};
 use podnet_integration::{free_port, http_get, labeled_sum};
-
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if s.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[0], s[s.len() / 2], s[s.len() - 1])
-}
-
-fn mmm(v: &[f64], digits: usize) -> String {
-    let (lo, med, hi) = stats(v);
-    if med.is_nan() {
-        return "n/a".into();
-    }
-    format!("{lo:.digits$} / {med:.digits$} / {hi:.digits$}")
-}
 
 const BRIDGE: &str = "pnbbr0";
 

@@ -11,39 +11,18 @@
 //!
 //! Every figure is min / median / max over interleaved rounds.
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use podnet_integration::bench::BenchAgent;
+use podnet_integration::bench::{BenchAgent, bpftrace, mmm, new_program_stats, ping_pong, program_ids, stats, udp_pps};
 use podnet_integration::free_port;
-use podnet_integration::pods::{in_netns, ip};
+use podnet_integration::pods::ip;
 use podnet_receiver_ebpf::loader::{self, Hook, LoadOptions, LoadedProbe};
 use podnet_receiver_ebpf::nic;
 use podnet_receiver_ebpf::probes::ProbeKind;
 
 const ROUNDS: usize = 3;
 const MESSAGES: usize = 20_000;
-
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if s.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[0], s[s.len() / 2], s[s.len() - 1])
-}
-
-fn mmm(v: &[f64], digits: usize) -> String {
-    let (lo, med, hi) = stats(v);
-    if med.is_nan() {
-        return "n/a".into();
-    }
-    format!("{lo:.digits$} / {med:.digits$} / {hi:.digits$}")
-}
 
 /// Two namespaces, each with a veth to the host (`fba<id>`, `fbb<id>` on the host side),
 /// routed through the host: 10.219.1.1 ↔ 10.219.2.1.
@@ -89,49 +68,6 @@ impl Drop for RoutedPods {
         }
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.forwarding_was.trim());
     }
-}
-
-/// 64-byte UDP datagrams from pod a to pod b for `secs`: packets per second pod b read.
-fn udp_pps(pods: &RoutedPods, secs: f64) -> f64 {
-    let port = free_port();
-    let received = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            in_netns(&pods.b, || {
-                let u = UdpSocket::bind((B, port)).expect("bind");
-                u.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-                tx.send(()).unwrap();
-                let mut buf = [0u8; 128];
-                while !stop.load(Ordering::Relaxed) {
-                    if u.recv(&mut buf).is_ok() {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        });
-        rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        in_netns(&pods.a, || {
-            let u = UdpSocket::bind((A, 0)).expect("bind");
-            let payload = [1u8; 64];
-            let warm = Instant::now() + Duration::from_millis(300);
-            while Instant::now() < warm {
-                let _ = u.send_to(&payload, (B, port));
-            }
-            let r0 = received.load(Ordering::Relaxed);
-            let started = Instant::now();
-            let end = started + Duration::from_secs_f64(secs);
-            while Instant::now() < end {
-                for _ in 0..64 {
-                    let _ = u.send_to(&payload, (B, port));
-                }
-            }
-            let got = received.load(Ordering::Relaxed) - r0;
-            stop.store(true, Ordering::Relaxed);
-            got as f64 / started.elapsed().as_secs_f64()
-        })
-    })
 }
 
 /// iperf3 TCP from pod a to pod b for 3 s: Gbit/s received.
@@ -189,7 +125,7 @@ fn throughput(pods: &RoutedPods) {
     for _ in 0..ROUNDS {
         for (i, (_, flow)) in configs.iter().enumerate() {
             let _agent = flow.as_deref().map(agent);
-            pps[i].push(udp_pps(pods, 3.0));
+            pps[i].push(udp_pps(&pods.a, A, &pods.b, B, 3.0));
             if has_iperf3 {
                 gbits[i].extend(iperf3_gbits(pods));
             }
@@ -206,17 +142,6 @@ fn throughput(pods: &RoutedPods) {
         let tcp_ratio = if tcp_ratio.is_finite() { format!("{tcp_ratio:.1}%") } else { "n/a".into() };
         println!("{:<50} {:>26} {:>7.1}% {:>22} {:>8}", name, mmm(&k, 1), stats(&pps[i]).1 / base_pps * 100.0, tcp, tcp_ratio);
     }
-}
-
-fn program_ids() -> HashSet<u32> {
-    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
-}
-
-fn new_program_stats(before: &HashSet<u32>) -> (u64, u64) {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| !before.contains(&p.id()))
-        .fold((0, 0), |(n, t), p| (n + p.run_count(), t + p.run_time().as_nanos() as u64))
 }
 
 fn probe_stats(p: &LoadedProbe) -> (u64, u64) {
@@ -285,53 +210,6 @@ fn bpftrace_script() -> String {
     )
 }
 
-fn bpftrace(script: &str) -> Option<Child> {
-    let mut child = Command::new("bpftrace").args(["-e", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
-    let mut lines = BufReader::new(child.stdout.take()?).lines();
-    if !lines.next().is_some_and(|l| l.is_ok_and(|l| l.contains("Attaching"))) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        eprintln!("bpftrace did not attach: {}", err.lines().take(5).collect::<Vec<_>>().join(" | "));
-        let _ = child.kill();
-        return None;
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    Some(child)
-}
-
-/// A TCP echo server in pod b and a client in pod a exchanging `n` 64-byte messages.
-fn ping_pong(pods: &RoutedPods, n: usize) {
-    let port = free_port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            in_netns(&pods.b, || {
-                let l = TcpListener::bind((B, port)).expect("bind");
-                tx.send(()).unwrap();
-                let (mut c, _) = l.accept().expect("accept");
-                let mut buf = [0u8; 64];
-                while c.read_exact(&mut buf).is_ok() {
-                    if c.write_all(&buf).is_err() {
-                        break;
-                    }
-                }
-            })
-        });
-        rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        in_netns(&pods.a, || {
-            let mut c = TcpStream::connect((B, port)).expect("connect");
-            c.set_nodelay(true).unwrap();
-            let mut buf = [7u8; 64];
-            for _ in 0..n {
-                c.write_all(&buf).unwrap();
-                c.read_exact(&mut buf).unwrap();
-            }
-        });
-    });
-}
-
 /// Table 2.
 fn program_cost(pods: &RoutedPods) {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable BPF run-time statistics");
@@ -351,14 +229,14 @@ fn program_cost(pods: &RoutedPods) {
         for (i, (_, hook, ports)) in variants.iter().enumerate() {
             let v = load(*hook, *ports);
             let (n0, t0) = probe_stats(&v.probe);
-            ping_pong(pods, MESSAGES);
+            ping_pong(&pods.a, &pods.b, B, MESSAGES);
             let (n1, t1) = probe_stats(&v.probe);
             ours[i].push(per(n0, t0, n1, t1));
         }
         let before = program_ids();
         if let Some(mut bt) = bpftrace(&script) {
             let (n0, t0) = new_program_stats(&before);
-            ping_pong(pods, MESSAGES);
+            ping_pong(&pods.a, &pods.b, B, MESSAGES);
             let (n1, t1) = new_program_stats(&before);
             theirs.push(per(n0, t0, n1, t1));
             let _ = bt.kill();

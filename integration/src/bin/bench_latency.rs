@@ -11,50 +11,19 @@
 //!
 //! Every figure is min / median / max over interleaved rounds.
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use podnet_integration::bench::BenchAgent;
+use podnet_integration::bench::{BenchAgent, bpftrace, mmm, new_program_stats, ping_pong, program_ids, stats, udp_pps};
+use podnet_integration::http_get;
 use podnet_integration::pods::{Pods, in_netns, ip};
-use podnet_integration::{free_port, http_get};
 use podnet_receiver_ebpf::loader::{self, Hook, LatencyGlobals, LoadOptions, LoadedProbe};
 use podnet_receiver_ebpf::probes::ProbeKind;
 
 const ROUNDS: usize = 3;
 const MESSAGES: usize = 20_000;
-
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if s.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[0], s[s.len() / 2], s[s.len() - 1])
-}
-
-fn mmm(v: &[f64], digits: usize) -> String {
-    let (lo, med, hi) = stats(v);
-    if med.is_nan() {
-        return "n/a".into();
-    }
-    format!("{lo:.digits$} / {med:.digits$} / {hi:.digits$}")
-}
-
-fn program_ids() -> HashSet<u32> {
-    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
-}
-
-/// (runs, run time ns) of the programs loaded since `before`.
-fn new_program_stats(before: &HashSet<u32>) -> (u64, u64) {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| !before.contains(&p.id()))
-        .fold((0, 0), |(n, t), p| (n + p.run_count(), t + p.run_time().as_nanos() as u64))
-}
 
 /// (runs, run time ns) of a loaded probe's programs whose names start with one of `only`.
 fn probe_stats(p: &LoadedProbe, only: &[&str]) -> (u64, u64) {
@@ -87,18 +56,6 @@ fn load(kind: ProbeKind) -> LoadedProbe {
         }),
     };
     loader::load(kind.spec(), &opts, Some(&btf)).unwrap_or_else(|e| panic!("{}: {}", kind.spec().name, e.0))
-}
-
-/// A bpftrace script, attached (it prints "Attaching N probes..." first).
-fn bpftrace(script: &str) -> Option<Child> {
-    let mut child = Command::new("bpftrace").args(["-e", script]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
-    let mut lines = BufReader::new(child.stdout.take()?).lines();
-    if !lines.next().is_some_and(|l| l.is_ok_and(|l| l.contains("Attaching"))) {
-        let _ = child.kill();
-        return None;
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    Some(child)
 }
 
 /// The same histograms as podnet's probe, on the same hooks (classic tracepoints: what
@@ -141,36 +98,6 @@ fn comparable_programs(kind: ProbeKind) -> &'static [&'static str] {
     }
 }
 
-/// A TCP echo server in pod b and a client in pod a exchanging `n` 64-byte messages.
-fn ping_pong(pods: &Pods, port: u16, n: usize) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            in_netns(&pods.b, || {
-                let l = TcpListener::bind(("10.213.0.2", port)).expect("bind");
-                tx.send(()).unwrap();
-                let (mut c, _) = l.accept().expect("accept");
-                let mut buf = [0u8; 64];
-                while c.read_exact(&mut buf).is_ok() {
-                    if c.write_all(&buf).is_err() {
-                        break;
-                    }
-                }
-            })
-        });
-        rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        in_netns(&pods.a, || {
-            let mut c = TcpStream::connect(("10.213.0.2", port)).expect("connect");
-            c.set_nodelay(true).unwrap();
-            let mut buf = [7u8; 64];
-            for _ in 0..n {
-                c.write_all(&buf).unwrap();
-                c.read_exact(&mut buf).unwrap();
-            }
-        });
-    });
-}
-
 struct LoopDevice(String);
 
 impl LoopDevice {
@@ -202,7 +129,7 @@ fn run_workload(kind: ProbeKind, pods: &Pods, disk: Option<&LoopDevice>) {
                 d.write(4000);
             }
         }
-        _ => ping_pong(pods, free_port(), MESSAGES),
+        _ => ping_pong(&pods.a, &pods.b, "10.213.0.2", MESSAGES),
     }
 }
 
@@ -296,49 +223,6 @@ fn collections(agent: &BenchAgent) -> f64 {
 const DEFAULT_PROBES: &str = "      packetloss:\n      tcpreset:\n      tcpretrans:\n";
 const LATENCY_PROBES: &str = "      softirq:\n      netiftxlat:\n      socketlatency:\n      kernellatency:\n      biolatency:\n";
 
-/// 64-byte UDP datagrams from pod a to pod b for `secs`: packets per second pod b read.
-fn udp_pps(pods: &Pods, secs: f64) -> f64 {
-    let port = free_port();
-    let received = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            in_netns(&pods.b, || {
-                let u = UdpSocket::bind(("10.213.0.2", port)).expect("bind");
-                u.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-                tx.send(()).unwrap();
-                let mut buf = [0u8; 128];
-                while !stop.load(Ordering::Relaxed) {
-                    if u.recv(&mut buf).is_ok() {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        });
-        rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        in_netns(&pods.a, || {
-            let u = UdpSocket::bind("10.213.0.1:0").expect("bind");
-            let payload = [1u8; 64];
-            let warm = Instant::now() + Duration::from_millis(300);
-            while Instant::now() < warm {
-                let _ = u.send_to(&payload, ("10.213.0.2", port));
-            }
-            let r0 = received.load(Ordering::Relaxed);
-            let started = Instant::now();
-            let end = started + Duration::from_secs_f64(secs);
-            while Instant::now() < end {
-                for _ in 0..64 {
-                    let _ = u.send_to(&payload, ("10.213.0.2", port));
-                }
-            }
-            let got = received.load(Ordering::Relaxed) - r0;
-            stop.store(true, Ordering::Relaxed);
-            got as f64 / started.elapsed().as_secs_f64()
-        })
-    })
-}
-
 /// Table 2.
 fn small_packets(pods: &Pods) {
     println!();
@@ -357,7 +241,7 @@ fn small_packets(pods: &Pods) {
     for _ in 0..ROUNDS {
         for (i, (_, probes)) in configs.iter().enumerate() {
             let _agent = probes.as_ref().map(|p| agent(p, "15s", "/run/netns"));
-            results[i].push(udp_pps(pods, 3.0));
+            results[i].push(udp_pps(&pods.a, "10.213.0.1", &pods.b, "10.213.0.2", 3.0));
         }
     }
     let base = stats(&results[0]).1;

@@ -205,42 +205,34 @@ pub const DESTINATION_PORT: &str = "destination.port";
 pub const STACKTRACE: &str = "code.stacktrace";
 pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
 
-/// KubeSkoop's tuple labels, in KubeSkoop's order; the peers' identity comes from the
-/// k8s_attributes processor's IP identity cache.
-const TUPLE_LABELS: &[(&str, &str)] = &[
-    (NETWORK_TRANSPORT, "protocol"),
-    (SOURCE_ADDRESS, "src"),
-    (keys::SOURCE_TYPE, "src_type"),
-    (keys::SOURCE_NODE, "src_node"),
-    (keys::SOURCE_NAMESPACE, "src_namespace"),
-    (keys::SOURCE_POD, "src_pod"),
-    (DESTINATION_ADDRESS, "dst"),
-    (keys::DESTINATION_TYPE, "dst_type"),
-    (keys::DESTINATION_NODE, "dst_node"),
-    (keys::DESTINATION_NAMESPACE, "dst_namespace"),
-    (keys::DESTINATION_POD, "dst_pod"),
-    (SOURCE_PORT, "sport"),
-    (DESTINATION_PORT, "dport"),
-];
+/// KubeSkoop's tuple labels, in KubeSkoop's order, then any a metric adds; the peers'
+/// identity comes from the k8s_attributes processor's IP identity cache.
+macro_rules! tuple_labels {
+    ($($extra:expr),*) => {
+        &[
+            (NETWORK_TRANSPORT, "protocol"),
+            (SOURCE_ADDRESS, "src"),
+            (keys::SOURCE_TYPE, "src_type"),
+            (keys::SOURCE_NODE, "src_node"),
+            (keys::SOURCE_NAMESPACE, "src_namespace"),
+            (keys::SOURCE_POD, "src_pod"),
+            (DESTINATION_ADDRESS, "dst"),
+            (keys::DESTINATION_TYPE, "dst_type"),
+            (keys::DESTINATION_NODE, "dst_node"),
+            (keys::DESTINATION_NAMESPACE, "dst_namespace"),
+            (keys::DESTINATION_POD, "dst_pod"),
+            (SOURCE_PORT, "sport"),
+            (DESTINATION_PORT, "dport"),
+            $($extra),*
+        ]
+    };
+}
+
+const TUPLE_LABELS: &[(&str, &str)] = tuple_labels!();
 
 /// The flow series: KubeSkoop's tuple labels, then the direction (KubeSkoop adds both
 /// directions into one series; podnet keeps them apart).
-const FLOW_LABELS: &[(&str, &str)] = &[
-    (NETWORK_TRANSPORT, "protocol"),
-    (SOURCE_ADDRESS, "src"),
-    (keys::SOURCE_TYPE, "src_type"),
-    (keys::SOURCE_NODE, "src_node"),
-    (keys::SOURCE_NAMESPACE, "src_namespace"),
-    (keys::SOURCE_POD, "src_pod"),
-    (DESTINATION_ADDRESS, "dst"),
-    (keys::DESTINATION_TYPE, "dst_type"),
-    (keys::DESTINATION_NODE, "dst_node"),
-    (keys::DESTINATION_NAMESPACE, "dst_namespace"),
-    (keys::DESTINATION_POD, "dst_pod"),
-    (SOURCE_PORT, "sport"),
-    (DESTINATION_PORT, "dport"),
-    (NETWORK_IO_DIRECTION, "direction"),
-];
+const FLOW_LABELS: &[(&str, &str)] = tuple_labels!((NETWORK_IO_DIRECTION, "direction"));
 
 pub const FLOW_BYTES: MetricDef = MetricDef {
     kubeskoop: Some(KubeskoopName::Relabeled { name: "kubeskoop_flow_bytes", labels: FLOW_LABELS }),
