@@ -314,18 +314,23 @@ impl Factory for EbpfReceiverFactory {
     }
 }
 
+/// The first of `keys` that is set, as an error: `<key>: <why>; remove it`.
+fn reject_set_keys(keys: &[(&str, bool)], why: &str) -> Result<(), String> {
+    match keys.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(format!("{key}: {why}; remove it")),
+        None => Ok(()),
+    }
+}
+
 fn validate_flow(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
     if kind != ProbeKind::Flow {
-        let misplaced = [
+        let keys = [
             ("mode", o.mode.is_some()),
             ("interface_name", o.interface_name.is_some()),
             ("enable_port_in_label", o.enable_port_in_label.is_some()),
             ("aggregate_ephemeral_ports", o.aggregate_ephemeral_ports.is_some()),
         ];
-        return match misplaced.iter().find(|(_, set)| *set) {
-            Some((key, _)) => Err(format!("{key}: only the flow probe takes this key; remove it")),
-            None => Ok(()),
-        };
+        return reject_set_keys(&keys, "only the flow probe takes this key");
     }
     if o.stack {
         return Err("stack: the flow probe sends no events; remove the key".into());
@@ -365,16 +370,13 @@ fn validate_hook(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
 
 fn validate_latency(kind: ProbeKind, o: &ProbeOptions) -> Result<(), String> {
     let Some(_) = kind.latency() else {
-        let misplaced = [
+        let keys = [
             ("thresholds", o.thresholds.is_some()),
             ("event_threshold", o.event_threshold.is_some()),
             ("softirq_types", o.softirq_types.is_some()),
             ("max_inflight", o.max_inflight.is_some()),
         ];
-        return match misplaced.iter().find(|(_, set)| *set) {
-            Some((key, _)) => Err(format!("{key}: only the latency probes take this key; remove it")),
-            None => Ok(()),
-        };
+        return reject_set_keys(&keys, "only the latency probes take this key");
     };
     if o.max_flows.is_some() {
         return Err("max_flows: latency probes keep no flow table; remove the key (max_inflight sizes their tables)".into());
