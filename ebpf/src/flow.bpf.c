@@ -81,8 +81,8 @@ static __always_inline void count_flow(__u32 netns, __u8 direction, const struct
 }
 
 /* pods mode. `nh`: the IP header's offset from head; `l2`: link-layer bytes still counted
- * in skb->len at this hook. */
-static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 direction, int rx)
+ * in skb->len at this hook (receive: netif_receive_skb; transmit: net_dev_queue). */
+static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 direction)
 {
 	/* Most runs end here: every packet also crosses the host's devices. No counter on
 	 * this path, it runs for every packet on the node. */
@@ -100,7 +100,7 @@ static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 directio
 	unsigned char *data = KREAD(btf, skb, data);
 	__u32 len = KREAD(btf, skb, len);
 	__u16 nh, th;
-	if (rx) {
+	if (direction == FLOW_RX) {
 		/* netif_receive_skb fires before the stack resets the network header: the driver
 		 * has pulled the link header, so data is the IP header. */
 		nh = data - head;
@@ -123,25 +123,25 @@ static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 directio
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(flow_tx_btf, struct sk_buff *skb)
 {
-	return count_skb(1, skb, FLOW_TX, 0);
+	return count_skb(1, skb, FLOW_TX);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(flow_rx_btf, struct sk_buff *skb)
 {
-	return count_skb(1, skb, FLOW_RX, 1);
+	return count_skb(1, skb, FLOW_RX);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int flow_tx_tp(struct trace_event_raw_net_dev_template *args)
 {
-	return count_skb(0, BPF_CORE_READ(args, skbaddr), FLOW_TX, 0);
+	return count_skb(0, BPF_CORE_READ(args, skbaddr), FLOW_TX);
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int flow_rx_tp(struct trace_event_raw_net_dev_template *args)
 {
-	return count_skb(0, BPF_CORE_READ(args, skbaddr), FLOW_RX, 1);
+	return count_skb(0, BPF_CORE_READ(args, skbaddr), FLOW_RX);
 }
 
 /* nic mode: Ethernet devices (user space attaches to nothing else). Returns "no verdict"

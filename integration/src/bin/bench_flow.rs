@@ -17,6 +17,7 @@ use std::time::Duration;
 use podnet_integration::bench::{BenchAgent, bpftrace, mmm, new_program_stats, ping_pong, program_ids, stats, udp_pps};
 use podnet_integration::free_port;
 use podnet_integration::pods::ip;
+use podnet_receiver_ebpf::ProbeOptions;
 use podnet_receiver_ebpf::loader::{self, Hook, LoadOptions, LoadedProbe};
 use podnet_receiver_ebpf::nic;
 use podnet_receiver_ebpf::probes::ProbeKind;
@@ -148,6 +149,7 @@ fn probe_stats(p: &LoadedProbe) -> (u64, u64) {
     p.program_stats().into_values().fold((0, 0), |(n, t), (runs, time)| (n + runs, t + time.as_nanos() as u64))
 }
 
+/// The host namespace, for the bpftrace baseline's own skip (written apart from podnet's).
 fn host_netns() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/1/ns/net").map(|m| m.ino() as u32).unwrap_or(0)
@@ -171,7 +173,11 @@ fn load(hook: Hook, ports: bool) -> Variant {
         ring_buffer_bytes: 4096,
         max_flows: 10240,
         latency: None,
-        globals: vec![("ports_mode", u32::from(ports)), ("ephemeral_low", 32768), ("ephemeral_high", 60999), ("host_netns", host_netns())],
+        // As the agent sets them; with ports, every port kept (no ephemeral aggregation).
+        globals: podnet_receiver_ebpf::flow_globals(
+            &ProbeOptions { enable_port_in_label: Some(ports), aggregate_ephemeral_ports: ports.then_some(false), ..Default::default() },
+            std::path::Path::new("/proc"),
+        ),
     };
     let on_veths = matches!(hook, Hook::Tcx | Hook::Tc);
     let mut probe = loader::load(ProbeKind::Flow.spec_for(on_veths), &opts, Some(&btf)).unwrap_or_else(|e| panic!("flow: {}", e.0));

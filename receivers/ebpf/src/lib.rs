@@ -470,16 +470,7 @@ fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, latency: Opti
         max_series: kind.latency().filter(|l| l.fixed_dims.is_none()).map(|_| MAX_LATENCY_SERIES),
         start_maps: kind.latency().map(|l| l.start_maps).unwrap_or(&[]),
     });
-    let mut globals = Vec::new();
-    if kind == ProbeKind::Flow {
-        let (low, high) = ephemeral_port_range();
-        globals = vec![
-            ("ports_mode", o.flow_ports_mode()),
-            ("ephemeral_low", low),
-            ("ephemeral_high", high),
-            ("host_netns", host_netns(&c.root_path)),
-        ];
-    }
+    let globals = if kind == ProbeKind::Flow { flow_globals(o, &c.root_path) } else { Vec::new() };
     LoadOptions {
         latency,
         globals,
@@ -492,6 +483,12 @@ fn load_options(c: &EbpfConfig, kind: ProbeKind, o: &ProbeOptions, latency: Opti
         ring_buffer_bytes: c.ring_buffer_size,
         max_flows: o.max_flows.unwrap_or(DEFAULT_MAX_FLOWS),
     }
+}
+
+/// What the flow probe's program is told at load time (`volatile const` in flow.bpf.c).
+pub fn flow_globals(o: &ProbeOptions, root_path: &std::path::Path) -> Vec<(&'static str, u32)> {
+    let (low, high) = ephemeral_port_range();
+    vec![("ports_mode", o.flow_ports_mode()), ("ephemeral_low", low), ("ephemeral_high", high), ("host_netns", host_netns(root_path))]
 }
 
 /// The node's ephemeral ports (`net.ipv4.ip_local_port_range`, the agent's namespace: the
@@ -533,7 +530,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
         let btf = aya::Btf::from_sys_fs().ok();
         let stats_fd = if cfg.program_stats { aya::sys::enable_stats(aya::sys::Stats::RunTime).ok() } else { None };
         // Each probe's latency settings, resolved once: the loader and the reader share them.
-        type Loaded = (ProbeKind, Option<probes::LatencySettings>, Result<LoadedProbe, loader::Unsupported>);
+        type Loaded = (ProbeKind, ProbeOptions, Option<probes::LatencySettings>, Result<LoadedProbe, loader::Unsupported>);
         let probes: Vec<Loaded> = cfg
             .probes
             .enabled()
@@ -542,7 +539,7 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
                 let latency = o.latency_settings(kind);
                 let result =
                     loader::load(kind.spec_for(o.nic()), &load_options(&cfg, kind, o, latency.as_ref(), want_events), btf.as_ref());
-                (kind, latency, result)
+                (kind, o.clone(), latency, result)
             })
             .collect();
         let (reasons, warnings) = reasons(&cfg);
@@ -573,9 +570,8 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
 
     let mut running = Vec::new();
     let mut up: Vec<ProbeSample> = Vec::new();
-    for (kind, latency, result) in probes {
+    for (kind, options, latency, result) in probes {
         let name = kind.spec().name;
-        let options = config.probes.enabled().into_iter().find(|(k, _)| *k == kind).map(|(_, o)| o.clone()).unwrap_or_default();
         match result {
             Ok(p) => {
                 tracing::info!(component = %ctx.id, probe = name, hook = p.hook.as_str(), "attached {}", p.programs.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join(", "));

@@ -249,8 +249,13 @@ fn program_mut<'a>(probe: &'a mut LoadedProbe, name: &str) -> Option<&'a mut Sch
 }
 
 fn is_exists(e: &aya::programs::tc::TcError) -> bool {
-    let text = format!("{e:?} {e}");
-    text.contains("AlreadyAttached") || text.contains("File exists") || text.contains("EEXIST") || text.contains("os error 17")
+    use aya::programs::tc::TcError;
+    match e {
+        TcError::AlreadyAttached => true,
+        TcError::NetlinkError(n) => n.raw_os_error() == Some(libc::EEXIST),
+        TcError::IoError(io) => io.raw_os_error() == Some(libc::EEXIST),
+        _ => false,
+    }
 }
 
 /// `tc qdisc del dev <ifindex> clsact`, by rtnetlink (aya has no call for it).

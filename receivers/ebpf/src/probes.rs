@@ -301,6 +301,13 @@ fn count(netns: u32, def: &'static MetricDef, attrs: Vec<KeyValue>, value: u64) 
     Row { netns, def, attrs, value: RowValue::Count(value) }
 }
 
+/// The end of a flow's series, one row per metric the flow feeds.
+fn push_ended(rows: &mut Vec<Row>, netns: u32, defs: &[&'static MetricDef], attrs: Vec<KeyValue>) {
+    for def in defs {
+        rows.push(Row { netns, def, attrs: attrs.clone(), value: RowValue::Ended });
+    }
+}
+
 /// Reason names from the kernel's BTF.
 #[derive(Clone, Debug, Default)]
 pub struct Reasons {
@@ -401,8 +408,7 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for k in flows.ended(list.iter().map(|(k, _)| k)) {
-                rows.push(Row { netns: k.netns, def: &DROP_FLOWS, attrs: tuple_attrs(&k, false), value: RowValue::Ended });
-                rows.push(Row { netns: k.netns, def: &DROP_FLOWS_NETFILTER, attrs: tuple_attrs(&k, false), value: RowValue::Ended });
+                push_ended(&mut rows, k.netns, &[&DROP_FLOWS, &DROP_FLOWS_NETFILTER], tuple_attrs(&k, false));
             }
             for (k, v) in list {
                 rows.push(count(k.netns, &DROP_FLOWS, tuple_attrs(&k, false), v.total));
@@ -427,7 +433,7 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for k in flows.ended(list.iter().map(|(k, _)| k)) {
-                rows.push(Row { netns: k.netns, def: &RETRANSMIT_FLOWS, attrs: tuple_attrs(&k, true), value: RowValue::Ended });
+                push_ended(&mut rows, k.netns, &[&RETRANSMIT_FLOWS], tuple_attrs(&k, true));
             }
             for (k, v) in list {
                 rows.push(count(k.netns, &RETRANSMIT_FLOWS, tuple_attrs(&k, true), v));
@@ -462,8 +468,7 @@ pub fn read_flows(probe: &LoadedProbe, ports: bool, flows: &mut FlowTable) -> Re
     let mut rows = Vec::with_capacity(list.len() * 2);
     for k in flows.ended(list.iter().map(|(k, _)| k)) {
         let Some(a) = attrs(&k) else { continue };
-        rows.push(Row { netns: k.netns, def: &FLOW_PACKETS, attrs: a.clone(), value: RowValue::Ended });
-        rows.push(Row { netns: k.netns, def: &FLOW_BYTES, attrs: a, value: RowValue::Ended });
+        push_ended(&mut rows, k.netns, &[&FLOW_PACKETS, &FLOW_BYTES], a);
     }
     for (k, v) in list {
         let Some(a) = attrs(&k) else { continue };
