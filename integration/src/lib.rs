@@ -23,6 +23,23 @@ pub fn podnet_binary() -> PathBuf {
     bin
 }
 
+/// Whether this process runs as root; if not, records the test as skipped for lacking
+/// root, saying `why` it needs it (CI runs as root, so there that is a failure).
+pub fn root_or_skip(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    podnet_pipeline::testing::skip(podnet_pipeline::testing::Lacks::Root, why);
+    false
+}
+
+/// Every JSON value in a file of JSON lines (events as the file exporter writes them);
+/// a line that is not JSON (one being written) is left out.
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

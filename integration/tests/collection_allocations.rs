@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use podnet_integration::pods::{in_netns, ip};
+use podnet_integration::root_or_skip;
 use podnet_pipeline::scrape::Scraper;
-use podnet_pipeline::testing::{Lacks, skip};
 use podnet_receiver_netlink::{NetlinkConfig, NetlinkScraper};
 use podnet_receiver_procfs::{Probe, ProcfsConfig, ProcfsScraper};
 
@@ -81,9 +81,7 @@ impl Drop for TestPods {
 
 #[test]
 fn one_collection_over_50_pods_stays_within_its_allocation_bounds() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "test pods need root (CI runs as root)");
+    if !root_or_skip("test pods need root (CI runs as root)") {
         return;
     }
     let prefix = format!("pn-alloc-{}-", std::process::id());

@@ -5,15 +5,12 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use podnet_integration::Agent;
 use podnet_integration::pods::{Pods, in_netns, nft};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, root_or_skip};
 
 #[test]
 fn a_new_connection_in_a_pod_is_an_event_of_that_pod() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "test pods need root (CI runs as root)");
+    if !root_or_skip("test pods need root (CI runs as root)") {
         return;
     }
     let pods = Pods::create("ct");

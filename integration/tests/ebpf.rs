@@ -8,13 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use podnet_integration::pods::{Pods, in_netns, nft};
-use podnet_integration::{Agent, labeled_sum};
-use podnet_pipeline::testing::{Lacks, skip};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use podnet_integration::{Agent, json_lines, labeled_sum, root_or_skip};
 
 /// One test at a time: they count kernel-wide things (programs loaded, loopback drops).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -26,19 +20,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// What a test with pods needs: its turn, two test pods with a process each, a directory.
 /// `None` (skipped) without root.
 fn pods_test(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Pods, podnet_integration::pods::Sleepers, tempfile::TempDir)> {
-    if !is_root() {
-        skip(Lacks::Root, "attaching eBPF programs and creating namespaces needs root (CI runs as root)");
+    if !root_or_skip("attaching eBPF programs and creating namespaces needs root (CI runs as root)") {
         return None;
     }
     let turn = serial();
     let pods = Pods::create(tag);
     let sleepers = pods.sleepers();
     Some((turn, pods, sleepers, tempfile::tempdir().unwrap()))
-}
-
-/// The KubeSkoop event lines written so far.
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn label<'a>(e: &'a serde_json::Value, name: &str) -> Option<&'a str> {
@@ -156,7 +144,7 @@ service:
         pod_b_reason(&m, "NETFILTER_DROP") >= 4.0
             && pod_b_reason(&m, "NO_SOCKET") >= 4.0
             && labeled_sum(&m, "podnet_tcp_resets_total", &[("k8s_pod", b), ("podnet_tcp_reset_kind", "receive")]) >= 1.0
-            && events(&events_file).iter().filter(|e| e["type"].as_str().unwrap_or("").starts_with("TCPRESET_")).count() >= 4
+            && json_lines(&events_file).iter().filter(|e| e["type"].as_str().unwrap_or("").starts_with("TCPRESET_")).count() >= 4
     });
     let m = agent.metrics();
     assert_eq!(pod_b_reason(&m, "NO_SOCKET"), 4.0, "the SYN to :8081 and 3 datagrams to :9999\n{m}");
@@ -175,7 +163,7 @@ service:
     assert_eq!(resets(a, "nosock") + resets(b, "active") + resets(a, "process") + resets(b, "process"), 0.0);
 
     // The KubeSkoop event lines: pod first, correct ports.
-    let ev = events(&events_file);
+    let ev = json_lines(&events_file);
     let of = |kind: &str, pod: &str| ev.iter().filter(|e| e["type"] == kind && label(e, "pod") == Some(pod)).cloned().collect::<Vec<_>>();
     let nosock = of("TCPRESET_NOSOCK", b);
     assert_eq!(nosock.len(), 1, "{ev:#?}");
@@ -261,7 +249,9 @@ service:
     let flow = [("k8s_pod", a), ("protocol", "TCP"), ("src", "10.213.0.1"), ("dst", "10.213.0.2"), ("dport", "7100")];
     assert!(labeled_sum(&m, "kubeskoop_tcpretrans_total", &flow) >= 2.0, "{m}");
     agent.wait_until(Duration::from_secs(10), "TCPRetrans events from A", || {
-        events(&events_file).iter().any(|e| e["type"] == "TCPRetrans" && label(e, "pod") == Some(a) && label(e, "dport") == Some("7100"))
+        json_lines(&events_file)
+            .iter()
+            .any(|e| e["type"] == "TCPRetrans" && label(e, "pod") == Some(a) && label(e, "dport") == Some("7100"))
     });
     // Self-metrics: nothing lost, nothing undecodable, programs ran.
     let m = agent.metrics();
@@ -289,8 +279,7 @@ fn set_linger_zero(s: &TcpStream) {
 
 #[test]
 fn a_probe_without_its_hook_is_unsupported_and_the_rest_run() {
-    if !is_root() {
-        skip(Lacks::Root, "attaching eBPF programs needs root (CI runs as root)");
+    if !root_or_skip("attaching eBPF programs needs root (CI runs as root)") {
         return;
     }
     let _serial = serial();
@@ -397,7 +386,7 @@ service:
     std::thread::sleep(Duration::from_millis(300));
     let m = agent.metrics();
     assert_eq!(drops(&m), 220.0, "the counters see every drop; only events are limited");
-    let sent = events(&events_file).iter().filter(|e| e["type"] == "PacketLoss" && label(e, "pod") == Some(a)).count();
+    let sent = json_lines(&events_file).iter().filter(|e| e["type"] == "PacketLoss" && label(e, "pod") == Some(a)).count();
     assert!((10..=20).contains(&sent), "10 a second, the burst may straddle two seconds: {sent}");
     assert!(labeled_sum(&m, "podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "rate_limited")]) >= 200.0, "{m}");
     // Series of evicted flows end; the endpoint forgets them after metric_expiration.
@@ -409,8 +398,7 @@ service:
 
 #[test]
 fn probes_are_plugged_in_and_out_by_editing_the_config() {
-    if !is_root() {
-        skip(Lacks::Root, "attaching eBPF programs needs root (CI runs as root)");
+    if !root_or_skip("attaching eBPF programs needs root (CI runs as root)") {
         return;
     }
     let _serial = serial();

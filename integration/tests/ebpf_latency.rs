@@ -10,13 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podnet_integration::pods::{Pods, Sleepers, in_netns};
-use podnet_integration::{Agent, http_get, labeled_sum};
-use podnet_pipeline::testing::{Lacks, skip};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use podnet_integration::{Agent, http_get, json_lines, labeled_sum, root_or_skip};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -29,8 +23,7 @@ struct Setup {
 
 /// Two test pods and a directory; `None` (skipped) without root.
 fn setup(tag: &str) -> Option<Setup> {
-    if !is_root() {
-        skip(Lacks::Root, "attaching eBPF programs and creating namespaces needs root (CI runs as root)");
+    if !root_or_skip("attaching eBPF programs and creating namespaces needs root (CI runs as root)") {
         return None;
     }
     let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,7 +86,7 @@ fn wait_up(agent: &Agent, probe: &str) {
 }
 
 fn events(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    json_lines(&dir.join("events.jsonl"))
 }
 
 fn label<'a>(e: &'a serde_json::Value, name: &str) -> Option<&'a str> {

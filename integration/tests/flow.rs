@@ -9,16 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use podnet_integration::pods::{Pods, in_netns, ip};
-use podnet_integration::{Agent, labeled_sum};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, labeled_sum, root_or_skip};
 
 /// One test at a time: pods mode counts every namespace on the machine.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn turn() -> Option<std::sync::MutexGuard<'static, ()>> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "test pods and eBPF programs need root (CI runs as root)");
+    if !root_or_skip("test pods and eBPF programs need root (CI runs as root)") {
         return None;
     }
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))

@@ -5,12 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::path::Path;
 use std::time::Duration;
 
 use podnet_integration::pods::{Pods, in_netns, nft};
-use podnet_integration::{Agent, labeled_sum};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, json_lines, labeled_sum, root_or_skip};
 
 fn pod(name: &str, uid: &str, ip: &str, node: &str) -> serde_json::Value {
     serde_json::json!({
@@ -69,15 +67,9 @@ fn api_server() -> u16 {
     port
 }
 
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 #[test]
 fn dropped_packets_name_the_pods_on_both_ends() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "test pods and eBPF programs need root (CI runs as root)");
+    if !root_or_skip("test pods and eBPF programs need root (CI runs as root)") {
         return;
     }
     let pods = Pods::create("fi");
@@ -181,5 +173,5 @@ service:
         let text = std::fs::read_to_string(&events_file).unwrap_or_default();
         text.contains("\"destination.k8s.pod.name\"") && text.contains("\"cart-0\"") && text.contains("\"podnet.source.type\"")
     });
-    assert!(!events(&events_file).is_empty());
+    assert!(!json_lines(&events_file).is_empty());
 }

@@ -7,9 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use podnet_integration::Agent;
 use podnet_integration::pods::{Pods, in_netns, nft};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, root_or_skip};
 
 /// `kubeskoop_<metric>` per `k8s_pod` label value.
 fn by_pod(metrics: &str, metric: &str) -> BTreeMap<String, f64> {
@@ -27,9 +26,7 @@ fn by_pod(metrics: &str, metric: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn each_test_pod_counts_its_own_traffic() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "creating network namespaces needs root (the test suite runs as root in CI)");
+    if !root_or_skip("creating network namespaces needs root (the test suite runs as root in CI)") {
         return;
     }
     let pods = Pods::create("p");
@@ -156,9 +153,7 @@ fn value(metrics: &str, metric: &str, pod: &str) -> f64 {
 
 #[test]
 fn netlink_probes_see_each_pods_sockets_qdisc_and_conntrack() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "creating network namespaces needs root (the test suite runs as root in CI)");
+    if !root_or_skip("creating network namespaces needs root (the test suite runs as root in CI)") {
         return;
     }
     let pods = Pods::create("n");

@@ -6,8 +6,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use podnet_integration::pods::Pods;
-use podnet_integration::{Agent, labeled_sum};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, labeled_sum, root_or_skip};
 
 fn pod(name: &str, ns: &str, uid: &str, ip: &str, owner: (&str, &str), hash: &str) -> serde_json::Value {
     serde_json::json!({
@@ -51,9 +50,7 @@ fn api_server(list: serde_json::Value) -> u16 {
 
 #[test]
 fn without_a_runtime_the_api_names_namespaces_by_address() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(Lacks::Root, "creating network namespaces needs root (CI runs as root)");
+    if !root_or_skip("creating network namespaces needs root (CI runs as root)") {
         return;
     }
     let pods = Pods::create("k");

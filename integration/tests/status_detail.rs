@@ -8,8 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use podnet_integration::pods::{in_netns, ip};
-use podnet_integration::{Agent, free_port};
-use podnet_pipeline::testing::{Lacks, skip};
+use podnet_integration::{Agent, free_port, root_or_skip};
 
 struct Pod(String);
 
@@ -30,9 +29,8 @@ fn get(addr: &str, path: &str) -> String {
 
 #[test]
 fn status_detail_is_for_the_node_only() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip(Lacks::Root, "creating a test pod needs root (CI runs as root)");
+    if !root_or_skip("creating a test pod needs root (CI runs as root)") {
+        return;
     }
     let id = std::process::id();
     let pod = Pod(format!("pn-st-{id}"));
