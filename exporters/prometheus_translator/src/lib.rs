@@ -626,6 +626,14 @@ pub fn format_value(v: f64) -> String {
 mod tests {
     use super::*;
 
+    /// The samples of `m` under `naming`, with no labels added from resources or config.
+    fn plain(naming: Naming, m: &podnet_pipeline::pdata::Metrics) -> Vec<Sample> {
+        let t = Translator { naming, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+        let mut out = Vec::new();
+        t.translate(m.resources(), &mut out);
+        out
+    }
+
     #[test]
     fn collector_name_translation() {
         assert_eq!(otel_metric_name("", "system.network.io", "By", FamilyType::Counter), "system_network_io_bytes_total");
@@ -664,13 +672,9 @@ mod tests {
         let mut b = MetricsBuilder::new("t");
         b.resource(vec![]).point(&CHRONO, vec![], 1, 2, Value::from(1500u64));
         let m = b.finish();
-        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
-        let mut out = Vec::new();
-        t.translate(m.resources(), &mut out);
+        let out = plain(Naming::Otel, &m);
         assert_eq!((out[0].family.as_str(), out[0].value), ("podnet_tcpext_tcp_memory_pressures_chrono_seconds_total", 1.5));
-        let k = Translator { naming: Naming::Kubeskoop, ..t };
-        let mut out = Vec::new();
-        k.translate(m.resources(), &mut out);
+        let out = plain(Naming::Kubeskoop, &m);
         assert_eq!(out[0].value, 1500.0, "KubeSkoop naming keeps KubeSkoop's values");
     }
 
@@ -788,15 +792,7 @@ mod tests {
             );
         }
         let m = b.finish();
-        let t = Translator {
-            naming: Naming::Kubeskoop,
-            namespace: "",
-            resource_labels: &[],
-            const_labels: &[],
-            all_resource_attributes: false,
-        };
-        let mut out = Vec::new();
-        t.translate(m.resources(), &mut out);
+        let out = plain(Naming::Kubeskoop, &m);
         let got: Vec<(String, Labels, f64)> = out.into_iter().map(|s| (s.family, s.labels, s.value)).collect();
         let labels = vec![
             ("k8s_node".to_string(), "n".to_string()),
@@ -819,9 +815,7 @@ mod tests {
         b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]).ended(&FLOW, vec![kv_str("source.address", "10.0.0.1")], 2);
         let m = b.finish();
         for naming in [Naming::Otel, Naming::Kubeskoop] {
-            let t = Translator { naming, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
-            let mut out = Vec::new();
-            t.translate(m.resources(), &mut out);
+            let out = plain(naming, &m);
             assert_eq!(out.len(), 1, "{naming:?}");
             // Exactly the marker's bits: the unit scaling (ms → s) must not touch them.
             assert_eq!(out[0].value.to_bits(), STALE_NAN_BITS, "{naming:?}");
@@ -860,15 +854,7 @@ mod tests {
         ];
         b.resource(vec![kv_str(keys::K8S_NODE_NAME, "n")]).point(&FLOWS, attrs, 1, 2, Value::from(3u64));
         let m = b.finish();
-        let t = Translator {
-            naming: Naming::Kubeskoop,
-            namespace: "",
-            resource_labels: &[],
-            const_labels: &[],
-            all_resource_attributes: false,
-        };
-        let mut out = Vec::new();
-        t.translate(m.resources(), &mut out);
+        let out = plain(Naming::Kubeskoop, &m);
         let names: Vec<&str> = out[0].labels.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
