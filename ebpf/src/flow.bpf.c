@@ -114,8 +114,10 @@ static __always_inline int count_skb(int btf, struct sk_buff *skb, __u8 directio
 		return 0;
 	/* data is at the link header on transmit, at the IP header on receive. */
 	__u32 l2 = head + nh > data ? head + nh - data : 0;
+	/* A computed address, not a BTF pointer: a probe read on every kernel (6.1's verifier
+	 * refuses a plain load from it in tp_btf). */
 	struct skb_shared_info *shinfo = (void *)(head + KREAD(btf, skb, end));
-	__u16 segs = btf ? shinfo->gso_segs : BPF_CORE_READ(shinfo, gso_segs);
+	__u16 segs = BPF_CORE_READ(shinfo, gso_segs);
 	count_flow(netns, direction, &t, len > l2 ? len - l2 : 0, segs ?: 1);
 	return 0;
 }
