@@ -50,7 +50,6 @@ static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsig
 {
 	struct event tuple = {};
 	struct drop_key key = { .netns = netns, .reason = reason };
-	__u64 one = 1, *v;
 
 	if (not_a_drop(reason) || (proto != ETH_P_IP && proto != ETH_P_IPV6)) {
 		stat_inc(ST_FILTERED);
@@ -59,11 +58,7 @@ static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsig
 	/* A packet may claim IP and carry no parseable header yet: counted, without a flow. */
 	proto = tuple_from_headers(head, nh, th, &tuple) ?: proto;
 	stat_inc(ST_HITS);
-	v = bpf_map_lookup_elem(&drops, &key);
-	if (v)
-		*v += 1;
-	else
-		bpf_map_update_elem(&drops, &key, &one, BPF_NOEXIST);
+	percpu_count(&drops, &key);
 
 	if (tuple.family) {
 		struct flow_key fk;

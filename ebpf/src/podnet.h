@@ -118,6 +118,38 @@ static __always_inline void stat_inc(__u32 k)
 		*v += 1;
 }
 
+/* Adds one to the counter at `key` of a per-CPU hash (this CPU's slot), creating it on first
+ * use. Two CPUs may both find the key missing: the one whose insert fails (EEXIST) adds to
+ * the entry the other made, so no first count is lost. Returns 1 when this call made it. */
+static __always_inline int percpu_count(void *map, const void *key)
+{
+	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
+	if (!v) {
+		if (!bpf_map_update_elem(map, key, &one, BPF_NOEXIST))
+			return 1;
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			return 0;
+	}
+	*v += 1;
+	return 0;
+}
+
+/* The same for a hash shared by all CPUs (atomic adds). */
+static __always_inline int shared_count(void *map, const void *key)
+{
+	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
+	if (!v) {
+		if (!bpf_map_update_elem(map, key, &one, BPF_NOEXIST))
+			return 1;
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			return 0;
+	}
+	__sync_fetch_and_add(v, 1);
+	return 0;
+}
+
 /* A fixed one-second window per namespace: cheap, and a storm in one pod cannot
  * crowd the others out of the ring buffer. */
 static __always_inline int rate_allows(__u32 netns)
@@ -207,6 +239,15 @@ static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 /* A field read: a plain load where the program holds a BTF pointer (tp_btf: `btf` is a
  * constant 1 in the inlined handler, so the other branch compiles away), a CO-RE probe
  * read where it holds a bare address (classic tracepoints, kprobes). */
+/* The record of the tcp tracepoints' old event class: tcp_retransmit_skb and tcp_send_reset
+ * were events of the class tcp_event_sk_skb until they got records of their own (the ones
+ * this vmlinux.h, from 6.18, has). Only the fields read are declared: CO-RE finds them by
+ * name in the running kernel. */
+struct trace_event_raw_tcp_event_sk_skb {
+	const void *skbaddr;
+	const void *skaddr;
+} __attribute__((preserve_access_index));
+
 #define KREAD(btf, ptr, field) ((btf) ? (ptr)->field : BPF_CORE_READ(ptr, field))
 
 static __always_inline __u32 dev_netns(int btf, const struct net_device *dev)

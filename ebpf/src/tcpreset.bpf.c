@@ -19,13 +19,8 @@ struct {
 static __always_inline void count_reset(__u32 netns, __u32 kind, __u32 reason)
 {
 	struct reset_key key = { .netns = netns, .kind = kind, .reason = reason };
-	__u64 one = 1, *v;
 	stat_inc(ST_HITS);
-	v = bpf_map_lookup_elem(&resets, &key);
-	if (v)
-		*v += 1;
-	else
-		bpf_map_update_elem(&resets, &key, &one, BPF_NOEXIST);
+	percpu_count(&resets, &key);
 }
 
 /* A reset we send. No socket: the reply to a segment for a closed port (NOSOCK). No
@@ -69,10 +64,15 @@ static __always_inline int handle_receive(void *ctx, const struct sock *sk)
 	return 0;
 }
 
+/* The reason argument came with enum sk_rst_reason (6.10): before, the verifier refuses a
+ * read of a third argument, so it is read only where the kernel passes it. */
 SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(tcpreset_send_btf, const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason reason)
+int tcpreset_send_btf(__u64 *ctx)
 {
-	return handle_send(ctx, sk, skb, reason);
+	__u32 reason = 0;
+	if (bpf_core_type_exists(enum sk_rst_reason))
+		reason = (__u32)ctx[2];
+	return handle_send(ctx, (const struct sock *)ctx[0], (const struct sk_buff *)ctx[1], reason);
 }
 
 SEC("tp_btf/tcp_receive_reset")
@@ -81,13 +81,25 @@ int BPF_PROG(tcpreset_receive_btf, struct sock *sk)
 	return handle_receive(ctx, sk);
 }
 
+/* The record as this kernel lays it out: the event's own, or its old class's (6.1). */
 SEC("tracepoint/tcp/tcp_send_reset")
-int tcpreset_send_tp(struct trace_event_raw_tcp_send_reset *args)
+int tcpreset_send_tp(void *ctx)
 {
+	const struct sock *sk;
+	const struct sk_buff *skb;
 	__u32 reason = 0;
-	if (bpf_core_field_exists(args->reason))
-		reason = BPF_CORE_READ(args, reason);
-	return handle_send(args, BPF_CORE_READ(args, skaddr), BPF_CORE_READ(args, skbaddr), reason);
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_send_reset)) {
+		struct trace_event_raw_tcp_send_reset *args = ctx;
+		sk = BPF_CORE_READ(args, skaddr);
+		skb = BPF_CORE_READ(args, skbaddr);
+		if (bpf_core_field_exists(args->reason))
+			reason = BPF_CORE_READ(args, reason);
+	} else {
+		struct trace_event_raw_tcp_event_sk_skb *args = ctx;
+		sk = BPF_CORE_READ(args, skaddr);
+		skb = BPF_CORE_READ(args, skbaddr);
+	}
+	return handle_send(ctx, sk, skb, reason);
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")

@@ -25,25 +25,17 @@ struct {
 static __always_inline int handle_retrans(void *ctx, const struct sock *sk)
 {
 	struct event tuple = {};
-	__u64 one = 1, *v;
 	if (!sk)
 		return 0;
 	stat_inc(ST_HITS);
 	tuple_from_sk(sk, &tuple);
 	struct state_key key = { .netns = sk_netns(sk), .state = tuple.state };
-	v = bpf_map_lookup_elem(&retrans, &key);
-	if (v)
-		*v += 1;
-	else
-		bpf_map_update_elem(&retrans, &key, &one, BPF_NOEXIST);
+	percpu_count(&retrans, &key);
 
 	tuple.l4proto = IPPROTO_TCP;
 	struct flow_key fk;
 	flow_key_of(&fk, key.netns, &tuple, 1);
-	v = bpf_map_lookup_elem(&retrans_flows, &fk);
-	if (v)
-		__sync_fetch_and_add(v, 1);
-	else if (!bpf_map_update_elem(&retrans_flows, &fk, &one, BPF_NOEXIST))
+	if (shared_count(&retrans_flows, &fk))
 		stat_inc(ST_FLOWS_NEW);
 
 	struct event *e = reserve_event(EV_RETRANS, key.netns);
@@ -62,10 +54,17 @@ int BPF_PROG(tcpretrans_btf, const struct sock *sk)
 	return handle_retrans(ctx, sk);
 }
 
+/* The record as this kernel lays it out: the event's own, or its old class's (6.1). The
+ * branch for the other layout is dead here, so the verifier never sees its reads. */
 SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tcpretrans_tp(struct trace_event_raw_tcp_retransmit_skb *args)
+int tcpretrans_tp(void *ctx)
 {
-	return handle_retrans(args, BPF_CORE_READ(args, skaddr));
+	const struct sock *sk;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb))
+		sk = BPF_CORE_READ((struct trace_event_raw_tcp_retransmit_skb *)ctx, skaddr);
+	else
+		sk = BPF_CORE_READ((struct trace_event_raw_tcp_event_sk_skb *)ctx, skaddr);
+	return handle_retrans(ctx, sk);
 }
 
 SEC("kprobe/tcp_retransmit_skb")
