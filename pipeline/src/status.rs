@@ -46,6 +46,9 @@ pub struct ComponentStatus {
     /// Probes of this component the kernel cannot serve, with why; the others run.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unsupported_probes: BTreeMap<String, String>,
+    /// Running probes that cannot see everything on this kernel, with what they miss.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub probe_limits: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,7 +104,7 @@ impl StatusReport {
                 State::Failed(reason) | State::Unsupported(reason) => *reason = DETAIL_HIDDEN.into(),
                 State::Starting | State::Running => {}
             }
-            for reason in c.unsupported_probes.values_mut() {
+            for reason in c.unsupported_probes.values_mut().chain(c.probe_limits.values_mut()) {
                 *reason = DETAIL_HIDDEN.into();
             }
         }
@@ -179,6 +182,7 @@ impl StatusHandle {
             state: state.clone(),
             since_unix_nano: now_unix_nanos(),
             unsupported_probes: BTreeMap::new(),
+            probe_limits: BTreeMap::new(),
         });
         if entry.state != state {
             entry.state = state;
@@ -202,6 +206,18 @@ impl StatusHandle {
         let mut inner = self.registry.lock();
         if let Some(c) = inner.components.get_mut(&self.key) {
             c.unsupported_probes.insert(probe.to_string(), reason.to_string());
+        }
+    }
+
+    /// Records what a running probe cannot see on this kernel (several limits are joined).
+    pub fn probe_limited(&self, probe: &str, limit: &str) {
+        let mut inner = self.registry.lock();
+        if let Some(c) = inner.components.get_mut(&self.key) {
+            let entry = c.probe_limits.entry(probe.to_string()).or_default();
+            if !entry.is_empty() {
+                entry.push_str("; ");
+            }
+            entry.push_str(limit);
         }
     }
 
@@ -230,10 +246,11 @@ mod tests {
                 state: State::Failed("cannot reach http://user:pw@collector:4317".into()),
                 since_unix_nano: 1,
                 unsupported_probes: BTreeMap::from([("ipvs".to_string(), "no /proc/net/ip_vs_stats".to_string())]),
+                probe_limits: BTreeMap::from([("tcpreset".to_string(), "no enum sk_rst_reason".to_string())]),
             }],
         };
         let text = serde_json::to_string(&report.without_detail()).unwrap();
-        for secret in ["secret-path", "hunter2", "user:pw", "ip_vs_stats"] {
+        for secret in ["secret-path", "hunter2", "user:pw", "ip_vs_stats", "sk_rst_reason"] {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains("\"state\":\"failed\"") && text.contains("\"ready\":true") && text.contains("\"reloads\":2"), "{text}");

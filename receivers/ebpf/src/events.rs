@@ -155,8 +155,8 @@ impl Decoder {
             }
             EventKind::ResetNosock | EventKind::ResetActive | EventKind::ResetProcess | EventKind::ResetReceive => {
                 attrs.push(kv_str(probes::RESET_KIND, kind.reset_kind()));
-                if kind != EventKind::ResetReceive {
-                    let reason = self.reasons.reset.name(e.reason);
+                if let Some(names) = self.reasons.reset.as_ref().filter(|_| kind != EventKind::ResetReceive) {
+                    let reason = names.name(e.reason);
                     let _ = write!(summary, " reason={reason}");
                     attrs.push(kv_str(probes::RESET_REASON, reason));
                 }

@@ -218,6 +218,7 @@ pub static SOFTIRQ: ProbeSpec = ProbeSpec {
     name: "softirq",
     object: object!("softirq.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,
@@ -242,6 +243,7 @@ pub static NETIFTXLAT: ProbeSpec = ProbeSpec {
     name: "netiftxlat",
     object: object!("netiftxlat.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,
@@ -266,6 +268,7 @@ pub static SOCKETLATENCY: ProbeSpec = ProbeSpec {
     name: "socketlatency",
     object: object!("socketlatency.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,
@@ -294,6 +297,7 @@ pub static KERNELLATENCY: ProbeSpec = ProbeSpec {
     name: "kernellatency",
     object: object!("kernellatency.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,
@@ -318,6 +322,7 @@ pub static VIRTCMDLATENCY: ProbeSpec = ProbeSpec {
     name: "virtcmdlatency",
     object: object!("virtcmdlatency.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::Kprobe,
@@ -340,6 +345,7 @@ pub static BIOLATENCY: ProbeSpec = ProbeSpec {
     name: "biolatency",
     object: object!("biolatency.bpf.o"),
     flow_map: None,
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,

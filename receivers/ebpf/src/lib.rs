@@ -509,17 +509,26 @@ fn host_netns(root_path: &std::path::Path) -> u32 {
     std::fs::metadata(root_path.join("1/ns/net")).or_else(|_| std::fs::metadata("/proc/self/ns/net")).map(|m| m.ino() as u32).unwrap_or(0)
 }
 
+const NO_RESET_REASONS: &str =
+    "reset reasons: this kernel gives none (its BTF has no enum sk_rst_reason: Linux 6.10+), so the reason attribute is left out";
+
 fn reasons(c: &EbpfConfig) -> (Reasons, Vec<String>) {
     let mut warnings = Vec::new();
-    let mut read = |enum_name: &str, prefix: &str| match btf::ReasonNames::from_kernel(&c.btf_path, enum_name, prefix) {
-        Ok(n) => n,
-        Err(e) => {
-            warnings.push(format!("reason names unavailable, numbers are reported instead: {e}"));
-            btf::ReasonNames::default()
-        }
+    let read_failed = |warnings: &mut Vec<String>, e: btf::BtfError| {
+        warnings.push(format!("reason names unavailable, numbers are reported instead: {e}"));
+        btf::ReasonNames::default()
     };
-    let r = Reasons { drop: read("skb_drop_reason", "SKB_DROP_REASON_"), reset: read("sk_rst_reason", "SK_RST_REASON_") };
-    (r, warnings)
+    let mut read = |enum_name: &str, prefix: &str| {
+        btf::ReasonNames::from_kernel(&c.btf_path, enum_name, prefix).unwrap_or_else(|e| read_failed(&mut warnings, e))
+    };
+    let drop = read("skb_drop_reason", "SKB_DROP_REASON_");
+    let reset = match btf::ReasonNames::from_kernel(&c.btf_path, "sk_rst_reason", "SK_RST_REASON_") {
+        Ok(n) => Some(n),
+        // Before 6.10 the kernel gives resets no reason: the attribute is left out, not made up.
+        Err(btf::BtfError::NoSuchEnum(_)) => None,
+        Err(e) => Some(read_failed(&mut warnings, e)),
+    };
+    (Reasons { drop, reset }, warnings)
 }
 
 async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
@@ -575,6 +584,13 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
         match result {
             Ok(p) => {
                 tracing::info!(component = %ctx.id, probe = name, hook = p.hook.as_str(), "attached {}", p.programs.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join(", "));
+                if let Some(misses) = p.misses {
+                    tracing::warn!(component = %ctx.id, probe = name, hook = p.hook.as_str(), "this hook misses {misses}");
+                    ctx.status.probe_limited(name, &format!("hook {} misses {misses}", p.hook.as_str()));
+                }
+                if kind == ProbeKind::Tcpreset && reasons.reset.is_none() {
+                    ctx.status.probe_limited(name, NO_RESET_REASONS);
+                }
                 up.push(ProbeSample {
                     metric: "podnet.probe.up",
                     attributes: vec![("probe", name.into()), ("hook", p.hook.as_str().into())],

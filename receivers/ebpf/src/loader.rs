@@ -82,6 +82,17 @@ pub struct ProbeSpec {
     pub flow_map: Option<&'static str>,
     /// Hook variants, each a full set of programs.
     pub hooks: &'static [(Hook, &'static [Attach])],
+    /// Variants that attach but, on some kernels, miss part of what the probe counts.
+    pub gaps: &'static [Gap],
+}
+
+/// A hook variant that, on kernels whose BTF lacks enum `unless_btf_enum`, does not see
+/// `misses`: `auto` tries it only after the complete variants, and a probe that runs with it
+/// says so (log and `/status`).
+pub struct Gap {
+    pub hook: Hook,
+    pub unless_btf_enum: &'static str,
+    pub misses: &'static str,
 }
 
 /// What the receiver sets in a probe before loading it.
@@ -124,6 +135,8 @@ pub struct LoadedProbe {
     pub ebpf: Ebpf,
     pub events: Option<RingBuf<MapData>>,
     pub stats: PerCpuArray<MapData, u64>,
+    /// What this hook does not see on this kernel (a `Gap`), if anything.
+    pub misses: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,11 +177,28 @@ fn short(e: &dyn std::fmt::Display) -> String {
     if s.len() > 400 { format!("…{}", &s[s.len() - 400..]) } else { s }
 }
 
+/// The call aya (like libbpf) puts where a CO-RE relocation found nothing in the running
+/// kernel's BTF (0xbad2310): the verifier reaches it only when the code that reads the missing
+/// field is live. Returns the source line the verifier printed before it.
+const POISONED_CALL: &str = "call unknown#195896080";
+
+fn unmatched_relocation(log: &str) -> Option<String> {
+    let at = log.find(POISONED_CALL)?;
+    let source = log[..at].lines().rev().find_map(|l| l.trim_start().strip_prefix("; ")).unwrap_or("(no source line in the log)");
+    Some(source.trim().to_string())
+}
+
 fn program_error(attach: &Attach, step: &str, e: ProgramError) -> String {
     let detail = match &e {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            if log.trim().is_empty() { format!("load: {io_error}") } else { format!("load: {io_error}: verifier: {}", short(&log)) }
+            if let Some(source) = unmatched_relocation(&log) {
+                format!("load: reads a type or field this kernel's BTF does not have (a CO-RE relocation found no match) in `{source}`")
+            } else if log.trim().is_empty() {
+                format!("load: {io_error}")
+            } else {
+                format!("load: {io_error}: verifier: {}", short(&log))
+            }
         }
         other => short(&chain(other)),
     };
@@ -267,20 +297,31 @@ fn load_with(spec: &ProbeSpec, opts: &LoadOptions, btf: &Btf, hook: Hook, attach
         .take_map("stats")
         .ok_or(object("map stats missing"))
         .and_then(|m| PerCpuArray::try_from(m).map_err(|_| object("map stats is not a per-CPU array")))?;
-    Ok(LoadedProbe { name: spec.name, hook, programs, ebpf, events, stats })
+    Ok(LoadedProbe { name: spec.name, hook, programs, ebpf, events, stats, misses: None })
 }
 
 /// Loads and attaches `spec` with the first hook that works.
 pub fn load(spec: &ProbeSpec, opts: &LoadOptions, btf: Option<&Btf>) -> Result<LoadedProbe, Unsupported> {
     let btf =
         btf.ok_or_else(|| Unsupported("the kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot be relocated".into()))?;
+    let gap = |hook: Hook| {
+        spec.gaps
+            .iter()
+            .find(|g| g.hook == hook && btf.id_by_type_name_kind(g.unless_btf_enum, aya_obj::btf::BtfKind::Enum).is_err())
+            .map(|g| g.misses)
+    };
+    // The variants that see everything on this kernel first, in the spec's order.
+    let (complete, partial): (Vec<_>, Vec<_>) = spec.hooks.iter().partition(|(hook, _)| gap(*hook).is_none());
     let mut reasons = Vec::new();
-    for (hook, attaches) in spec.hooks {
-        if opts.hook != Hook::Auto && opts.hook != *hook {
+    for &(hook, attaches) in complete.into_iter().chain(partial) {
+        if opts.hook != Hook::Auto && opts.hook != hook {
             continue;
         }
-        match load_with(spec, opts, btf, *hook, attaches) {
-            Ok(p) => return Ok(p),
+        match load_with(spec, opts, btf, hook, attaches) {
+            Ok(mut p) => {
+                p.misses = gap(hook);
+                return Ok(p);
+            }
             // No hook can do better than the object itself.
             Err(Failure::Object(e)) => return Err(Unsupported(e)),
             Err(Failure::Hook(e)) => reasons.push(format!("{}: {e}", hook.as_str())),
@@ -308,5 +349,19 @@ impl LoadedProbe {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relocation_without_a_match_is_named_by_its_source_line() {
+        // The verifier's log on Debian 12's 6.1 for kernellatency's tracepoint program.
+        let log = "func#0 @0\n0: R1=ctx(off=0,imm=0) R10=fp0\n; int kernellatency_tcp_tp(struct trace_event_raw_tcp_probe *args)\n\
+                   0: (bf) r6 = r1\n1: (85) call unknown#195896080\ninvalid func unknown#195896080\nprocessed 2 insns\n";
+        assert_eq!(unmatched_relocation(log).as_deref(), Some("int kernellatency_tcp_tp(struct trace_event_raw_tcp_probe *args)"));
+        assert_eq!(unmatched_relocation("R1 invalid mem access 'scalar'\n"), None);
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::abi::{self, DropKey, FlowDrops, FlowKey, ResetKey, StateKey};
 use crate::btf::ReasonNames;
 use crate::latency::{self, DiskNames, LatencyKind};
-use crate::loader::{Attach, Hook, LoadedProbe, ProbeSpec};
+use crate::loader::{Attach, Gap, Hook, LoadedProbe, ProbeSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,6 +95,7 @@ pub static PACKETLOSS: ProbeSpec = ProbeSpec {
     name: "packetloss",
     object: PACKETLOSS_OBJECT,
     flow_map: Some("drop_flows"),
+    gaps: &[],
     hooks: &[
         (Hook::TpBtf, &[Attach::TpBtf { program: "packetloss_btf", event: "kfree_skb" }]),
         (Hook::Tracepoint, &[Attach::Tracepoint { program: "packetloss_tp", category: "skb", event: "kfree_skb" }]),
@@ -102,10 +103,19 @@ pub static PACKETLOSS: ProbeSpec = ProbeSpec {
     ],
 };
 
+/// Before Linux 6.10 `tcp_send_reset` fires only for resets a socket sends: the replies to
+/// segments for closed ports (NOSOCK, most of what users look for) go untraced. 6.10 brought
+/// them in with the reset reasons, so the reasons' enum tells the kernels apart.
+const UNTRACED_NOSOCK: &str = "resets sent without a socket (nosock: replies to closed ports): tcp_send_reset fires for them only from Linux 6.10 (this kernel's BTF has no enum sk_rst_reason)";
+
 pub static TCPRESET: ProbeSpec = ProbeSpec {
     name: "tcpreset",
     object: TCPRESET_OBJECT,
     flow_map: None,
+    gaps: &[
+        Gap { hook: Hook::TpBtf, unless_btf_enum: "sk_rst_reason", misses: UNTRACED_NOSOCK },
+        Gap { hook: Hook::Tracepoint, unless_btf_enum: "sk_rst_reason", misses: UNTRACED_NOSOCK },
+    ],
     hooks: &[
         (
             Hook::TpBtf,
@@ -136,6 +146,7 @@ pub static TCPRETRANS: ProbeSpec = ProbeSpec {
     name: "tcpretrans",
     object: TCPRETRANS_OBJECT,
     flow_map: Some("retrans_flows"),
+    gaps: &[],
     hooks: &[
         (Hook::TpBtf, &[Attach::TpBtf { program: "tcpretrans_btf", event: "tcp_retransmit_skb" }]),
         (Hook::Tracepoint, &[Attach::Tracepoint { program: "tcpretrans_tp", category: "tcp", event: "tcp_retransmit_skb" }]),
@@ -149,6 +160,7 @@ pub static FLOW_PODS: ProbeSpec = ProbeSpec {
     name: "flow",
     object: FLOW_OBJECT,
     flow_map: Some("flows"),
+    gaps: &[],
     hooks: &[
         (
             Hook::TpBtf,
@@ -172,6 +184,7 @@ pub static FLOW_NIC: ProbeSpec = ProbeSpec {
     name: "flow",
     object: FLOW_OBJECT,
     flow_map: Some("flows"),
+    gaps: &[],
     hooks: &[
         (
             Hook::Tcx,
@@ -312,7 +325,8 @@ fn push_ended(rows: &mut Vec<Row>, netns: u32, defs: &[&'static MetricDef], attr
 #[derive(Clone, Debug, Default)]
 pub struct Reasons {
     pub drop: ReasonNames,
-    pub reset: ReasonNames,
+    /// `None` on kernels that give resets no reason (before 6.10).
+    pub reset: Option<ReasonNames>,
 }
 
 fn tuple_attrs(k: &FlowKey, ports: bool) -> Vec<KeyValue> {
@@ -419,8 +433,8 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             for (k, v) in per_cpu::<ResetKey>(probe, "resets")? {
                 let Some(ev) = abi::EventKind::from_raw(u32::from(k.kind)) else { continue };
                 let mut attrs = vec![kv_str(RESET_KIND, ev.reset_kind())];
-                if ev != abi::EventKind::ResetReceive {
-                    attrs.push(kv_str(RESET_REASON, reasons.reset.name(u32::from(k.reason))));
+                if let Some(names) = reasons.reset.as_ref().filter(|_| ev != abi::EventKind::ResetReceive) {
+                    attrs.push(kv_str(RESET_REASON, names.name(u32::from(k.reason))));
                 }
                 rows.push(count(k.netns, &RESETS, attrs, v));
             }
