@@ -26,6 +26,12 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # clang-19 and llvm-strip-19 let ebpf/check.sh prove the committed objects match the C.
 command -v clang-19 >/dev/null 2>&1 || need_pkgs+=(clang-19)
 command -v llvm-strip-19 >/dev/null 2>&1 || need_pkgs+=(llvm-19)
+# The second kernel (integration/tests/kernel_matrix.rs): Debian 12's 6.1 under qemu, with a
+# static busybox as the guest's userland.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
+command -v cpio >/dev/null 2>&1 || need_pkgs+=(cpio)
+command -v objcopy >/dev/null 2>&1 || need_pkgs+=(binutils)
+{ command -v busybox >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1; } || need_pkgs+=(busybox-static)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
