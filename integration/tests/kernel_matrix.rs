@@ -197,11 +197,25 @@ struct Seen<'a> {
     metrics: &'a str,
     /// The receiver's `probe_limits` entry for the probe checked.
     limits: String,
+    /// The round's events, in KubeSkoop's format.
+    events: &'a [serde_json::Value],
     pod: &'a str,
     host: &'a str,
 }
 
 impl Seen<'_> {
+    /// Events of `kind` whose label `dport` (or message `dport=`) is `port`.
+    fn events(&self, kind: &str, port: &str) -> f64 {
+        let label = |e: &serde_json::Value| {
+            e["labels"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| l["name"] == "dport"))
+                .and_then(|l| l["value"].as_str())
+                .map(str::to_string)
+        };
+        let in_msg = |e: &serde_json::Value| e["msg"].as_str().is_some_and(|m| m.contains(&format!("dport={port} ")));
+        self.events.iter().filter(|e| e["type"] == kind && (label(e).as_deref() == Some(port) || in_msg(e))).count() as f64
+    }
     fn sum(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
         labeled_sum(self.metrics, family, labels)
     }
@@ -238,7 +252,9 @@ fn check(unit: Unit, s: &Seen) -> Result<(), String> {
         (ProbeKind::Packetloss, _) => {
             let drops = |reason| s.pod("podnet_packet_drops_total", &[("podnet_drop_reason", reason)]);
             exactly("the pod's NO_SOCKET drops (3 SYNs to a closed port)", drops("NO_SOCKET"), 3.0)?;
-            exactly("the pod's NETFILTER_DROP drops (2 SYNs to port 7, each sent twice)", drops("NETFILTER_DROP"), 4.0)
+            exactly("the pod's NETFILTER_DROP drops (2 SYNs to port 7, each sent twice)", drops("NETFILTER_DROP"), 4.0)?;
+            exactly("PacketLoss events for port 9", s.events("PacketLoss", "9"), 3.0)?;
+            exactly("PacketLoss events for port 7", s.events("PacketLoss", "7"), 4.0)
         }
         (ProbeKind::Tcpreset, _) => {
             let resets = |kind, host: bool| {
@@ -247,10 +263,13 @@ fn check(unit: Unit, s: &Seen) -> Result<(), String> {
             };
             exactly("the pod's resets for its closed port (nosock)", resets("nosock", false), 3.0)?;
             exactly("the node's received resets", resets("receive", true), 3.0)?;
+            exactly("TCPRESET_NOSOCK events", s.events("TCPRESET_NOSOCK", "9"), 3.0)?;
+            exactly("TCPRESET_RECEIVE events", s.events("TCPRESET_RECEIVE", "9"), 3.0)?;
             no_reset_reasons(s)
         }
         (ProbeKind::Tcpretrans, _) => {
-            exactly("the node's SYN retransmits to the pod's port 7", s.host("podnet_tcp_retransmits_total", &[]), 2.0)
+            exactly("the node's SYN retransmits to the pod's port 7", s.host("podnet_tcp_retransmits_total", &[]), 2.0)?;
+            exactly("TCPRetrans events", s.events("TCPRetrans", "7"), 2.0)
         }
         (ProbeKind::Softirq, _) => at_least(
             "NET_RX softirqs measured",
@@ -317,6 +336,7 @@ fn check_partial(unit: Unit, s: &Seen) -> Result<(), String> {
             let resets = |kind| s.sum("podnet_tcp_resets_total", &[("podnet_tcp_reset_kind", kind)]);
             exactly("the node's received resets", s.host("podnet_tcp_resets_total", &[("podnet_tcp_reset_kind", "receive")]), 3.0)?;
             exactly("nosock resets (this hook cannot see them here)", resets("nosock"), 0.0)?;
+            exactly("TCPRESET_RECEIVE events", s.events("TCPRESET_RECEIVE", "9"), 3.0)?;
             no_reset_reasons(s)
         }
         other => Err(format!("no check for what {other:?} still sees with a partial hook: add one to check_partial")),
@@ -432,9 +452,11 @@ fn every_probe_and_hook_on_debian_12_kernel_6_1() {
         let metrics = report.block(&round.name, "metrics");
         let status = report.block(&round.name, "status");
         let log = report.block(&round.name, "log");
+        let events: Vec<serde_json::Value> =
+            report.block(&round.name, "events").lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         for &(unit, hook) in &round.variants {
             let limits = probe_limits(status, unit);
-            let seen = Seen { metrics, limits: limits.clone(), pod, host };
+            let seen = Seen { metrics, limits: limits.clone(), events: &events, pod, host };
             let name = unit.name();
             let label = format!("{name}, hook {} ({})", hook.as_str(), round.name);
             let got = attached(metrics, unit);
