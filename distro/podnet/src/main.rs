@@ -42,6 +42,12 @@ enum Command {
     },
     /// List every receiver, processor and exporter, and each receiver's probes.
     Components,
+    /// Print the podnet pipeline equivalent to another tool's config (`podnet run` also
+    /// reads that config as is): `podnet convert kubeskoop config.yaml > podnet.yaml`.
+    Convert {
+        #[command(subcommand)]
+        from: ConvertFrom,
+    },
     /// Print the effective config: defaults applied, PODNET_CFG_ overrides merged; secrets
     /// (passwords, tokens, Authorization headers) and values from the environment hidden.
     PrintConfig {
@@ -51,6 +57,12 @@ enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConvertFrom {
+    /// KubeSkoop's exporter config (the `config.yaml` of its `kubeskoop-config` ConfigMap).
+    Kubeskoop { file: PathBuf },
 }
 
 fn source(config: Option<PathBuf>) -> ConfigSource {
@@ -75,6 +87,25 @@ fn main() -> std::process::ExitCode {
                         eprintln!("warning: {w}");
                     }
                     println!("{}: valid", source.describe());
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Convert { from: ConvertFrom::Kubeskoop { file } } => {
+            let origin = file.display().to_string();
+            let converted = std::fs::read_to_string(&file)
+                .map_err(|e| format!("{origin}: cannot read the config file: {e}"))
+                .and_then(|text| config::kubeskoop::convert(&text, &origin).map_err(|e| e.to_string()));
+            match converted {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    print!("{}", c.yaml);
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::deserialize::figment_errors;
 use super::document::RawConfig;
+use super::kubeskoop;
 use super::resolve::resolve;
 use super::{ConfigError, ConfigErrors, ENV_OVERRIDE_PREFIX, ResolvedConfig, expand_env};
 use crate::component::Registry;
@@ -51,7 +52,7 @@ impl ConfigSource {
 
 /// The YAML format for figment, parsed with serde_norway (figment's own `yaml` feature
 /// uses the deprecated serde_yaml).
-struct Yaml;
+pub(super) struct Yaml;
 
 impl Format for Yaml {
     type Error = serde_norway::Error;
@@ -78,6 +79,19 @@ pub fn load_str(
     let overrides: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_OVERRIDE_PREFIX)).collect();
     let notes = if overrides.is_empty() { Vec::new() } else { vec![format!("environment overrides in effect: {}", overrides.join(", "))] };
     let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors, notes: notes.clone() };
+    // KubeSkoop's exporter config is read as the podnet pipeline it stands for.
+    let (converted, mut conversion_warnings) = match kubeskoop::is_kubeskoop(text) {
+        true => {
+            let c = kubeskoop::convert(text, source)?;
+            let mut warnings = vec![format!(
+                "{source} is read as KubeSkoop's exporter config (`podnet convert kubeskoop {source}` prints the podnet pipeline it stands for)"
+            )];
+            warnings.extend(c.warnings);
+            (Some(c.yaml), warnings)
+        }
+        false => (None, Vec::new()),
+    };
+    let text = converted.as_deref().unwrap_or(text);
     let expanded = expand_env(text, lookup).map_err(|e| fail(vec![ConfigError::top(e)]))?;
     if expanded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Err(fail(vec![ConfigError::top("empty configuration file")]));
@@ -89,6 +103,7 @@ pub fn load_str(
     let mut resolved = resolve(raw, source, registry).map_err(fail)?;
     resolved.env_values = expanded.from_env.clone();
     resolved.env_values.extend(std::env::vars().filter(|(k, _)| k.starts_with(ENV_OVERRIDE_PREFIX)));
+    resolved.warnings.append(&mut conversion_warnings);
     for var in expanded.unset {
         resolved.warnings.push(format!("the config references unset environment variable \"{var}\"; it expands to an empty value"));
     }

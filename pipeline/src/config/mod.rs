@@ -12,6 +12,7 @@ mod document;
 mod duration;
 mod error;
 mod expand;
+pub mod kubeskoop;
 mod listen;
 mod load;
 mod resolve;
