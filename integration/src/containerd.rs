@@ -1,6 +1,6 @@
 //! A real containerd for tests, playing kubelet through CRI: its own root, state, socket,
 //! CNI bridge and subnet, `restrict_oom_score_adj` (no CAP_SYS_RESOURCE here) and a pause
-//! image built from `cri/pause.c` and imported without a registry. Everything is torn
+//! image built from `cri/pause.c` (packed by distro/image/mkimage.py, the image builder) and imported without a registry. Everything is torn
 //! down on drop, sandboxes first.
 
 use std::collections::HashMap;
@@ -115,10 +115,12 @@ state = "{d}/state"
         .map_err(|e| e.to_string())?;
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("cri");
         run(Command::new("gcc").args(["-static", "-Os", "-s", "-o"]).arg(d.join("pause")).arg(here.join("pause.c")))?;
+        let pause = format!("{}:/pause:755", d.join("pause").display());
         run(Command::new("python3")
-            .arg(here.join("mkimage.py"))
-            .arg(d.join("pause"))
-            .arg("localhost/podnet/pause:1")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../distro/image/mkimage.py"))
+            .args(["--name", "localhost/podnet/pause:1", "--entrypoint", "/pause", "--add", &pause, "--out"])
+            .arg(d.join("pause-oci"))
+            .arg("--tar")
             .arg(d.join("pause.tar")))?;
         let ip_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_else(|_| "0\n".into());
         let log = std::fs::File::create(d.join("containerd.log")).map_err(|e| e.to_string())?;

@@ -31,6 +31,11 @@ fn daemonset_configmap_is_valid() {
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let kubeskoop = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/kubeskoop.yaml")).unwrap();
     assert_eq!(body.trim_end(), kubeskoop.trim_end(), "the DaemonSet's ConfigMap is configs/kubeskoop.yaml verbatim");
+    // The image distro/image/build.sh makes for this version, never a moving tag.
+    let image = format!("image: podnet:{}\n", env!("CARGO_PKG_VERSION"));
+    assert!(manifest.contains(&image) && !manifest.contains(":latest"), "the DaemonSet runs {image}");
+    // What integration/tests/image.rs runs the image with.
+    assert!(manifest.contains("readOnlyRootFilesystem: true"), "the DaemonSet's root filesystem is read-only");
 }
 
 /// configs/kubeskoop.yaml with its commented-out latency probes switched on.

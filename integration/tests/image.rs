@@ -1,0 +1,158 @@
+//! The container image as the DaemonSet runs it: built by `distro/image/build.sh` with no
+//! container engine, the same digest on every build, imported into a real containerd and run
+//! with the DaemonSet's settings (host network and PID, the host's /proc at /host/proc, the
+//! runtime's socket, the events directory, the config directory, its capabilities, a
+//! read-only root filesystem) and the shipped config, where it must name the test pods'
+//! counters and events by pod.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use podnet_integration::containerd::{Containerd, in_pod};
+use podnet_integration::{free_port, http_get, json_lines, podnet_binary};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the image from the test's podnet binary into `out`; returns the manifest digest.
+fn build(out: &Path) -> String {
+    let run = Command::new(repo().join("distro/image/build.sh"))
+        .arg(out)
+        .env("PODNET_BINARY", podnet_binary())
+        .env("PODNET_IMAGE", "localhost/podnet:test")
+        .output()
+        .expect("build.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "build.sh failed: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    stdout.lines().find_map(|l| l.strip_prefix("localhost/podnet:test ")?.split(' ').next().map(str::to_string)).expect("digest line")
+}
+
+/// The container, removed however the test ends (its shim outlives containerd otherwise).
+struct Container<'a> {
+    socket: &'a Path,
+    id: &'static str,
+}
+
+impl Container<'_> {
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr").arg("--address").arg(self.socket).args(["-n", "k8s.io"]).args(args).output().expect("ctr")
+    }
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", self.id]);
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = self.ctr(&["task", "rm", "-f", self.id]);
+        let _ = self.ctr(&["container", "rm", self.id]);
+    }
+}
+
+fn wait(what: &str, secs: u64, log: &Path, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; the container's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_image_runs_as_the_daemonset_runs_it() {
+    let Some(mut ctrd) = Containerd::start("i") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let digest = build(&a);
+    assert_eq!(build(&b), digest, "the same binary must give the same image");
+    let tar = std::fs::read_dir(&a).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "tar"));
+    let tar = tar.expect("the image tar");
+    let import =
+        Command::new("ctr").arg("--address").arg(&ctrd.socket).args(["-n", "k8s.io", "images", "import"]).arg(&tar).output().unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+
+    let web = ctrd.run_pod("shop", "web-0", &[("app", "web")], false);
+    let db = ctrd.run_pod("shop", "db-0", &[("app", "db")], false);
+
+    // The DaemonSet's mounts: its ConfigMap (configs/kubeskoop.yaml), the host's /proc and
+    // netns names, the events directory, the runtime's socket.
+    let config_dir = work.path().join("config");
+    let events_dir = work.path().join("events");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::create_dir_all(&events_dir).unwrap();
+    std::fs::copy(repo().join("configs/kubeskoop.yaml"), config_dir.join("config.yaml")).unwrap();
+    std::fs::create_dir_all("/run/netns").unwrap();
+    let (port, health) = (free_port(), free_port());
+    let log = work.path().join("podnet.log");
+    let mount = |src: &Path, dst: &str, ro: bool| {
+        format!("type=bind,src={},dst={dst},options=rbind:{}", src.display(), if ro { "ro" } else { "rw" })
+    };
+    let container = Container { socket: &ctrd.socket, id: "podnet-image-test" };
+    let mut run = Command::new("ctr");
+    run.arg("--address").arg(&ctrd.socket).args(["-n", "k8s.io", "run", "-d", "--net-host", "--read-only"]);
+    // hostPID: the test's own PID namespace (this machine's pid 1 lives in one runc cannot join).
+    run.args(["--with-ns", &format!("pid:/proc/{}/ns/pid", std::process::id())]);
+    for cap in ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON"] {
+        run.args(["--cap-add", cap]);
+    }
+    for m in [
+        mount(&config_dir, "/etc/podnet", true),
+        mount(Path::new("/proc"), "/host/proc", true),
+        mount(Path::new("/run/netns"), "/host/run/netns", true),
+        mount(&events_dir, "/var/log/podnet", false),
+        mount(&ctrd.socket, "/run/containerd/containerd.sock", false),
+    ] {
+        run.args(["--mount", &m]);
+    }
+    for env in [
+        "PODNET_NODE_NAME=image-node".to_string(),
+        format!("PODNET_LISTEN=127.0.0.1:{port}"),
+        format!("PODNET_HEALTH_LISTEN=127.0.0.1:{health}"),
+        "PODNET_PROC_ROOT=/host/proc".into(),
+        "PODNET_NETNS_NAMES=/host/run/netns".into(),
+        "PODNET_COLLECTION_INTERVAL=1s".into(),
+    ] {
+        run.args(["--env", &env]);
+    }
+    run.arg("--log-uri").arg(format!("file://{}", log.display()));
+    run.args(["localhost/podnet:test", container.id, "/podnet", "run", "-c", "/etc/podnet/config.yaml"]);
+    let started = run.output().unwrap();
+    assert!(started.status.success(), "ctr run: {}", String::from_utf8_lossy(&started.stderr));
+
+    let metrics = || http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    wait("the pods' counters under their names", 60, &log, || {
+        let m = metrics();
+        let series = |pod: &str| {
+            m.lines().any(|l| {
+                l.starts_with("kubeskoop_netdev_rxbytes{")
+                    && [format!("k8s_pod=\"{pod}\""), "k8s_namespace=\"shop\"".into(), "k8s_node=\"image-node\"".into()]
+                        .iter()
+                        .all(|label| l.contains(label.as_str()))
+            })
+        };
+        series("web-0") && series("db-0")
+    });
+    // web-0 connects to db-0's closed port: db-0 answers with a reset, its event names the pod.
+    wait("the reset probe", 30, &log, || {
+        metrics().contains("podnet_probe_up{component_id=\"ebpf\",component_kind=\"receiver\",hook=\"tp_btf\",probe=\"tcpreset\"} 1")
+    });
+    let target = format!("{}:9", db.ip);
+    in_pod(web.pid, || {
+        let _ = TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(2));
+    });
+    let events = events_dir.join("events.jsonl");
+    wait("db-0's reset in the events file on the host", 30, &log, || {
+        json_lines(&events).iter().any(|e| {
+            e["type"] == "TCPRESET_NOSOCK"
+                && e["labels"].as_array().is_some_and(|l| l.iter().any(|l| l["name"] == "pod" && l["value"] == "db-0"))
+        })
+    });
+    let (code, _) = http_get(health, "/readyz").expect("health endpoint");
+    assert_eq!(code, 200);
+    drop(container);
+}
