@@ -58,7 +58,7 @@ static __always_inline int count_drop(void *ctx, __u32 netns, __u16 proto, unsig
 	/* A packet may claim IP and carry no parseable header yet: counted, without a flow. */
 	proto = tuple_from_headers(head, nh, th, &tuple) ?: proto;
 	stat_inc(ST_HITS);
-	percpu_count(&drops, &key);
+	count_one(&drops, &key, 0);
 
 	if (tuple.family) {
 		struct flow_key fk;

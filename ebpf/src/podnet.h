@@ -118,10 +118,11 @@ static __always_inline void stat_inc(__u32 k)
 		*v += 1;
 }
 
-/* Adds one to the counter at `key` of a per-CPU hash (this CPU's slot), creating it on first
- * use. Two CPUs may both find the key missing: the one whose insert fails (EEXIST) adds to
- * the entry the other made, so no first count is lost. Returns 1 when this call made it. */
-static __always_inline int percpu_count(void *map, const void *key)
+/* Adds one to the counter at `key`, creating it on first use: in a per-CPU hash this CPU's
+ * slot (`shared` 0), in a hash all CPUs share an atomic add (`shared` 1). Two CPUs may both
+ * find the key missing: the one whose insert fails (EEXIST) adds to the entry the other
+ * made, so no first count is lost. Returns 1 when this call made the entry. */
+static __always_inline int count_one(void *map, const void *key, int shared)
 {
 	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
 	if (!v) {
@@ -131,22 +132,10 @@ static __always_inline int percpu_count(void *map, const void *key)
 		if (!v)
 			return 0;
 	}
-	*v += 1;
-	return 0;
-}
-
-/* The same for a hash shared by all CPUs (atomic adds). */
-static __always_inline int shared_count(void *map, const void *key)
-{
-	__u64 one = 1, *v = bpf_map_lookup_elem(map, key);
-	if (!v) {
-		if (!bpf_map_update_elem(map, key, &one, BPF_NOEXIST))
-			return 1;
-		v = bpf_map_lookup_elem(map, key);
-		if (!v)
-			return 0;
-	}
-	__sync_fetch_and_add(v, 1);
+	if (shared)
+		__sync_fetch_and_add(v, 1);
+	else
+		*v += 1;
 	return 0;
 }
 

@@ -20,7 +20,7 @@ static __always_inline void count_reset(__u32 netns, __u32 kind, __u32 reason)
 {
 	struct reset_key key = { .netns = netns, .kind = kind, .reason = reason };
 	stat_inc(ST_HITS);
-	percpu_count(&resets, &key);
+	count_one(&resets, &key, 0);
 }
 
 /* A reset we send. No socket: the reply to a segment for a closed port (NOSOCK). No

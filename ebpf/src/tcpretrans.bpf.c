@@ -30,12 +30,12 @@ static __always_inline int handle_retrans(void *ctx, const struct sock *sk)
 	stat_inc(ST_HITS);
 	tuple_from_sk(sk, &tuple);
 	struct state_key key = { .netns = sk_netns(sk), .state = tuple.state };
-	percpu_count(&retrans, &key);
+	count_one(&retrans, &key, 0);
 
 	tuple.l4proto = IPPROTO_TCP;
 	struct flow_key fk;
 	flow_key_of(&fk, key.netns, &tuple, 1);
-	if (shared_count(&retrans_flows, &fk))
+	if (count_one(&retrans_flows, &fk, 1))
 		stat_inc(ST_FLOWS_NEW);
 
 	struct event *e = reserve_event(EV_RETRANS, key.netns);
