@@ -12,7 +12,7 @@ use figment::providers::Format;
 use serde::Deserialize;
 
 use super::deserialize::figment_errors;
-use super::load::Yaml;
+use super::yaml::Yaml;
 use super::{ConfigError, ConfigErrors};
 
 /// KubeSkoop's `InspServerConfig` (pkg/exporter/cmd/config.go); its keys are case-sensitive.

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format};
-use serde::de::DeserializeOwned;
+
+use super::yaml::Yaml;
 
 use super::deserialize::figment_errors;
 use super::document::RawConfig;
@@ -47,18 +48,6 @@ impl ConfigSource {
             }),
             ConfigSource::Embedded { text, .. } => Ok(text.to_string()),
         }
-    }
-}
-
-/// The YAML format for figment, parsed with serde_norway (figment's own `yaml` feature
-/// uses the deprecated serde_yaml).
-pub(super) struct Yaml;
-
-impl Format for Yaml {
-    type Error = serde_norway::Error;
-    const NAME: &'static str = "YAML";
-    fn from_str<T: DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
-        serde_norway::from_str(string)
     }
 }
 

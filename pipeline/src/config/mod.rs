@@ -4,7 +4,9 @@
 //!
 //! One file per concern: `error`, `duration` and `telemetry` are value types that
 //! components use; `document` is the YAML's shape; `load` reads it, `resolve` checks it
-//! through the registry into `resolved`; `deserialize` parses one component's config.
+//! through the registry into `resolved`; `deserialize` parses one component's config;
+//! `kubeskoop` turns KubeSkoop's exporter config into a pipeline before all that; `yaml` is
+//! the YAML format both parse with.
 //! Components depend on these types; only `load`/`resolve` know about the registry.
 
 mod deserialize;
@@ -18,6 +20,7 @@ mod load;
 mod resolve;
 mod resolved;
 mod telemetry;
+mod yaml;
 
 pub use deserialize::deserialize_component;
 pub use duration::ConfigDuration;
