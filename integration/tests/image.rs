@@ -1,9 +1,10 @@
 //! The container image as the DaemonSet runs it: built by `distro/image/build.sh` with no
 //! container engine, the same digest on every build, imported into a real containerd and run
 //! with the DaemonSet's settings (host network and PID, the host's /proc at /host/proc, the
-//! runtime's socket, the events directory, the config directory, its capabilities, a
-//! read-only root filesystem) and the shipped config, where it must name the test pods'
-//! counters and events by pod.
+//! runtime's socket, the events directory, the config directory, its capabilities, the
+//! runtime's default seccomp profile, a read-only root filesystem) and the shipped config,
+//! where every probe must run, the agent must hold exactly the capabilities it keeps, and
+//! the test pods' counters and events must carry their pod names.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,30 @@ impl Drop for Container<'_> {
     }
 }
 
+/// The capabilities the DaemonSet adds after dropping ALL (distro/kubernetes/daemonset.yaml).
+const DAEMONSET_CAPABILITIES: [&str; 6] = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "BPF", "PERFMON", "DAC_READ_SEARCH"];
+
+/// A process of user nobody in a pod's network namespace.
+struct Nobody(std::process::Child);
+
+impl Nobody {
+    fn start(pod_pid: u32) -> Nobody {
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pod_pid}/ns/net"))
+            .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "120"])
+            .spawn()
+            .expect("nsenter");
+        Nobody(child)
+    }
+}
+
+impl Drop for Nobody {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait(what: &str, secs: u64, log: &Path, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while !cond() {
@@ -94,11 +119,11 @@ fn the_image_runs_as_the_daemonset_runs_it() {
     };
     let container = Container { socket: &ctrd.socket, id: "podnet-image-test" };
     let mut run = Command::new("ctr");
-    run.arg("--address").arg(&ctrd.socket).args(["-n", "k8s.io", "run", "-d", "--net-host", "--read-only"]);
+    run.arg("--address").arg(&ctrd.socket).args(["-n", "k8s.io", "run", "-d", "--net-host", "--read-only", "--seccomp"]);
     // hostPID: the test's own PID namespace (this machine's pid 1 lives in one runc cannot join).
     run.args(["--with-ns", &format!("pid:/proc/{}/ns/pid", std::process::id())]);
-    for cap in ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON"] {
-        run.args(["--cap-add", cap]);
+    for cap in DAEMONSET_CAPABILITIES.iter().map(|c| format!("CAP_{c}")) {
+        run.args(["--cap-add", &cap]);
     }
     for m in [
         mount(&config_dir, "/etc/podnet", true),
@@ -154,5 +179,35 @@ fn the_image_runs_as_the_daemonset_runs_it() {
     });
     let (code, _) = http_get(health, "/readyz").expect("health endpoint");
     assert_eq!(code, 200);
+
+    // A process of another user in web-0: its /proc/<pid>/fd and io are 0500/0400 for that
+    // user, readable to the agent only through DAC_READ_SEARCH (DAC_OVERRIDE is dropped).
+    let _nobody = Nobody::start(web.pid);
+    std::thread::sleep(Duration::from_secs(4));
+    let m = metrics();
+    let down: Vec<&str> = m.lines().filter(|l| l.starts_with("podnet_probe_up{") && l.ends_with(" 0")).collect();
+    assert!(down.is_empty(), "probes down with the DaemonSet's capabilities: {down:?}");
+    let errors: Vec<&str> = m.lines().filter(|l| l.starts_with("podnet_receiver_collection_errors_total{") && !l.ends_with(" 0")).collect();
+    assert!(
+        errors.is_empty(),
+        "collection errors with the DaemonSet's capabilities: {errors:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        m.lines().any(|l| l.starts_with("kubeskoop_tcpsummary_tcpestablishedconn{") && l.contains("k8s_pod=\"web-0\"")),
+        "the socket walk (setns) reaches the pods"
+    );
+
+    // What the agent kept of what the container was given: the DaemonSet's set, plus the
+    // runtime's default NET_BIND_SERVICE; the rest (DAC_OVERRIDE, SETUID, NET_RAW…) dropped.
+    let task = container.ctr(&["task", "ls"]);
+    let listing = String::from_utf8_lossy(&task.stdout);
+    let pid = listing.lines().find(|l| l.starts_with(container.id)).and_then(|l| l.split_whitespace().nth(1)).expect("the task's pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |field: &str| status.lines().find_map(|l| l.strip_prefix(field)).map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
+    // DAC_READ_SEARCH 2, NET_BIND_SERVICE 10, NET_ADMIN 12, SYS_PTRACE 19, SYS_ADMIN 21, PERFMON 38, BPF 39.
+    let expected = [2u32, 10, 12, 19, 21, 38, 39].iter().fold(0u64, |m, c| m | 1 << c);
+    assert_eq!(mask("CapEff:"), Some(expected), "{status}");
+    assert_eq!(mask("CapBnd:"), Some(expected), "nothing dropped can come back: {status}");
     drop(container);
 }

@@ -1,6 +1,7 @@
 //! `podnet`: run, validate and inspect pipelines.
 
 mod memory;
+mod privileges;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,6 +126,11 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Run { config, log_level, log_format } => {
+            // Before any thread exists: capabilities are per thread.
+            let dropped = match std::env::var("PODNET_KEEP_CAPABILITIES").as_deref() {
+                Ok("all") => None,
+                _ => Some(privileges::drop_unused()),
+            };
             memory::limit_arenas();
             memory::spawn_trimmer();
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -134,7 +140,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(source(config), log_level, log_format)) {
+            match runtime.block_on(run(source(config), log_level, log_format, dropped)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podnet: {e:#}");
@@ -156,7 +162,12 @@ fn init_logging(level: &str, encoding: LogEncoding) -> Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
-async fn run(source: ConfigSource, log_level: Option<String>, log_format: Option<String>) -> Result<()> {
+async fn run(
+    source: ConfigSource,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    dropped: Option<std::io::Result<privileges::Dropped>>,
+) -> Result<()> {
     let registry = podnet::registry();
     let config = config::load(&source, &registry)?;
     let logs = &config.telemetry.logs;
@@ -173,6 +184,11 @@ async fn run(source: ConfigSource, log_level: Option<String>, log_format: Option
     let telemetry = Arc::new(Telemetry::new(&config.telemetry, &node.name, status.clone())?);
     let host = Arc::new(Host::new(node, status, telemetry, config.telemetry.metrics.level != MetricsLevel::None));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), node = %host.node.name, config = %source.describe(), "podnet starting");
+    match dropped {
+        Some(Ok(d)) => tracing::info!("{}", d.describe()),
+        Some(Err(e)) => tracing::warn!("cannot drop unused capabilities ({e}): running with the ones it was given"),
+        None => tracing::info!("PODNET_KEEP_CAPABILITIES=all: every capability it was given is kept"),
+    }
 
     let mut watcher = match source.path() {
         Some(p) => Some(ConfigWatcher::new(p).with_context(|| format!("cannot watch {} for changes", p.display()))?),

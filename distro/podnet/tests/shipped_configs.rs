@@ -36,6 +36,12 @@ fn daemonset_configmap_is_valid() {
     assert!(manifest.contains(&image) && !manifest.contains(":latest"), "the DaemonSet runs {image}");
     // What integration/tests/image.rs runs the image with.
     assert!(manifest.contains("readOnlyRootFilesystem: true"), "the DaemonSet's root filesystem is read-only");
+    assert!(
+        manifest.contains("drop: [ALL]\n              add: [SYS_ADMIN, SYS_PTRACE, NET_ADMIN, BPF, PERFMON, DAC_READ_SEARCH]\n")
+            && manifest.contains("allowPrivilegeEscalation: false")
+            && manifest.contains("type: RuntimeDefault"),
+        "the capability set, no privilege escalation and the default seccomp profile, as image.rs runs them"
+    );
 }
 
 /// configs/kubeskoop.yaml with its commented-out latency probes switched on.
