@@ -121,3 +121,36 @@ fn components_listing_names_every_component_and_probe() {
         assert!(listing.contains(needle), "missing {needle:?} in\n{listing}");
     }
 }
+
+/// The manifests `kubectl apply -k distro/kubernetes` applies (Debian ships no kubectl to
+/// render them with, so their structure is checked here): every listed file exists and is
+/// YAML, and the Service and ServiceMonitor select the DaemonSet's pods and named port.
+#[test]
+fn the_kustomization_holds_together() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kubernetes");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let kustomization: serde_norway::Value = serde_norway::from_str(&read("kustomization.yaml")).unwrap();
+    let resources: Vec<&str> = kustomization["resources"].as_sequence().unwrap().iter().filter_map(|r| r.as_str()).collect();
+    assert_eq!(resources, ["daemonset.yaml", "service.yaml", "servicemonitor.yaml"]);
+    let mut kinds = Vec::new();
+    for name in &resources {
+        for doc in read(name).split("\n---\n") {
+            let v: serde_norway::Value = serde_norway::from_str(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+            kinds.push((v["kind"].as_str().unwrap_or_default().to_string(), v));
+        }
+    }
+    let get = |kind: &str| &kinds.iter().find(|(k, _)| k == kind).unwrap_or_else(|| panic!("no {kind}")).1;
+    let pod_labels = &get("DaemonSet")["spec"]["template"]["metadata"]["labels"];
+    let ports = get("DaemonSet")["spec"]["template"]["spec"]["containers"][0]["ports"].as_sequence().unwrap().clone();
+    assert!(ports.iter().any(|p| p["name"] == "metrics" && p["containerPort"] == 9102), "{ports:?}");
+    let service = get("Service");
+    for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(&pod_labels[k], v, "the Service selects the DaemonSet's pods");
+    }
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    let monitor = get("ServiceMonitor");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&service["metadata"]["labels"][k], v, "the ServiceMonitor selects the Service");
+    }
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
