@@ -62,6 +62,9 @@ pub struct ProbeSpec {
 pub struct Emitting<'a> {
     /// Devices whose root qdiscs make up the namespace totals.
     pub qdisc_devices: &'a Regex,
+    /// The node's own namespace: its orphan, allocated and memory figures are the kernel's
+    /// node-wide sockstat values (the procfs `sock` probe), not counted here.
+    pub is_host: bool,
 }
 
 fn always_supported(_: &str) -> Option<String> {
@@ -277,6 +280,29 @@ pub const LISTEN_LIMIT: MetricDef =
 pub const LISTEN_MAX_FILL: MetricDef =
     MetricDef::gauge("podnet.tcp.listen.max_fill", "Fill ratio of the fullest listening socket's accept queue (pending / backlog).", "1");
 
+/// KubeSkoop's `sock` orphan/alloc/mem per pod: the kernel keeps these node-wide only (its
+/// sockstat shows the same global values in every namespace, so KubeSkoop's per-pod series
+/// are empty), so they are counted from this namespace's socket walk; the node's series stay
+/// sockstat's (procfs `sock`).
+pub const NS_ORPHANS: MetricDef = MetricDef::gauge(
+    "podnet.tcp.orphans",
+    "TCP sockets of the namespace that no process holds any more and that are still closing (from the socket walk).",
+    "{socket}",
+)
+.kubeskoop("kubeskoop_sock_orphan");
+pub const NS_ALLOCATED: MetricDef = MetricDef::gauge(
+    "podnet.tcp.sockets.allocated",
+    "Full TCP sockets of the namespace (all but TIME_WAIT and pending connection requests), from the socket walk.",
+    "{socket}",
+)
+.kubeskoop("kubeskoop_sock_alloc");
+pub const NS_MEMORY: MetricDef = MetricDef::gauge(
+    "podnet.tcp.memory",
+    "Memory the namespace's TCP sockets hold (received and unsent data and reserves), in pages, from the socket walk.",
+    "{page}",
+)
+.kubeskoop("kubeskoop_sock_mem");
+
 pub const CONNTRACK_COUNTERS: &[(&str, MetricDef)] = &[
     (
         "found",
@@ -430,7 +456,7 @@ fn emit(reading: &NamespaceReading, emitting: &Emitting<'_>, out: &mut PointWrit
     errors
 }
 
-fn emit_tcp(r: &Reading, _: &Emitting<'_>, out: &mut PointWriter) {
+fn emit_tcp(r: &Reading, emitting: &Emitting<'_>, out: &mut PointWriter) {
     let Reading::Tcp(s) = r else { return };
     for (state, n) in &s.by_state {
         out.point(&CONNECTIONS, vec![kv_str(keys::NETWORK_CONNECTION_STATE, *state)], *n);
@@ -446,6 +472,11 @@ fn emit_tcp(r: &Reading, _: &Emitting<'_>, out: &mut PointWriter) {
     out.point(&LISTEN_PENDING, vec![], s.listen_pending);
     out.point(&LISTEN_LIMIT, vec![], s.listen_limit);
     out.ratio(&LISTEN_MAX_FILL, vec![], s.listen_max_fill);
+    if !emitting.is_host {
+        out.point(&NS_ORPHANS, vec![], s.orphans);
+        out.point(&NS_ALLOCATED, vec![], s.allocated);
+        out.point(&NS_MEMORY, vec![], s.memory_pages);
+    }
 }
 
 fn emit_conntrack(r: &Reading, _: &Emitting<'_>, out: &mut PointWriter) {
@@ -540,7 +571,7 @@ impl Scraper for NetlinkScraper {
             let mut rb = builder.resource(ns.resource_attributes(&self.node_name));
             let mut out =
                 PointWriter { rb: &mut rb, counters: &mut self.counters, resource_key: ns.inode, origin: ns.start_unix_nanos, now };
-            let ns_errors = emit(&reading, &Emitting { qdisc_devices: &self.devices }, &mut out);
+            let ns_errors = emit(&reading, &Emitting { qdisc_devices: &self.devices, is_host: ns.is_host }, &mut out);
             if !ns_errors.is_empty() && !ns.is_host && ns.vanished() {
                 builder.drop_resource(&ns.resource_attributes(&self.node_name));
                 continue;
