@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use podnet_pipeline::testing::{Lacks, skip};
 use podnet_processor_k8s_attributes::cri::{
-    CriClient, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NAMESPACE_CONTAINER, NAMESPACE_NODE, NAMESPACE_POD, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata,
+    ContainerConfig, CreateContainerRequest, CriClient, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NAMESPACE_CONTAINER,
+    NAMESPACE_NODE, NAMESPACE_POD, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
 };
 
 static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -25,6 +25,9 @@ pub struct Containerd {
     rt: tokio::runtime::Runtime,
     client: CriClient,
     sandboxes: Vec<String>,
+    /// Each sandbox's config (CreateContainer repeats it), and the containers started.
+    configs: HashMap<String, PodSandboxConfig>,
+    containers: Vec<String>,
 }
 
 /// A sandbox created by [`Containerd::run_pod`].
@@ -150,7 +153,18 @@ state = "{d}/state"
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let endpoint = format!("unix://{}", socket.display());
         let client = rt.block_on(async { CriClient::new(&endpoint, Duration::from_secs(20)) }).map_err(|e| e.to_string())?;
-        Ok(Containerd { child, dir, socket, bridge, ip_forward, rt, client, sandboxes: Vec::new() })
+        Ok(Containerd {
+            child,
+            dir,
+            socket,
+            bridge,
+            ip_forward,
+            rt,
+            client,
+            sandboxes: Vec::new(),
+            configs: HashMap::new(),
+            containers: Vec::new(),
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -160,6 +174,36 @@ state = "{d}/state"
     /// Creates a pod sandbox as kubelet would: metadata, `io.kubernetes.pod.*` labels plus
     /// `labels`; `host_network` puts it in the node's namespace.
     pub fn run_pod(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)], host_network: bool) -> Sandbox {
+        let network = if host_network { NAMESPACE_NODE } else { NAMESPACE_POD };
+        self.run_pod_in(namespace, name, labels, NamespaceOption { network, pid: NAMESPACE_CONTAINER, ipc: NAMESPACE_POD })
+    }
+
+    /// A sandbox in the node's network and PID namespaces, as a DaemonSet's pod with
+    /// `hostNetwork` and `hostPID`; its containers' logs go under this containerd's directory.
+    pub fn run_node_pod(&mut self, namespace: &str, name: &str) -> Sandbox {
+        self.run_pod_in(namespace, name, &[], NamespaceOption { network: NAMESPACE_NODE, pid: NAMESPACE_NODE, ipc: NAMESPACE_POD })
+    }
+
+    /// Starts a container of `config` in `sandbox` (created here); it is removed on drop.
+    pub fn run_container(&mut self, sandbox: &Sandbox, config: ContainerConfig) -> String {
+        let request = CreateContainerRequest {
+            pod_sandbox_id: sandbox.id.clone(),
+            config: Some(config),
+            sandbox_config: self.configs.get(&sandbox.id).cloned(),
+        };
+        let client = &mut self.client;
+        let id = self.rt.block_on(client.run_container(request)).unwrap_or_else(|e| panic!("CreateContainer/StartContainer: {e}"));
+        self.containers.push(id.clone());
+        id
+    }
+
+    /// Where a sandbox's container logs are (`ContainerConfig::log_path` is relative to it).
+    pub fn log_directory(&self, sandbox: &Sandbox) -> PathBuf {
+        self.dir.path().join("pod-logs").join(&sandbox.name)
+    }
+
+    fn run_pod_in(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)], namespaces: NamespaceOption) -> Sandbox {
+        let host_network = namespaces.network == NAMESPACE_NODE;
         // A UID shaped like the API server's, which cgroup paths carry.
         let n = NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let uid = format!("{:08x}-7a51-4f0f-9d0e-{:012x}", std::process::id(), n);
@@ -170,28 +214,24 @@ state = "{d}/state"
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.clone(), namespace: namespace.into(), attempt: 0 }),
             hostname: if host_network { String::new() } else { name.into() },
-            log_directory: String::new(),
+            log_directory: self.dir.path().join("pod-logs").join(name).display().to_string(),
             labels: all,
             annotations: [("podnet.test/annotation".to_string(), format!("{name}-note"))].into(),
             linux: Some(LinuxPodSandboxConfig {
                 // Where kubelet (cgroupfs driver) puts a BestEffort pod.
                 cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: if host_network { NAMESPACE_NODE } else { NAMESPACE_POD },
-                        pid: NAMESPACE_CONTAINER,
-                        ipc: NAMESPACE_POD,
-                    }),
-                }),
+                security_context: Some(LinuxSandboxSecurityContext { namespace_options: Some(namespaces) }),
             }),
         };
         let client = &mut self.client;
+        let sandbox_config = config.clone();
         let (id, status) = self.rt.block_on(async {
             let id = client.run_pod_sandbox(config).await.unwrap_or_else(|e| panic!("RunPodSandbox {namespace}/{name}: {e}"));
             let status = client.pod_sandbox_status(&id).await.unwrap_or_else(|e| panic!("PodSandboxStatus: {e}"));
             (id, status)
         });
         self.sandboxes.push(id.clone());
+        self.configs.insert(id.clone(), sandbox_config);
         let pid = podnet_processor_k8s_attributes::cri::sandbox_pid(&status).expect("sandbox pid");
         let ip = status.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
         Sandbox { id, name: name.into(), namespace: namespace.into(), pid, ip }
@@ -210,8 +250,12 @@ state = "{d}/state"
 impl Drop for Containerd {
     fn drop(&mut self) {
         let ids = std::mem::take(&mut self.sandboxes);
+        let containers = std::mem::take(&mut self.containers);
         let client = &mut self.client;
         self.rt.block_on(async {
+            for id in &containers {
+                let _ = client.remove_container(id).await;
+            }
             for id in &ids {
                 let _ = client.stop_pod_sandbox(id).await;
                 let _ = client.remove_pod_sandbox(id).await;

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use podnet_integration::containerd::{Containerd, in_pod};
 use podnet_integration::{free_port, http_get, json_lines, podnet_binary};
+use podnet_processor_k8s_attributes::cri::{
+    Capability, ContainerConfig, ContainerMetadata, ImageSpec, KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext, Mount,
+    NAMESPACE_NODE, NAMESPACE_POD, NamespaceOption, SecurityProfile,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -31,26 +35,8 @@ fn build(out: &Path) -> String {
     stdout.lines().find_map(|l| l.strip_prefix("localhost/podnet:test ")?.split(' ').next().map(str::to_string)).expect("digest line")
 }
 
-/// The container, removed however the test ends (its shim outlives containerd otherwise).
-struct Container<'a> {
-    socket: &'a Path,
-    id: &'static str,
-}
-
-impl Container<'_> {
-    fn ctr(&self, args: &[&str]) -> std::process::Output {
-        Command::new("ctr").arg("--address").arg(self.socket).args(["-n", "k8s.io"]).args(args).output().expect("ctr")
-    }
-}
-
-impl Drop for Container<'_> {
-    fn drop(&mut self) {
-        let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", self.id]);
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = self.ctr(&["task", "rm", "-f", self.id]);
-        let _ = self.ctr(&["container", "rm", self.id]);
-    }
-}
+/// `SecurityProfile.profile_type` RuntimeDefault: `seccompProfile: { type: RuntimeDefault }`.
+const RUNTIME_DEFAULT: i32 = 0;
 
 /// The capabilities the DaemonSet adds after dropping ALL (distro/kubernetes/daemonset.yaml).
 const DAEMONSET_CAPABILITIES: [&str; 6] = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "BPF", "PERFMON", "DAC_READ_SEARCH"];
@@ -74,6 +60,14 @@ impl Drop for Nobody {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The container's podnet, found by its command line.
+fn agent_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"/podnet\0run\0-c\0/etc/podnet/config.yaml\0"))
 }
 
 fn wait(what: &str, secs: u64, log: &Path, mut cond: impl FnMut() -> bool) {
@@ -113,42 +107,57 @@ fn the_image_runs_as_the_daemonset_runs_it() {
     std::fs::copy(repo().join("configs/kubeskoop.yaml"), config_dir.join("config.yaml")).unwrap();
     std::fs::create_dir_all("/run/netns").unwrap();
     let (port, health) = (free_port(), free_port());
-    let log = work.path().join("podnet.log");
-    let mount = |src: &Path, dst: &str, ro: bool| {
-        format!("type=bind,src={},dst={dst},options=rbind:{}", src.display(), if ro { "ro" } else { "rw" })
+    // The DaemonSet's pod as kubelet asks containerd for it: a sandbox with hostNetwork and
+    // hostPID, then the container with the manifest's mounts, env and securityContext.
+    let node_pod = ctrd.run_node_pod("podnet", "podnet-x7k2p");
+    let env = [
+        ("PODNET_NODE_NAME", "image-node".to_string()),
+        ("PODNET_LISTEN", format!("127.0.0.1:{port}")),
+        ("PODNET_HEALTH_LISTEN", format!("127.0.0.1:{health}")),
+        ("PODNET_PROC_ROOT", "/host/proc".into()),
+        ("PODNET_NETNS_NAMES", "/host/run/netns".into()),
+        ("PODNET_COLLECTION_INTERVAL", "1s".into()),
+    ];
+    let mounts = [
+        (config_dir.as_path(), "/etc/podnet", true),
+        (Path::new("/proc"), "/host/proc", true),
+        (Path::new("/run/netns"), "/host/run/netns", true),
+        (events_dir.as_path(), "/var/log/podnet", false),
+        (ctrd.socket.as_path(), "/run/containerd/containerd.sock", false),
+    ];
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "podnet".into(), attempt: 0 }),
+        image: Some(ImageSpec { image: "localhost/podnet:test".into() }),
+        args: ["run", "-c", "/etc/podnet/config.yaml"].map(String::from).to_vec(),
+        envs: env.iter().map(|(k, v)| KeyValue { key: k.to_string(), value: v.clone() }).collect(),
+        mounts: mounts
+            .iter()
+            .map(|(host, container, readonly)| Mount {
+                container_path: container.to_string(),
+                host_path: host.display().to_string(),
+                readonly: *readonly,
+                // The netns names: mountPropagation HostToContainer, as in the manifest.
+                propagation: i32::from(*container == "/host/run/netns"),
+            })
+            .collect(),
+        log_path: "podnet.log".into(),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                capabilities: Some(Capability {
+                    add_capabilities: DAEMONSET_CAPABILITIES.map(String::from).to_vec(),
+                    drop_capabilities: vec!["ALL".into()],
+                }),
+                namespace_options: Some(NamespaceOption { network: NAMESPACE_NODE, pid: NAMESPACE_NODE, ipc: NAMESPACE_POD }),
+                readonly_rootfs: true,
+                no_new_privs: true,
+                seccomp: Some(SecurityProfile { profile_type: RUNTIME_DEFAULT, localhost_ref: String::new() }),
+                privileged: false,
+            }),
+        }),
+        ..Default::default()
     };
-    let container = Container { socket: &ctrd.socket, id: "podnet-image-test" };
-    let mut run = Command::new("ctr");
-    run.arg("--address").arg(&ctrd.socket).args(["-n", "k8s.io", "run", "-d", "--net-host", "--read-only", "--seccomp"]);
-    // hostPID: the test's own PID namespace (this machine's pid 1 lives in one runc cannot join).
-    run.args(["--with-ns", &format!("pid:/proc/{}/ns/pid", std::process::id())]);
-    for cap in DAEMONSET_CAPABILITIES.iter().map(|c| format!("CAP_{c}")) {
-        run.args(["--cap-add", &cap]);
-    }
-    for m in [
-        mount(&config_dir, "/etc/podnet", true),
-        mount(Path::new("/proc"), "/host/proc", true),
-        mount(Path::new("/run/netns"), "/host/run/netns", true),
-        mount(&events_dir, "/var/log/podnet", false),
-        mount(&ctrd.socket, "/run/containerd/containerd.sock", false),
-    ] {
-        run.args(["--mount", &m]);
-    }
-    for env in [
-        "PODNET_NODE_NAME=image-node".to_string(),
-        format!("PODNET_LISTEN=127.0.0.1:{port}"),
-        format!("PODNET_HEALTH_LISTEN=127.0.0.1:{health}"),
-        "PODNET_PROC_ROOT=/host/proc".into(),
-        "PODNET_NETNS_NAMES=/host/run/netns".into(),
-        "PODNET_COLLECTION_INTERVAL=1s".into(),
-    ] {
-        run.args(["--env", &env]);
-    }
-    run.arg("--log-uri").arg(format!("file://{}", log.display()));
-    run.args(["localhost/podnet:test", container.id, "/podnet", "run", "-c", "/etc/podnet/config.yaml"]);
-    let started = run.output().unwrap();
-    assert!(started.status.success(), "ctr run: {}", String::from_utf8_lossy(&started.stderr));
-
+    ctrd.run_container(&node_pod, config);
+    let log = ctrd.log_directory(&node_pod).join("podnet.log");
     let metrics = || http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
     wait("the pods' counters under their names", 60, &log, || {
         let m = metrics();
@@ -198,16 +207,15 @@ fn the_image_runs_as_the_daemonset_runs_it() {
         "the socket walk (setns) reaches the pods"
     );
 
-    // What the agent kept of what the container was given: the DaemonSet's set, plus the
-    // runtime's default NET_BIND_SERVICE; the rest (DAC_OVERRIDE, SETUID, NET_RAW…) dropped.
-    let task = container.ctr(&["task", "ls"]);
-    let listing = String::from_utf8_lossy(&task.stdout);
-    let pid = listing.lines().find(|l| l.starts_with(container.id)).and_then(|l| l.split_whitespace().nth(1)).expect("the task's pid");
+    // What the agent holds: exactly the DaemonSet's six (it drops ALL and adds them), in the
+    // bounding set too.
+    let pid = agent_pid().expect("the agent's process");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let mask = |field: &str| status.lines().find_map(|l| l.strip_prefix(field)).map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
-    // DAC_READ_SEARCH 2, NET_BIND_SERVICE 10, NET_ADMIN 12, SYS_PTRACE 19, SYS_ADMIN 21, PERFMON 38, BPF 39.
-    let expected = [2u32, 10, 12, 19, 21, 38, 39].iter().fold(0u64, |m, c| m | 1 << c);
+    // DAC_READ_SEARCH 2, NET_ADMIN 12, SYS_PTRACE 19, SYS_ADMIN 21, PERFMON 38, BPF 39.
+    let expected = [2u32, 12, 19, 21, 38, 39].iter().fold(0u64, |m, c| m | 1 << c);
     assert_eq!(mask("CapEff:"), Some(expected), "{status}");
     assert_eq!(mask("CapBnd:"), Some(expected), "nothing dropped can come back: {status}");
-    drop(container);
+    assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "allowPrivilegeEscalation: false: {status}");
+    assert!(status.lines().any(|l| l == "Seccomp:\t2"), "the runtime's default seccomp profile (filter mode): {status}");
 }

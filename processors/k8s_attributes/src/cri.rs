@@ -184,6 +184,129 @@ pub struct PodSandboxIdRequest {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
 
+// --- container lifecycle (what kubelet calls; used by tests that run podnet's image) ---------
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerMetadata {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(uint32, tag = "2")]
+    pub attempt: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ImageSpec {
+    #[prost(string, tag = "1")]
+    pub image: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Mount {
+    #[prost(string, tag = "1")]
+    pub container_path: String,
+    #[prost(string, tag = "2")]
+    pub host_path: String,
+    #[prost(bool, tag = "3")]
+    pub readonly: bool,
+    /// `MountPropagation`: 0 private, 1 host to container, 2 bidirectional.
+    #[prost(int32, tag = "5")]
+    pub propagation: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Capability {
+    #[prost(string, repeated, tag = "1")]
+    pub add_capabilities: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    pub drop_capabilities: Vec<String>,
+}
+
+/// `SecurityProfile`; `profile_type` 0 is RuntimeDefault.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SecurityProfile {
+    #[prost(int32, tag = "1")]
+    pub profile_type: i32,
+    #[prost(string, tag = "2")]
+    pub localhost_ref: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxContainerSecurityContext {
+    #[prost(message, optional, tag = "1")]
+    pub capabilities: Option<Capability>,
+    #[prost(bool, tag = "2")]
+    pub privileged: bool,
+    #[prost(message, optional, tag = "3")]
+    pub namespace_options: Option<NamespaceOption>,
+    #[prost(bool, tag = "7")]
+    pub readonly_rootfs: bool,
+    #[prost(bool, tag = "11")]
+    pub no_new_privs: bool,
+    #[prost(message, optional, tag = "15")]
+    pub seccomp: Option<SecurityProfile>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxContainerConfig {
+    #[prost(message, optional, tag = "2")]
+    pub security_context: Option<LinuxContainerSecurityContext>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerConfig {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<ContainerMetadata>,
+    #[prost(message, optional, tag = "2")]
+    pub image: Option<ImageSpec>,
+    #[prost(string, repeated, tag = "3")]
+    pub command: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub args: Vec<String>,
+    #[prost(message, repeated, tag = "6")]
+    pub envs: Vec<KeyValue>,
+    #[prost(message, repeated, tag = "7")]
+    pub mounts: Vec<Mount>,
+    #[prost(map = "string, string", tag = "9")]
+    pub labels: HashMap<String, String>,
+    /// Relative to the sandbox's `log_directory`.
+    #[prost(string, tag = "11")]
+    pub log_path: String,
+    #[prost(message, optional, tag = "15")]
+    pub linux: Option<LinuxContainerConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreateContainerRequest {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+    #[prost(message, optional, tag = "2")]
+    pub config: Option<ContainerConfig>,
+    #[prost(message, optional, tag = "3")]
+    pub sandbox_config: Option<PodSandboxConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerIdRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StopContainerRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(int64, tag = "2")]
+    pub timeout: i64,
+}
+
 /// `ContainerEventResponse`: only that something changed matters to podnet.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerEvent {
@@ -321,6 +444,21 @@ impl CriClient {
             .call("/runtime.v1.RuntimeService/RunPodSandbox", RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() })
             .await?;
         Ok(r.pod_sandbox_id)
+    }
+
+    /// Creates and starts a container in a sandbox; returns its id.
+    pub async fn run_container(&mut self, request: CreateContainerRequest) -> Result<String, CriError> {
+        let created: ContainerIdRequest = self.call("/runtime.v1.RuntimeService/CreateContainer", request).await?;
+        let _: Empty = self.call("/runtime.v1.RuntimeService/StartContainer", created.clone()).await?;
+        Ok(created.container_id)
+    }
+
+    /// Stops (at once) and removes a container.
+    pub async fn remove_container(&mut self, id: &str) -> Result<(), CriError> {
+        let _: Empty =
+            self.call("/runtime.v1.RuntimeService/StopContainer", StopContainerRequest { container_id: id.into(), timeout: 0 }).await?;
+        let _: Empty = self.call("/runtime.v1.RuntimeService/RemoveContainer", ContainerIdRequest { container_id: id.into() }).await?;
+        Ok(())
     }
 
     pub async fn stop_pod_sandbox(&mut self, id: &str) -> Result<(), CriError> {
