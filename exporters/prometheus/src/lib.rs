@@ -3,6 +3,7 @@
 //! extension's.
 
 pub mod store;
+mod web_config;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub struct PrometheusConfig {
     /// Every resource attribute as a label (otel naming), not only
     /// `resource_attributes_as_labels`.
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
+    /// Prometheus' web config file (the exporter-toolkit format): TLS and basic auth.
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PrometheusConfig {
@@ -66,6 +69,7 @@ impl Default for PrometheusConfig {
             max_series: 100_000,
             target_info: TargetInfo::default(),
             resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            web_config_file: None,
             resource_attributes_as_labels: vec![
                 keys::K8S_NODE_NAME.into(),
                 keys::K8S_NAMESPACE_NAME.into(),
@@ -101,6 +105,9 @@ impl Factory for PrometheusExporterFactory {
         if c.metric_expiration.0.is_zero() {
             return Err("metric_expiration must be greater than zero".into());
         }
+        if let Some(path) = &c.web_config_file {
+            web_config::WebConfig::load(path)?;
+        }
         for k in c.const_labels.keys() {
             if podnet_prometheus_translator::sanitize_label(k) != *k {
                 return Err(format!("const_labels: \"{k}\" is not a valid Prometheus label name"));
@@ -116,7 +123,11 @@ impl ExporterFactory for PrometheusExporterFactory {
         let listener = std::net::TcpListener::bind(podnet_pipeline::config::listen_address(&config.endpoint))
             .map_err(|e| BuildError::new(format!("cannot listen on {}: {e} (set another endpoint)", config.endpoint)))?;
         listener.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
-        Ok(Box::new(PrometheusExporter { config: config.clone(), ctx, listener }))
+        let web = match &config.web_config_file {
+            Some(path) => Some(web_config::WebConfig::load(path).map_err(BuildError::new)?),
+            None => None,
+        };
+        Ok(Box::new(PrometheusExporter { config: config.clone(), ctx, listener, web }))
     }
 }
 
@@ -124,6 +135,7 @@ struct PrometheusExporter {
     config: PrometheusConfig,
     ctx: ComponentContext,
     listener: std::net::TcpListener,
+    web: Option<web_config::WebConfig>,
 }
 
 struct Shared {
@@ -251,7 +263,7 @@ impl Shared {
 impl Exporter for PrometheusExporter {
     fn run(self: Box<Self>, mut input: Input) -> BoxFuture {
         Box::pin(async move {
-            let PrometheusExporter { config, ctx, listener } = *self;
+            let PrometheusExporter { config, ctx, listener, web } = *self;
             let shared = Arc::new(Shared {
                 const_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 config: config.clone(),
@@ -267,13 +279,23 @@ impl Exporter for PrometheusExporter {
                     return;
                 }
             };
-            let app = router(&config.path, shared.clone());
+            let mut app = router(&config.path, shared.clone());
+            if let Some(web) = web.clone().filter(|w| !w.users.is_empty()) {
+                app = app.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let web = web.clone();
+                    async move { basic_auth(&web, req, next).await }
+                }));
+            }
             let shutdown = ctx.shutdown.clone();
-            let server =
-                tokio::spawn(
-                    async move { axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await },
-                );
-            tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, "serving metrics");
+            let tls = web.as_ref().and_then(|w| w.tls.clone());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let server = match tls {
+                Some(tls) => tokio::spawn(serve_tls(listener, app, tls, shutdown)),
+                None => tokio::spawn(async move {
+                    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+                }),
+            };
+            tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, scheme, "serving metrics");
             while let Some(d) = input.next(&ctx.shutdown).await {
                 shared.consume(d);
             }
@@ -283,6 +305,47 @@ impl Exporter for PrometheusExporter {
                 Ok(Ok(())) => {}
             }
         })
+    }
+}
+
+/// 401 with a Basic challenge unless the request names a configured user and password.
+async fn basic_auth(web: &web_config::WebConfig, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // bcrypt is slow on purpose: off the async threads.
+    let web = web.clone();
+    let ok = tokio::task::spawn_blocking(move || web.authorized(header.as_deref())).await.unwrap_or(false);
+    if ok {
+        next.run(req).await
+    } else {
+        (axum::http::StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"podnet\"")], "Unauthorized\n").into_response()
+    }
+}
+
+/// axum over TLS: each connection's handshake (10 s at most) then HTTP/1.1 or HTTP/2.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // A connection the kernel could not hand over (e.g. out of descriptors).
+                Err(_) => continue,
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
