@@ -47,3 +47,59 @@ pub fn prometheus(dir: &Path, port: u16, extra: &[String]) -> Server {
     }
     server
 }
+
+/// The result vector of an instant query to Prometheus' HTTP API on `port`; an error names
+/// what Prometheus said (a bad query) or that it did not answer.
+pub fn query(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {
+    let encoded: String =
+        q.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let (code, body) = http_get(port, &format!("/api/v1/query?query={encoded}")).ok_or("Prometheus did not answer")?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if code != 200 {
+        return Err(format!("{code}: {}", v["error"]));
+    }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// A test CA (`ca.crt`, `ca.key`) and a server certificate for 127.0.0.1 signed by it
+/// (`server.crt`, `server.key`), made with openssl in `dir`.
+pub fn test_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=podnet-test-ca",
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}

@@ -12,18 +12,7 @@ use std::time::{Duration, Instant};
 
 use podnet_integration::backends;
 use podnet_integration::containerd::{Containerd, in_pod};
-use podnet_integration::{Agent, free_port, http_get};
-
-fn query(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {
-    let encoded: String =
-        q.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    let (code, body) = http_get(port, &format!("/api/v1/query?query={encoded}")).ok_or("Prometheus did not answer")?;
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    if code != 200 {
-        return Err(format!("{code}: {}", v["error"]));
-    }
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
+use podnet_integration::{Agent, free_port};
 
 /// A panel's expression as Grafana sends it with the variables chosen below.
 fn expand(expr: &str) -> String {
@@ -144,7 +133,7 @@ fn every_dashboard_panel_has_data() {
     loop {
         let empty: Vec<String> = panels
             .iter()
-            .filter_map(|(what, q)| match query(prom_port, q) {
+            .filter_map(|(what, q)| match backends::query(prom_port, q) {
                 Ok(r) if !r.is_empty() => None,
                 Ok(_) => Some(format!("{what}: no series for {q}")),
                 Err(e) => Some(format!("{what}: {e} for {q}")),

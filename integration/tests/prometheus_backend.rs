@@ -26,13 +26,8 @@ fn start_prometheus(scrape_port: u16) -> Prometheus {
     Prometheus { _server: server, port, _dir: dir }
 }
 
-/// `query`'s result vector from Prometheus's HTTP API.
 fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
-    let encoded: String =
-        q.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={encoded}")) else { return Vec::new() };
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
+    backends::query(port, q).unwrap_or_default()
 }
 
 #[test]
@@ -231,56 +226,12 @@ service:
 /// bcrypt of "podnet-secret", for Prometheus's web config.
 const BCRYPT_PODNET_SECRET: &str = "$2b$04$4tnhNPfzV.v9ToIiAlsasOiaVK2qQG4tHZXF/fhJ2kX.W0jzzJ.ia";
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn remote_write_over_tls_with_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A test CA and a server certificate for 127.0.0.1.
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=podnet-test-ca",
-        ],
-    );
-    openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-        ],
-    );
+    backends::test_certificates(d);
     std::fs::write(
         d.join("web.yml"),
         format!("tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\nbasic_auth_users:\n  podnet: {BCRYPT_PODNET_SECRET}\n", d.display()),

@@ -2,61 +2,11 @@
 //! Prometheus scrapes through its `scheme: https`, `tls_config` and `basic_auth`; a scrape
 //! without the password, a plain-HTTP request and a wrong password are refused.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podnet_integration::backends;
-use podnet_integration::{Agent, free_port, http_get};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=podnet test CA",
-        ],
-    );
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-}
+use podnet_integration::{Agent, free_port};
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).args(args).output().expect("curl");
@@ -64,17 +14,14 @@ fn curl(args: &[&str]) -> String {
 }
 
 fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
-    let encoded: String =
-        q.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    let Some((200, body)) = http_get(port, &format!("/api/v1/query?query={encoded}")) else { return Vec::new() };
-    serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["data"]["result"].as_array().cloned()).unwrap_or_default()
+    backends::query(port, q).unwrap_or_default()
 }
 
 #[test]
 fn prometheus_scrapes_through_tls_and_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    certificates(d);
+    backends::test_certificates(d);
     let hash = bcrypt::hash("sc4pe-me", 6).unwrap();
     // Paths relative to the web config file, as Prometheus resolves them.
     std::fs::write(
