@@ -89,6 +89,11 @@ pub fn enum_values(data: &[u8], name: &str) -> Result<BTreeMap<u64, String>, Btf
     Err(BtfError::NoSuchEnum(name.to_string()))
 }
 
+/// The kernel's BTF blob at `path` (several megabytes: read it once for every enum).
+pub fn read(path: &Path) -> Result<Vec<u8>, BtfError> {
+    std::fs::read(path).map_err(|e| BtfError::Read { path: path.display().to_string(), reason: e.to_string() })
+}
+
 /// Reason names of one enum, with the common prefix the tracepoints also leave out
 /// (`SKB_DROP_REASON_NO_SOCKET` → `NO_SOCKET`).
 #[derive(Clone, Debug, Default)]
@@ -102,10 +107,9 @@ impl ReasonNames {
         ReasonNames { names }
     }
 
-    /// Reads `enum_name` from the kernel's BTF at `path`.
-    pub fn from_kernel(path: &Path, enum_name: &str, prefix: &str) -> Result<ReasonNames, BtfError> {
-        let data = std::fs::read(path).map_err(|e| BtfError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        Ok(ReasonNames::new(enum_values(&data, enum_name)?, prefix))
+    /// The members of `enum_name` in a BTF blob (see [`read`]).
+    pub fn from_btf(data: &[u8], enum_name: &str, prefix: &str) -> Result<ReasonNames, BtfError> {
+        Ok(ReasonNames::new(enum_values(data, enum_name)?, prefix))
     }
 
     /// The name of `value`, or the number itself when the kernel has no name for it.
@@ -166,7 +170,7 @@ mod tests {
             podnet_pipeline::testing::skip(podnet_pipeline::testing::Lacks::Kernel, &format!("{VMLINUX} absent (kernel without BTF)"));
             return;
         }
-        let n = ReasonNames::from_kernel(Path::new(VMLINUX), "skb_drop_reason", "SKB_DROP_REASON_").unwrap();
+        let n = ReasonNames::from_btf(&read(Path::new(VMLINUX)).unwrap(), "skb_drop_reason", "SKB_DROP_REASON_").unwrap();
         assert!(n.names.values().any(|v| v == "NO_SOCKET"), "{:?}", n.names);
         assert!(n.names.values().any(|v| v == "NETFILTER_DROP"));
     }

@@ -514,19 +514,23 @@ const NO_RESET_REASONS: &str =
 
 fn reasons(c: &EbpfConfig) -> (Reasons, Vec<String>) {
     let mut warnings = Vec::new();
-    let read_failed = |warnings: &mut Vec<String>, e: btf::BtfError| {
+    let unavailable = |warnings: &mut Vec<String>, e: btf::BtfError| {
         warnings.push(format!("reason names unavailable, numbers are reported instead: {e}"));
         btf::ReasonNames::default()
     };
-    let mut read = |enum_name: &str, prefix: &str| {
-        btf::ReasonNames::from_kernel(&c.btf_path, enum_name, prefix).unwrap_or_else(|e| read_failed(&mut warnings, e))
+    let data = match btf::read(&c.btf_path) {
+        Ok(data) => data,
+        Err(e) => {
+            let numbers = unavailable(&mut warnings, e);
+            return (Reasons { drop: numbers.clone(), reset: Some(numbers) }, warnings);
+        }
     };
-    let drop = read("skb_drop_reason", "SKB_DROP_REASON_");
-    let reset = match btf::ReasonNames::from_kernel(&c.btf_path, "sk_rst_reason", "SK_RST_REASON_") {
+    let drop = btf::ReasonNames::from_btf(&data, "skb_drop_reason", "SKB_DROP_REASON_").unwrap_or_else(|e| unavailable(&mut warnings, e));
+    let reset = match btf::ReasonNames::from_btf(&data, "sk_rst_reason", "SK_RST_REASON_") {
         Ok(n) => Some(n),
         // Before 6.10 the kernel gives resets no reason: the attribute is left out, not made up.
         Err(btf::BtfError::NoSuchEnum(_)) => None,
-        Err(e) => Some(read_failed(&mut warnings, e)),
+        Err(e) => Some(unavailable(&mut warnings, e)),
     };
     (Reasons { drop, reset }, warnings)
 }
