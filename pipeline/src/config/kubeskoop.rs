@@ -110,7 +110,7 @@ fn quoted(s: &str) -> String {
 /// One eBPF probe's podnet options from KubeSkoop's args (metric and event entries merged).
 #[derive(Default)]
 struct EbpfProbe {
-    metrics: bool,
+    /// Listed under `event.probes` (a probe listed only under `metrics` sends no events).
     events: bool,
     /// podnet option → YAML value. KubeSkoop runs a probe's metric and event sides with
     /// their own args; podnet runs one probe, so softirq types are united and any other
@@ -141,10 +141,8 @@ fn ebpf_args(probe: &Probe, at: &str, into: &mut EbpfProbe, warnings: &mut Vec<S
             ("flow", "enablePortInLabel") => into.set("enable_port_in_label", bool_arg()?.to_string(), &path, warnings),
             ("packetloss", "enableStack") | ("packetloss", "EnableStack") => into.set("stack", bool_arg()?.to_string(), &path, warnings),
             ("softirq", "softirq-types") => {
-                let types: Option<Vec<String>> = value
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|t| t.as_str().map(quoted)).collect())
-                    .filter(|t: &Vec<String>| t.len() == value.as_array().map(Vec::len).unwrap_or(0));
+                // Every element a name, or the whole value is refused.
+                let types: Option<Vec<String>> = value.as_array().and_then(|a| a.iter().map(|t| t.as_str().map(quoted)).collect());
                 let types = types.ok_or_else(|| ConfigError::at(&path, "must be a list of softirq names, e.g. [net_rx, net_tx]"))?;
                 for t in types {
                     if !into.softirq_types.contains(&t) {
@@ -211,11 +209,7 @@ pub fn convert(text: &str, origin: &str) -> Result<Converted, ConfigErrors> {
                 (None, _) => unknown.push(format!("{at} ({})", probe.name)),
                 (Some(Receiver::Ebpf), _) => {
                     let p = ebpf.entry(probe.name.clone()).or_default();
-                    if is_event {
-                        p.events = true
-                    } else {
-                        p.metrics = true
-                    }
+                    p.events |= is_event;
                     if let Err(e) = ebpf_args(probe, &at, p, &mut warnings) {
                         errors.push(e);
                     }
