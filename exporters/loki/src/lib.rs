@@ -158,10 +158,7 @@ pub fn to_kubeskoop_streams(resources: &[ResourceLogs]) -> BTreeMap<Vec<(String,
             entries.push(Entry { time_unix_nano: entry_time(rec), line, metadata: Vec::new() });
         }
     }
-    for entries in streams.values_mut() {
-        entries.sort_by_key(|e| e.time_unix_nano);
-    }
-    streams
+    time_ordered(streams)
 }
 
 /// Streams (sorted label set → time-ordered entries) from a batch of log records.
@@ -192,6 +189,11 @@ pub fn to_streams(resources: &[ResourceLogs], labels: &BTreeMap<String, String>)
             streams.entry(stream).or_default().push(Entry { time_unix_nano: entry_time(rec), line: line(rec), metadata });
         }
     }
+    time_ordered(streams)
+}
+
+/// Loki takes each stream's entries in time order.
+fn time_ordered(mut streams: BTreeMap<Vec<(String, String)>, Vec<Entry>>) -> BTreeMap<Vec<(String, String)>, Vec<Entry>> {
     for entries in streams.values_mut() {
         entries.sort_by_key(|e| e.time_unix_nano);
     }
