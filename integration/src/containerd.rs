@@ -1,7 +1,8 @@
 //! A real containerd for tests, playing kubelet through CRI: its own root, state, socket,
 //! CNI bridge and subnet, `restrict_oom_score_adj` (no CAP_SYS_RESOURCE here) and a pause
-//! image built from `cri/pause.c` (packed by distro/image/mkimage.py, the image builder) and imported without a registry. Everything is torn
-//! down on drop, sandboxes first.
+//! image built from `cri/pause.c` (packed by distro/image/mkimage.py, the image builder)
+//! and imported without a registry. Everything is torn down on drop, containers and
+//! sandboxes first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -199,7 +200,11 @@ state = "{d}/state"
 
     /// Where a sandbox's container logs are (`ContainerConfig::log_path` is relative to it).
     pub fn log_directory(&self, sandbox: &Sandbox) -> PathBuf {
-        self.dir.path().join("pod-logs").join(&sandbox.name)
+        self.pod_log_directory(&sandbox.name)
+    }
+
+    fn pod_log_directory(&self, pod: &str) -> PathBuf {
+        self.dir.path().join("pod-logs").join(pod)
     }
 
     fn run_pod_in(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)], namespaces: NamespaceOption) -> Sandbox {
@@ -214,7 +219,7 @@ state = "{d}/state"
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata { name: name.into(), uid: uid.clone(), namespace: namespace.into(), attempt: 0 }),
             hostname: if host_network { String::new() } else { name.into() },
-            log_directory: self.dir.path().join("pod-logs").join(name).display().to_string(),
+            log_directory: self.pod_log_directory(name).display().to_string(),
             labels: all,
             annotations: [("podnet.test/annotation".to_string(), format!("{name}-note"))].into(),
             linux: Some(LinuxPodSandboxConfig {

@@ -354,20 +354,12 @@ fn attached(metrics: &str, unit: Unit) -> Option<String> {
     })
 }
 
-/// The unsupported reason /status gives for a probe of a receiver.
-fn unsupported_reason(status: &str, unit: Unit) -> Option<String> {
+/// What /status says about a probe of a receiver under `field` (`unsupported_probes`: why
+/// it cannot run; `probe_limits`: what it cannot see while running).
+fn probe_status(status: &str, unit: Unit, field: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(status).ok()?;
     let component = v["components"].as_array()?.iter().find(|c| c["id"] == unit.receiver())?;
-    component["unsupported_probes"][unit.spec().name].as_str().map(str::to_string)
-}
-
-/// What /status says a running probe of a receiver cannot see.
-fn probe_limits(status: &str, unit: Unit) -> String {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(status) else { return String::new() };
-    let Some(component) = v["components"].as_array().and_then(|c| c.iter().find(|c| c["id"] == unit.receiver())) else {
-        return String::new();
-    };
-    component["probe_limits"][unit.spec().name].as_str().unwrap_or_default().to_string()
+    component[field][unit.spec().name].as_str().map(str::to_string)
 }
 
 /// The agent's log lines about one probe, and its errors.
@@ -455,7 +447,7 @@ fn every_probe_and_hook_on_debian_12_kernel_6_1() {
         let events: Vec<serde_json::Value> =
             report.block(&round.name, "events").lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         for &(unit, hook) in &round.variants {
-            let limits = probe_limits(status, unit);
+            let limits = probe_status(status, unit, "probe_limits").unwrap_or_default();
             let seen = Seen { metrics, limits: limits.clone(), events: &events, pod, host };
             let name = unit.name();
             let label = format!("{name}, hook {} ({})", hook.as_str(), round.name);
@@ -463,7 +455,11 @@ fn every_probe_and_hook_on_debian_12_kernel_6_1() {
             let context = || {
                 format!(
                     "\n  /status: {}\n  agent log:\n{}",
-                    unsupported_reason(status, unit).unwrap_or_else(|| "(no reason)".into()).chars().take(400).collect::<String>(),
+                    probe_status(status, unit, "unsupported_probes")
+                        .unwrap_or_else(|| "(no reason)".into())
+                        .chars()
+                        .take(400)
+                        .collect::<String>(),
                     probe_log(log, unit)
                 )
             };
@@ -496,7 +492,7 @@ fn every_probe_and_hook_on_debian_12_kernel_6_1() {
                 (_, Expect::Counts | Expect::Misses { .. }, got) => {
                     failures.push(format!("{label}: expected to attach, got {got:?}{}", context()))
                 }
-                (_, Expect::Unsupported { needle, why }, None) => match unsupported_reason(status, unit) {
+                (_, Expect::Unsupported { needle, why }, None) => match probe_status(status, unit, "unsupported_probes") {
                     Some(reason) if reason.contains(needle) => {
                         cells.insert((name.clone(), hook.as_str()), format!("unsupported: {why}"));
                     }
