@@ -100,11 +100,9 @@ pub fn drop_unused() -> std::io::Result<Dropped> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse::<u32>().ok()).unwrap_or(40);
     for cap in (0..=last).filter(|c| KEPT_MASK & (1 << c) == 0) {
         // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EPERM) {
-                break;
-            }
+        let dropped = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } == 0;
+        if !dropped && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+            break;
         }
     }
     // SAFETY: as above.
@@ -122,7 +120,7 @@ pub fn drop_unused() -> std::io::Result<Dropped> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let after = joined(&capget()?, |d| d.effective);
+    let after = joined(&new, |d| d.effective);
     Ok(Dropped { before, after })
 }
 
