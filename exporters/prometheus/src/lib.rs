@@ -282,8 +282,7 @@ impl Exporter for PrometheusExporter {
             let mut app = router(&config.path, shared.clone());
             if let Some(web) = web.clone().filter(|w| !w.users.is_empty()) {
                 app = app.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-                    let web = web.clone();
-                    async move { basic_auth(&web, req, next).await }
+                    basic_auth(web.clone(), req, next)
                 }));
             }
             let shutdown = ctx.shutdown.clone();
@@ -309,10 +308,9 @@ impl Exporter for PrometheusExporter {
 }
 
 /// 401 with a Basic challenge unless the request names a configured user and password.
-async fn basic_auth(web: &web_config::WebConfig, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn basic_auth(web: web_config::WebConfig, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     // bcrypt is slow on purpose: off the async threads.
-    let web = web.clone();
     let ok = tokio::task::spawn_blocking(move || web.authorized(header.as_deref())).await.unwrap_or(false);
     if ok {
         next.run(req).await
