@@ -61,8 +61,9 @@ pub fn query(port: u16, q: &str) -> Result<Vec<serde_json::Value>, String> {
     Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
-/// A test CA (`ca.crt`, `ca.key`) and a server certificate for 127.0.0.1 signed by it
-/// (`server.crt`, `server.key`), made with openssl in `dir`.
+/// A test CA (`ca.crt`, `ca.key`), a server certificate for 127.0.0.1 signed by it
+/// (`server.crt`, `server.key`) and a client certificate for mTLS (`client.crt`,
+/// `client.key`), made with openssl in `dir`.
 pub fn test_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
@@ -101,5 +102,24 @@ pub fn test_certificates(dir: &Path) {
         "2",
         "-extfile",
         "san.ext",
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=podnet-test-agent"]);
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
     ]);
 }

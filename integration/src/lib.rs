@@ -5,6 +5,7 @@ pub mod backends;
 pub mod bench;
 pub mod containerd;
 pub mod pods;
+pub mod python;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,7 @@
 //! podnet's pipeline core: the data model (OTLP proto messages), the component model
 //! (factories, ids, contexts), config loading, the running topology and hot reload.
 
+pub mod auth;
 pub mod component;
 pub mod config;
 pub mod cumulative;

@@ -16,6 +16,8 @@ pub fn registry() -> Registry {
     Registry::new()
         .extension(podnet_netns::NetnsExtensionFactory)
         .extension(podnet_extension_health_check::HealthCheckExtensionFactory)
+        .extension(podnet_extension_auth::BasicAuthExtensionFactory)
+        .extension(podnet_extension_auth::BearerTokenAuthExtensionFactory)
         .receiver(podnet_receiver_procfs::ProcfsReceiverFactory)
         .receiver(podnet_receiver_netlink::NetlinkReceiverFactory)
         .receiver(podnet_receiver_ebpf::EbpfReceiverFactory)

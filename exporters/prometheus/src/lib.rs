@@ -288,12 +288,7 @@ impl Exporter for PrometheusExporter {
             let shutdown = ctx.shutdown.clone();
             let tls = web.as_ref().and_then(|w| w.tls.clone());
             let scheme = if tls.is_some() { "https" } else { "http" };
-            let server = match tls {
-                Some(tls) => tokio::spawn(serve_tls(listener, app, tls, shutdown)),
-                None => tokio::spawn(async move {
-                    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-                }),
-            };
+            let server = tokio::spawn(podnet_configtls::serve_http(listener, app, tls, shutdown));
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, path = %config.path, naming = ?config.naming, scheme, "serving metrics");
             while let Some(d) = input.next(&ctx.shutdown).await {
                 shared.consume(d);
@@ -316,34 +311,6 @@ async fn basic_auth(web: web_config::WebConfig, req: axum::extract::Request, nex
         next.run(req).await
     } else {
         (axum::http::StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"podnet\"")], "Unauthorized\n").into_response()
-    }
-}
-
-/// axum over TLS: each connection's handshake (10 s at most) then HTTP/1.1 or HTTP/2.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // A connection the kernel could not hand over (e.g. out of descriptors).
-                Err(_) => continue,
-            },
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use podnet_configtls::{ClientAuth, ServerFiles};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -80,23 +79,10 @@ impl WebConfig {
 }
 
 fn server_config(t: &TlsServerConfig, file: &Path) -> Result<rustls::ServerConfig, (&'static str, String)> {
-    let cert_path = relative(file, &t.cert_file);
-    let key_path = relative(file, &t.key_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ("cert_file", format!("{}: {e}", cert_path.display())))?;
-    if certs.is_empty() {
-        return Err(("cert_file", format!("{}: no PEM certificate", cert_path.display())));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| ("key_file", format!("{}: {e}", key_path.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ("cert_file", e.to_string()))?;
-    let require = match t.client_auth_type.as_str() {
-        "NoClientCert" => None,
-        "RequireAndVerifyClientCert" => Some(true),
-        "VerifyClientCertIfGiven" => Some(false),
+    let client_auth = match t.client_auth_type.as_str() {
+        "NoClientCert" => ClientAuth::None,
+        "RequireAndVerifyClientCert" => ClientAuth::Required,
+        "VerifyClientCertIfGiven" => ClientAuth::IfGiven,
         other => {
             return Err((
                 "client_auth_type",
@@ -104,24 +90,14 @@ fn server_config(t: &TlsServerConfig, file: &Path) -> Result<rustls::ServerConfi
             ));
         }
     };
-    let builder = match require {
-        None => builder.with_no_client_auth(),
-        Some(required) => {
-            let ca = t.client_ca_file.as_ref().ok_or(("client_ca_file", "needed to verify client certificates".to_string()))?;
-            let ca = relative(file, ca);
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(&ca).map_err(|e| ("client_ca_file", format!("{}: {e}", ca.display())))? {
-                let c = c.map_err(|e| ("client_ca_file", format!("{}: {e}", ca.display())))?;
-                roots.add(c).map_err(|e| ("client_ca_file", format!("{}: {e}", ca.display())))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if required { verifier } else { verifier.allow_unauthenticated() };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| ("client_ca_file", e.to_string()))?)
-        }
-    };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| ("key_file", format!("does not match cert_file: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    let client_ca = t.client_ca_file.as_ref().map(|ca| relative(file, ca));
+    podnet_configtls::server_config(&ServerFiles {
+        cert_file: &relative(file, &t.cert_file),
+        key_file: &relative(file, &t.key_file),
+        client_ca_file: client_ca.as_deref(),
+        client_auth,
+        min_tls13: false,
+    })
 }
 
 #[cfg(test)]

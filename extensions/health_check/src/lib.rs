@@ -43,11 +43,14 @@ pub struct HealthCheckConfig {
     /// Where the Collector-style health answer is served.
     pub path: String,
     pub response_body: ResponseBody,
+    /// HTTPS (the Collector's `tls` block): the kubelet's probes then need `scheme: HTTPS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<podnet_configtls::TlsServerSetting>,
 }
 
 impl Default for HealthCheckConfig {
     fn default() -> Self {
-        HealthCheckConfig { endpoint: "0.0.0.0:13133".into(), path: "/".into(), response_body: ResponseBody::default() }
+        HealthCheckConfig { endpoint: "0.0.0.0:13133".into(), path: "/".into(), response_body: ResponseBody::default(), tls: None }
     }
 }
 
@@ -73,6 +76,9 @@ impl Factory for HealthCheckExtensionFactory {
         if !c.path.starts_with('/') || FIXED_PATHS.contains(&c.path.as_str()) {
             return Err(format!("path \"{}\" must start with / and not be one of {}", c.path, FIXED_PATHS.join(", ")));
         }
+        if let Some(tls) = &c.tls {
+            tls.load()?;
+        }
         Ok(())
     }
 }
@@ -83,7 +89,8 @@ impl ExtensionFactory for HealthCheckExtensionFactory {
         let listener = std::net::TcpListener::bind(podnet_pipeline::config::listen_address(&config.endpoint))
             .map_err(|e| BuildError::new(format!("cannot listen on {}: {e} (set another endpoint)", config.endpoint)))?;
         listener.set_nonblocking(true).map_err(|e| BuildError::new(e.to_string()))?;
-        Ok(Box::new(HealthCheck { config: config.clone(), ctx, listener }))
+        let tls = config.tls.as_ref().map(|t| t.load()).transpose().map_err(BuildError::new)?;
+        Ok(Box::new(HealthCheck { config: config.clone(), ctx, listener, tls }))
     }
 }
 
@@ -91,6 +98,7 @@ struct HealthCheck {
     config: HealthCheckConfig,
     ctx: ComponentContext,
     listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 struct Shared {
@@ -103,7 +111,7 @@ struct Shared {
 impl Extension for HealthCheck {
     fn run(self: Box<Self>) -> BoxFuture {
         Box::pin(async move {
-            let HealthCheck { config, ctx, listener } = *self;
+            let HealthCheck { config, ctx, listener, tls } = *self;
             let listener = match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,
                 Err(e) => {
@@ -121,10 +129,7 @@ impl Extension for HealthCheck {
             tracing::info!(component = %ctx.id, endpoint = %config.endpoint, "serving health checks");
             let shutdown = ctx.shutdown.clone();
             let app = router(&config.path, shared);
-            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Caller>())
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-            {
+            if let Err(e) = podnet_configtls::serve_http(listener, app, tls, shutdown).await {
                 tracing::warn!(component = %ctx.id, "health check server ended: {e}");
             }
         })
@@ -165,29 +170,8 @@ async fn collector_health(State(shared): State<Arc<Shared>>) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Who called, and at which of our addresses.
-#[derive(Clone, Copy, Debug)]
-struct Caller {
-    peer: std::net::SocketAddr,
-    local: Option<std::net::SocketAddr>,
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Caller {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Caller {
-        Caller { peer: *stream.remote_addr(), local: stream.io().local_addr().ok() }
-    }
-}
-
-impl Caller {
-    /// On this node: loopback, or from the address it called (the kernel routes a
-    /// connection from one of our own addresses locally; no other host has it).
-    fn is_local(&self) -> bool {
-        self.peer.ip().is_loopback() || self.local.is_some_and(|l| l.ip() == self.peer.ip())
-    }
-}
-
 /// The whole report to a caller on the node; states without detail to others.
-async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(caller): ConnectInfo<Caller>) -> Response {
+async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(caller): ConnectInfo<podnet_configtls::Caller>) -> Response {
     let report = shared.status.report();
     let report = if caller.is_local() { report } else { report.without_detail() };
     match serde_json::to_string_pretty(&report) {

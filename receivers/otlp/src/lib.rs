@@ -3,6 +3,7 @@
 //! gateway that node agents send to.
 
 use std::io::Read as _;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,6 +14,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsS
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use podnet_configtls::TlsServerSetting;
+use podnet_pipeline::auth::{AuthSetting, Verdict};
 use podnet_pipeline::component::{
     BoxFuture, BuildError, ComponentContext, Factory, FactoryInfo, Kind, Receiver, ReceiverFactory, Stability,
 };
@@ -37,6 +40,12 @@ pub struct ProtocolConfig {
     /// gRPC: the largest message, in MiB, after decompression; larger ones get
     /// RESOURCE_EXHAUSTED.
     pub max_recv_msg_size_mib: usize,
+    /// TLS (and mTLS with `client_ca_file`), the Collector's `tls` block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsServerSetting>,
+    /// `authenticator`: the id of a `basicauth` or `bearertokenauth` extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSetting>,
 }
 
 impl Default for ProtocolConfig {
@@ -45,6 +54,8 @@ impl Default for ProtocolConfig {
             endpoint: String::new(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -115,6 +126,15 @@ impl Factory for OtlpReceiverFactory {
                 return Err("protocols::grpc::max_request_body_size is an HTTP setting; for gRPC set max_recv_msg_size_mib".into());
             }
         }
+        for (name, p) in [("grpc", &c.protocols.grpc), ("http", &c.protocols.http)] {
+            let Some(p) = p else { continue };
+            if let Some(tls) = &p.tls {
+                tls.load().map_err(|e| format!("protocols::{name}::{e}"))?;
+            }
+            if p.auth.as_ref().is_some_and(|a| a.authenticator.is_empty()) {
+                return Err(format!("protocols::{name}::auth::authenticator must name an auth extension, like basicauth/server"));
+            }
+        }
         if let Some(h) = &c.protocols.http {
             if h.max_request_body_size == 0 {
                 return Err("protocols::http::max_request_body_size must be at least 1 byte".into());
@@ -139,9 +159,20 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 })
                 .transpose()
         };
+        let tls = |p: &Option<ProtocolConfig>, name: &str| -> Result<Option<Arc<rustls::ServerConfig>>, BuildError> {
+            p.as_ref()
+                .and_then(|p| p.tls.as_ref())
+                .map(|t| t.load().map_err(|e| BuildError::new(format!("protocols::{name}::{e}"))))
+                .transpose()
+        };
+        let auth = |p: &Option<ProtocolConfig>| p.as_ref().and_then(|p| p.auth.clone());
         Ok(Box::new(OtlpReceiver {
             grpc: bind(&config.protocols.grpc, "0.0.0.0:4317")?,
             http: bind(&config.protocols.http, "0.0.0.0:4318")?,
+            grpc_tls: tls(&config.protocols.grpc, "grpc")?,
+            http_tls: tls(&config.protocols.http, "http")?,
+            grpc_auth: auth(&config.protocols.grpc),
+            http_auth: auth(&config.protocols.http),
             grpc_max: config.protocols.grpc.as_ref().map_or(DEFAULT_MAX_RECV_MSG_SIZE_MIB, |g| g.max_recv_msg_size_mib) << 20,
             http_max: config.protocols.http.as_ref().map_or(DEFAULT_MAX_REQUEST_BODY_SIZE, |h| h.max_request_body_size),
             ctx,
@@ -154,6 +185,10 @@ struct OtlpReceiver {
     http: Option<std::net::TcpListener>,
     grpc_max: usize,
     http_max: usize,
+    grpc_tls: Option<Arc<rustls::ServerConfig>>,
+    http_tls: Option<Arc<rustls::ServerConfig>>,
+    grpc_auth: Option<AuthSetting>,
+    http_auth: Option<AuthSetting>,
     ctx: ComponentContext,
 }
 
@@ -163,9 +198,35 @@ struct Sink {
     /// Largest HTTP body, after gunzip.
     http_max: usize,
     telemetry: podnet_pipeline::telemetry::ComponentTelemetry,
+    /// The protocol's `auth` block, asked about every request.
+    auth: Option<AuthSetting>,
+    host: Arc<podnet_pipeline::host::Host>,
+    id: String,
 }
 
 impl Sink {
+    /// Whether a request with this `Authorization` may pass; a refusal is counted.
+    async fn authorize(&self, signal: Signal, authorization: Option<String>) -> Result<(), &'static str> {
+        let Some(auth) = &self.auth else { return Ok(()) };
+        match auth.check(&self.host, authorization).await {
+            Verdict::Pass => Ok(()),
+            Verdict::Refused(challenge) => {
+                self.telemetry.refused(signal, "unauthenticated");
+                Err(challenge)
+            }
+            Verdict::Missing(msg) => {
+                self.telemetry.refused(signal, "unauthenticated");
+                tracing::error!(component = %self.id, "{msg}");
+                Err("Basic realm=\"podnet\"")
+            }
+        }
+    }
+
+    async fn authorize_grpc<T>(&self, signal: Signal, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        self.authorize(signal, authorization).await.map_err(|_| tonic::Status::unauthenticated("missing or wrong credentials"))
+    }
+
     async fn metrics(&self, req: ExportMetricsServiceRequest) {
         if !req.resource_metrics.is_empty() {
             self.outputs.send(PData::Metrics(Metrics::new(req.resource_metrics))).await;
@@ -184,6 +245,7 @@ impl MetricsService for Sink {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.authorize_grpc(Signal::Metrics, &request).await?;
         self.metrics(request.into_inner()).await;
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -195,6 +257,7 @@ impl LogsService for Sink {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.authorize_grpc(Signal::Logs, &request).await?;
         self.logs(request.into_inner()).await;
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -254,6 +317,19 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(headers: &HeaderMa
     }
 }
 
+/// An OTLP/HTTP request body read as the receiver reads it (gzip, JSON or protobuf, at
+/// most `limit` bytes after decompression): public for the fuzz targets.
+pub fn decode_http_body<T: Message + Default + serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<T, String> {
+    decode(headers, body, limit).map_err(|r| match r {
+        Refusal::Invalid(msg) => msg,
+        Refusal::TooLarge(limit) => format!("over {limit} bytes"),
+    })
+}
+
 fn reply<T: Message + Serialize>(headers: &HeaderMap, msg: T) -> Response {
     if is_json(headers) {
         ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(&msg).unwrap_or_default()).into_response()
@@ -265,6 +341,16 @@ fn reply<T: Message + Serialize>(headers: &HeaderMap, msg: T) -> Response {
 /// The raw body, or why not: over the limit is counted like an oversized decoded body.
 fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Refusal> {
     body.map_err(|r| if r.status() == StatusCode::PAYLOAD_TOO_LARGE { Refusal::TooLarge(limit) } else { Refusal::Invalid(r.body_text()) })
+}
+
+/// 401 with the authenticator's challenge unless the request's credentials pass.
+async fn http_auth_check(State(sink): State<Sink>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let signal = if req.uri().path() == "/v1/logs" { Signal::Logs } else { Signal::Metrics };
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match sink.authorize(signal, authorization).await {
+        Ok(()) => next.run(req).await,
+        Err(challenge) => (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "Unauthorized\n").into_response(),
+    }
 }
 
 async fn http_metrics(State(sink): State<Sink>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
@@ -290,8 +376,9 @@ async fn http_logs(State(sink): State<Sink>, headers: HeaderMap, body: Result<By
 impl Receiver for OtlpReceiver {
     fn run(self: Box<Self>, outputs: Outputs) -> BoxFuture {
         Box::pin(async move {
-            let OtlpReceiver { grpc, http, grpc_max, http_max, ctx } = *self;
-            let sink = Sink { outputs, http_max, telemetry: ctx.telemetry.clone() };
+            let OtlpReceiver { grpc, http, grpc_max, http_max, grpc_tls, http_tls, grpc_auth, http_auth, ctx } = *self;
+            let sink =
+                Sink { outputs, http_max, telemetry: ctx.telemetry.clone(), auth: None, host: ctx.host.clone(), id: ctx.id.to_string() };
             let mut tasks = Vec::new();
             if let Some(l) = grpc {
                 let listener = match tokio::net::TcpListener::from_std(l) {
@@ -299,7 +386,8 @@ impl Receiver for OtlpReceiver {
                     Err(e) => return ctx.status.failed(format!("gRPC listener: {e}")),
                 };
                 let shutdown = ctx.shutdown.clone();
-                let server = tonic::transport::Server::builder()
+                let sink = Sink { auth: grpc_auth, ..sink.clone() };
+                let services = tonic::transport::Server::builder()
                     .add_service(
                         MetricsServiceServer::new(sink.clone())
                             .accept_compressed(CompressionEncoding::Gzip)
@@ -309,13 +397,28 @@ impl Receiver for OtlpReceiver {
                         LogsServiceServer::new(sink.clone())
                             .accept_compressed(CompressionEncoding::Gzip)
                             .max_decoding_message_size(grpc_max),
-                    )
-                    .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                        shutdown.cancelled().await
-                    });
+                    );
                 let id = ctx.id.to_string();
                 tasks.push(tokio::spawn(async move {
-                    if let Err(e) = server.await {
+                    let stopped = shutdown.clone();
+                    let served = match grpc_tls {
+                        Some(tls) => {
+                            let incoming = podnet_configtls::tls_incoming(listener, tls, shutdown.clone());
+                            services
+                                .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(incoming), async move {
+                                    stopped.cancelled().await
+                                })
+                                .await
+                        }
+                        None => {
+                            services
+                                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                                    stopped.cancelled().await
+                                })
+                                .await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::error!(component = %id, "OTLP gRPC server: {e}");
                     }
                 }));
@@ -325,17 +428,21 @@ impl Receiver for OtlpReceiver {
                     Ok(l) => l,
                     Err(e) => return ctx.status.failed(format!("HTTP listener: {e}")),
                 };
+                let sink = Sink { auth: http_auth, ..sink.clone() };
                 let app = axum::Router::new()
                     .route("/v1/metrics", axum::routing::post(http_metrics))
                     .route("/v1/logs", axum::routing::post(http_logs))
                     // The raw body may be as large as the decoded one is allowed to be
                     // (axum's own default, 2 MB, would refuse less than the Collector takes).
                     .layer(axum::extract::DefaultBodyLimit::max(http_max))
-                    .with_state(sink.clone());
+                    // Before the body is read: an unauthenticated client cannot make podnet
+                    // buffer or inflate anything.
+                    .layer(axum::middleware::from_fn_with_state(sink.clone(), http_auth_check))
+                    .with_state(sink);
                 let shutdown = ctx.shutdown.clone();
                 let id = ctx.id.to_string();
                 tasks.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
+                    if let Err(e) = podnet_configtls::serve_http(listener, app, http_tls, shutdown).await {
                         tracing::error!(component = %id, "OTLP HTTP server: {e}");
                     }
                 }));
