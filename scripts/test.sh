@@ -41,6 +41,19 @@ if ((${#need_pkgs[@]})); then
     $SUDO systemctl stop prometheus victoria-metrics containerd >/dev/null 2>&1 || true
 fi
 
+# The OpenTelemetry Python SDK for the OTLP interop tests, in a virtualenv of the project's.
+if ! target/py/bin/python -c 'import opentelemetry.sdk' >/dev/null 2>&1 ||
+    ! cmp -s integration/python/requirements.txt target/py/requirements.txt; then
+    log "installing the OpenTelemetry Python SDK into target/py"
+    python3 -m venv target/py >/dev/null 2>&1 || {
+        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+        python3 -m venv target/py
+    }
+    target/py/bin/pip install -q --disable-pip-version-check -r integration/python/requirements.txt
+    cp integration/python/requirements.txt target/py/requirements.txt
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust with rustup (the toolchain is pinned in rust-toolchain.toml)" >&2
     exit 1
@@ -49,6 +62,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 log "format"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 log "eBPF objects match their sources"
 ebpf/check.sh
@@ -78,7 +92,15 @@ if [ "${CI:-}" = "true" ] && [ "$(id -u)" -eq 0 ] && grep -qv '^kernel' "$skips"
     echo "error: tests skipped in CI for want of root or a tool the suite installs (see above)" >&2
     status=1
 fi
-# One closing line for the whole run, summed over every test binary.
-awk -v skipped="$skipped" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
-     END { printf "\n%d passed, %d failed, %d skipped\n", p - skipped, f, s + skipped }' target/test-output.txt
+
+# Every decoder of outside input under libFuzzer for a while (fuzz/run.sh; stable toolchain),
+# from the committed corpus; each target counts as one test.
+log "fuzz (${PODNET_FUZZ_SECONDS:=20} s per target)"
+fuzz/run.sh "$PODNET_FUZZ_SECONDS" 2>&1 | tee target/fuzz-output.txt || status=1
+fuzz_ok=$(grep -c '^[a-z_]* *ok ' target/fuzz-output.txt || true)
+fuzz_failed=$(grep -c '^[a-z_]* *CRASH' target/fuzz-output.txt || true)
+
+# One closing line for the whole run, summed over every test binary and fuzz target.
+awk -v skipped="$skipped" -v fp="$fuzz_ok" -v ff="$fuzz_failed" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "\n%d passed, %d failed, %d skipped\n", p - skipped + fp, f + ff, s + skipped }' target/test-output.txt
 exit "$status"

@@ -18,8 +18,14 @@ pub struct Kallsyms {
 impl Kallsyms {
     pub fn load(path: &Path) -> Result<Kallsyms, String> {
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Kallsyms::from_reader(path, std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Symbols from text in kallsyms' format, e.g. a saved copy (also what the fuzz target
+    /// feeds); `reload` rereads `path`.
+    pub fn from_reader(path: &Path, reader: impl BufRead) -> std::io::Result<Kallsyms> {
         let mut k = Kallsyms { path: path.to_path_buf(), addrs: Vec::new(), ends: Vec::new(), names: String::new() };
-        k.parse(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+        k.parse(reader)?;
         Ok(k)
     }
 
