@@ -1,6 +1,6 @@
 //! OTLP metrics (as the gateway receives them from anyone) through the Prometheus
 //! translation in both namings, the scrape store's text and OpenMetrics rendering, and the
-//! remote-write encoding.
+//! remote-write encoding (exponential histograms as classic buckets and as native ones).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,10 +22,12 @@ fuzz_target!(|data: &[u8]| {
                 const_labels: &const_labels,
                 all_resource_attributes,
             };
-            let mut samples = Vec::new();
+            let (mut samples, mut natives) = (Vec::new(), Vec::new());
             drop(t.translate(&req.resource_metrics, &mut samples));
+            drop(t.translate_with(&req.resource_metrics, &mut Vec::new(), Some(&mut natives)));
             samples.extend(t.target_info(&req.resource_metrics, 1));
-            let series = podnet_exporter_prometheus_remote_write::to_timeseries(samples.clone(), &Default::default());
+            let mut series = podnet_exporter_prometheus_remote_write::to_timeseries(samples.clone(), &Default::default());
+            series.extend(podnet_exporter_prometheus_remote_write::native_to_timeseries(natives, &Default::default()));
             drop(podnet_exporter_prometheus_remote_write::encode(series, 4096));
             let mut store = Store::with_limit(1000);
             store.update(samples, std::time::Instant::now());

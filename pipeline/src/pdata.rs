@@ -14,7 +14,7 @@ pub use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope,
 pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 pub use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum, exponential_histogram_data_point, metric, number_data_point,
+    ScopeMetrics, Sum, Summary, SummaryDataPoint, exponential_histogram_data_point, metric, number_data_point, summary_data_point,
 };
 pub use opentelemetry_proto::tonic::resource::v1::Resource;
 

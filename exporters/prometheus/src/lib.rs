@@ -145,6 +145,8 @@ struct Shared {
     /// When the last series-limit warning was logged (one a minute at most).
     limit_warned: Mutex<Option<Instant>>,
     collision_warned: Mutex<Option<Instant>>,
+    /// Points the scrape format cannot hold are warned about once, then only counted.
+    unsupported_warned: std::sync::atomic::AtomicBool,
     ctx: ComponentContext,
 }
 
@@ -194,6 +196,9 @@ impl Shared {
         }
         if unsupported > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, unsupported, "unsupported_type");
+            if !self.unsupported_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(component = %self.ctx.id, points = unsupported, "dropped exponential-histogram points with negative buckets: classic buckets cannot hold them (from now on only counted, in podnet_component_dropped_total{{reason=\"unsupported_type\"}})");
+            }
         }
         let collisions = self.lock().take_collisions();
         if !collisions.is_empty() {
@@ -270,6 +275,7 @@ impl Exporter for PrometheusExporter {
                 store: Mutex::new(Store::with_limit(config.max_series)),
                 limit_warned: Mutex::new(None),
                 collision_warned: Mutex::new(None),
+                unsupported_warned: Default::default(),
                 ctx: ctx.clone(),
             });
             let listener = match tokio::net::TcpListener::from_std(listener) {

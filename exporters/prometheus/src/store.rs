@@ -133,8 +133,9 @@ impl Store {
         for (name, family) in &self.families {
             let mut series: Vec<(&'static str, &str, f64)> =
                 family.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels.as_str(), *v)).collect();
-            if family.kind == FamilyType::Histogram {
-                // Buckets in ascending `le`, then _sum and _count, per label set.
+            if matches!(family.kind, FamilyType::Histogram | FamilyType::Summary) {
+                // Buckets in ascending `le` (quantiles in ascending order), then _sum and
+                // _count, per label set.
                 series.sort_by(|a, b| histogram_order(a).partial_cmp(&histogram_order(b)).unwrap_or(std::cmp::Ordering::Equal));
             }
             render_family(name, family.kind, &family.help, series.into_iter(), format, out);
@@ -157,19 +158,21 @@ fn label_text(labels: &Labels) -> String {
     out
 }
 
-/// A histogram's series order: by the labels other than `le`, then buckets in ascending
-/// `le`, then `_sum`, then `_count`. The translator writes `le` last.
+/// A histogram's (summary's) series order: by the labels other than `le` (`quantile`), then
+/// buckets (quantiles) ascending, then `_sum`, then `_count`. The translator writes `le`
+/// (`quantile`) last.
 fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a str, f64)) -> (&'a str, u8, f64) {
-    let (base, le) = match labels.rfind("le=\"") {
-        Some(i) if i == 0 || labels.as_bytes()[i - 1] == b',' => {
-            let value = labels[i + 4..].trim_end_matches('"');
+    let last = |key: &str| labels.rfind(key).filter(|i| *i == 0 || labels.as_bytes()[i - 1] == b',').map(|i| (i, key.len()));
+    let (base, le) = match last("le=\"").or_else(|| last("quantile=\"")) {
+        Some((i, len)) => {
+            let value = labels[i + len..].trim_end_matches('"');
             (labels[..i].trim_end_matches(','), Some(value))
         }
-        _ => (*labels, None),
+        None => (*labels, None),
     };
     let le = le.map(|v| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
     let rank = match *suffix {
-        "_bucket" => 0,
+        "_bucket" | "" => 0,
         "_sum" => 1,
         _ => 2,
     };

@@ -15,11 +15,11 @@ use podnet_pipeline::component::{
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal, keys};
-use podnet_prometheus_translator::{Naming, ResourceToTelemetry, Sample, TargetInfo, Translator};
+use podnet_prometheus_translator::{Naming, NativeHistogram, ResourceToTelemetry, Sample, TargetInfo, Translator};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{Label, Sample as RwSample, TimeSeries, WriteRequest};
+use crate::proto::{BucketSpan, Histogram, Label, Sample as RwSample, TimeSeries, WriteRequest};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +41,11 @@ pub struct RemoteWriteConfig {
     /// One `target_info` series per resource with all its attributes (otel naming only).
     pub target_info: TargetInfo,
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
+    /// Exponential histograms (podnet's latency probes, OTel SDKs' base-2 histograms):
+    /// `classic` buckets (`_bucket{le}`, `_sum`, `_count`, every receiver takes them) or
+    /// `native` histograms (exact, one series each; Prometheus needs
+    /// `--enable-feature=native-histograms`, and the name keeps the recorded unit).
+    pub exponential_histograms: HistogramFormat,
     pub sending_queue: QueueConfig,
     pub retry_on_failure: RetryConfig,
 }
@@ -66,10 +71,19 @@ impl Default for RemoteWriteConfig {
             max_batch_size_bytes: 3_000_000,
             target_info: TargetInfo::default(),
             resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            exponential_histograms: HistogramFormat::Classic,
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig { initial_interval: ConfigDuration::from_millis(50), ..RetryConfig::default() },
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramFormat {
+    #[default]
+    Classic,
+    Native,
 }
 
 const RESERVED_HEADERS: [&str; 4] = ["content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent"];
@@ -138,6 +152,57 @@ pub fn to_timeseries(samples: Vec<Sample>, external: &BTreeMap<String, String>) 
             TimeSeries {
                 labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).map(|(name, value)| Label { name, value }).collect(),
                 samples: vec![RwSample { value: s.value, timestamp: (s.time_unix_nano / 1_000_000) as i64 }],
+                histograms: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// (spans, deltas) of buckets given as ascending (index, count).
+fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<BucketSpan>, Vec<i64>) {
+    let (mut spans, mut deltas) = (Vec::<BucketSpan>::new(), Vec::with_capacity(buckets.len()));
+    let (mut next_index, mut previous) = (None::<i32>, 0i64);
+    for &(index, count) in buckets {
+        match (next_index, spans.last_mut()) {
+            (Some(next), Some(span)) if next == index => span.length += 1,
+            (Some(next), _) => spans.push(BucketSpan { offset: index - next, length: 1 }),
+            (None, _) => spans.push(BucketSpan { offset: index, length: 1 }),
+        }
+        next_index = Some(index + 1);
+        // Counts past i64::MAX wrap, as the reader's int64 arithmetic undoes them.
+        deltas.push((count as i64).wrapping_sub(previous));
+        previous = count as i64;
+    }
+    (spans, deltas)
+}
+
+/// Native histograms in remote-write form, labelled as [`to_timeseries`] labels samples.
+pub fn native_to_timeseries(histograms: Vec<NativeHistogram>, external: &BTreeMap<String, String>) -> Vec<TimeSeries> {
+    histograms
+        .into_iter()
+        .map(|h| {
+            let mut labels: BTreeMap<String, String> = external.clone();
+            labels.extend(h.labels);
+            labels.insert("__name__".into(), h.family);
+            let (positive_spans, positive_deltas) = spans_and_deltas(&h.positive);
+            let (negative_spans, negative_deltas) = spans_and_deltas(&h.negative);
+            let histogram = Histogram {
+                count_int: h.count,
+                sum: if h.stale { f64::from_bits(podnet_pipeline::pdata::STALE_NAN_BITS) } else { h.sum },
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                zero_count_int: h.zero_count,
+                negative_spans,
+                negative_deltas,
+                positive_spans,
+                positive_deltas,
+                reset_hint: 0,
+                timestamp: (h.time_unix_nano / 1_000_000) as i64,
+            };
+            TimeSeries {
+                labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).map(|(name, value)| Label { name, value }).collect(),
+                samples: Vec::new(),
+                histograms: vec![histogram],
             }
         })
         .collect()
@@ -185,13 +250,16 @@ impl Exporter for RemoteWriteExporter {
                 const_labels: &[],
                 all_resource_attributes: config.resource_to_telemetry_conversion.enabled,
             };
+            let unsupported_warned = std::sync::atomic::AtomicBool::new(false);
             let encode = |data: PData| {
                 let PData::Metrics(m) = data else {
                     ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
                     return Vec::new();
                 };
                 let mut samples = Vec::new();
-                let skipped = translator.translate(m.resources(), &mut samples);
+                let mut natives = Vec::new();
+                let native = config.exponential_histograms == HistogramFormat::Native;
+                let skipped = translator.translate_with(m.resources(), &mut samples, native.then_some(&mut natives));
                 if config.naming == Naming::Otel && config.target_info.enabled {
                     samples.extend(translator.target_info(m.resources(), podnet_pipeline::pdata::now_unix_nanos()));
                 }
@@ -199,7 +267,15 @@ impl Exporter for RemoteWriteExporter {
                     ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
                     tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only");
                 }
-                encode(to_timeseries(samples, &config.external_labels), config.max_batch_size_bytes)
+                if skipped.unsupported > 0 {
+                    ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
+                    if !unsupported_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(component = %ctx.id, points = skipped.unsupported, "dropped exponential-histogram points this format cannot hold (negative buckets as classic buckets, or a scale below -4 as native; from now on only counted, in podnet_component_dropped_total{{reason=\"unsupported_type\"}})");
+                    }
+                }
+                let mut series = to_timeseries(samples, &config.external_labels);
+                series.extend(native_to_timeseries(natives, &config.external_labels));
+                encode(series, config.max_batch_size_bytes)
                     .into_iter()
                     .map(|(body, items)| Request { body: Arc::new(body), signal: Signal::Metrics, items })
                     .collect()
@@ -221,6 +297,88 @@ impl Exporter for RemoteWriteExporter {
 mod tests {
     use super::*;
     use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, kv_int, kv_str};
+
+    #[test]
+    fn native_buckets_are_spans_and_deltas() {
+        let (spans, deltas) = spans_and_deltas(&[(-2, 3), (-1, 0), (0, 5), (4, 1), (5, 1)]);
+        let spans: Vec<(i32, u32)> = spans.iter().map(|s| (s.offset, s.length)).collect();
+        assert_eq!(spans, vec![(-2, 3), (3, 2)], "the second span starts 3 past the first one's end (index 1)");
+        assert_eq!(deltas, vec![3, -3, 5, -4, 0]);
+        assert_eq!(spans_and_deltas(&[]), (vec![], vec![]));
+        // Counts past i64::MAX (any OTLP client may send them) wrap instead of panicking.
+        let (_, deltas) = spans_and_deltas(&[(0, 1 << 63), (1, 1), (2, u64::MAX)]);
+        assert_eq!(deltas, vec![i64::MIN, 1i64.wrapping_sub(i64::MIN), -2]);
+    }
+
+    #[test]
+    fn any_scale_converts_without_overflow() {
+        use podnet_pipeline::pdata::{
+            ExponentialHistogram, ExponentialHistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+            exponential_histogram_data_point::Buckets, metric,
+        };
+        for scale in [i32::MIN, -5, 9, 100, i32::MAX] {
+            let dp = ExponentialHistogramDataPoint {
+                scale,
+                count: 3,
+                positive: Some(Buckets { offset: -2, bucket_counts: vec![1, 2] }),
+                ..Default::default()
+            };
+            let m = Metric {
+                name: "x".into(),
+                unit: "ms".into(),
+                data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram { data_points: vec![dp], aggregation_temporality: 2 })),
+                ..Default::default()
+            };
+            let rm = ResourceMetrics { scope_metrics: vec![ScopeMetrics { metrics: vec![m], ..Default::default() }], ..Default::default() };
+            let t =
+                Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+            let (mut classic, mut natives) = (Vec::new(), Vec::new());
+            t.translate(std::slice::from_ref(&rm), &mut classic);
+            let skipped = t.translate_with(std::slice::from_ref(&rm), &mut Vec::new(), Some(&mut natives));
+            assert_eq!(skipped.unsupported + natives.len(), 1, "scale {scale}: one point, native or counted");
+        }
+    }
+
+    #[test]
+    fn exponential_histograms_become_native_series() {
+        use podnet_pipeline::pdata::{
+            ExponentialHistogram, ExponentialHistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+            exponential_histogram_data_point::Buckets, metric,
+        };
+        // Scale 10 is finer than Prometheus' 8: four OTel buckets merge into one.
+        let dp = ExponentialHistogramDataPoint {
+            scale: 10,
+            count: 6,
+            sum: Some(4.5),
+            zero_count: 1,
+            positive: Some(Buckets { offset: -3, bucket_counts: vec![1, 1, 1, 1, 1] }),
+            time_unix_nano: 7_000_000,
+            ..Default::default()
+        };
+        let h = ExponentialHistogram { data_points: vec![dp], aggregation_temporality: 2 };
+        let m = Metric {
+            name: "shop.payload.size".into(),
+            unit: "By".into(),
+            data: Some(metric::Data::ExponentialHistogram(h)),
+            ..Default::default()
+        };
+        let rm = ResourceMetrics { scope_metrics: vec![ScopeMetrics { metrics: vec![m], ..Default::default() }], ..Default::default() };
+        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+        let (mut samples, mut natives) = (Vec::new(), Vec::new());
+        t.translate_with(std::slice::from_ref(&rm), &mut samples, Some(&mut natives));
+        assert!(samples.is_empty(), "no classic buckets besides: {samples:?}");
+        // OTel indexes -3..=1 at scale 10 → -1,-1,-1,0,0 at scale 8 → Prometheus 0 and 1.
+        assert_eq!((natives[0].schema, natives[0].positive.clone()), (8, vec![(0, 3), (1, 2)]));
+        let series = native_to_timeseries(natives, &BTreeMap::new());
+        let h = &series[0].histograms[0];
+        assert_eq!(series[0].labels[0].value, "shop_payload_size_bytes");
+        assert_eq!((h.count_int, h.sum, h.zero_count_int, h.timestamp), (6, 4.5, 1, 7));
+        assert_eq!(h.positive_deltas, vec![3, -1]);
+        // The classic path of the same point still works.
+        let mut classic = Vec::new();
+        t.translate(std::slice::from_ref(&rm), &mut classic);
+        assert!(classic.iter().any(|s| s.suffix == "_count" && s.value == 6.0));
+    }
 
     #[test]
     fn otel_naming_adds_one_target_info_per_resource() {

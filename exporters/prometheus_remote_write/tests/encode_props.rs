@@ -2,21 +2,39 @@
 //! each within the size bound unless one series alone exceeds it.
 
 use podnet_exporter_prometheus_remote_write::encode;
-use podnet_exporter_prometheus_remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+use podnet_exporter_prometheus_remote_write::proto::{BucketSpan, Histogram, Label, Sample, TimeSeries, WriteRequest};
 use proptest::prelude::*;
 use prost::Message;
 
 fn series() -> impl Strategy<Value = TimeSeries> {
     let label = ("[a-zA-Z_][a-zA-Z0-9_]{0,12}", any::<String>()).prop_map(|(name, value)| Label { name, value });
     let sample = (any::<f64>(), any::<i64>()).prop_map(|(value, timestamp)| Sample { value, timestamp });
-    (proptest::collection::vec(label, 0..6), proptest::collection::vec(sample, 1..3))
-        .prop_map(|(labels, samples)| TimeSeries { labels, samples })
+    let span = (-20i32..20, 0u32..5).prop_map(|(offset, length)| BucketSpan { offset, length });
+    let histogram = (
+        any::<u64>(),
+        -1e9f64..1e9,
+        -4i32..9,
+        proptest::collection::vec(span, 0..3),
+        proptest::collection::vec(any::<i64>(), 0..8),
+        any::<i64>(),
+    )
+        .prop_map(|(count_int, sum, schema, positive_spans, positive_deltas, timestamp)| Histogram {
+            count_int,
+            sum,
+            schema,
+            positive_spans,
+            positive_deltas,
+            timestamp,
+            ..Default::default()
+        });
+    (proptest::collection::vec(label, 0..6), proptest::collection::vec(sample, 0..3), proptest::collection::vec(histogram, 0..2))
+        .prop_map(|(labels, samples, histograms)| TimeSeries { labels, samples, histograms })
 }
 
 /// Equality bit for bit (staleness-marker NaNs must survive exactly), but for -0.0, which
 /// proto3 sends as the default +0.0 (Prometheus does not tell them apart either).
-/// (labels, samples as (value bits, timestamp)) per series.
-type Comparable = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+/// (labels, samples as (value bits, timestamp), native histograms) per series.
+type Comparable = Vec<(Vec<(String, String)>, Vec<(u64, i64)>, Vec<Histogram>)>;
 
 fn bits(series: &[TimeSeries]) -> Comparable {
     series
@@ -25,6 +43,7 @@ fn bits(series: &[TimeSeries]) -> Comparable {
             (
                 s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect(),
                 s.samples.iter().map(|p| ((p.value + 0.0).to_bits(), p.timestamp)).collect(),
+                s.histograms.iter().map(|h| Histogram { sum: h.sum + 0.0, ..h.clone() }).collect(),
             )
         })
         .collect()

@@ -9,8 +9,8 @@
 
 use podnet_pipeline::pdata::kubeskoop_pod;
 use podnet_pipeline::pdata::{
-    AggregationTemporality, ExponentialHistogramDataPoint, KeyValue, Metric, NO_RECORDED_VALUE, NumberDataPoint, ResourceMetrics,
-    any_value_to_string, attr_string, keys, kubeskoop_meta, metric, number_value_f64,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, KeyValue, Metric, NO_RECORDED_VALUE, NumberDataPoint,
+    ResourceMetrics, any_value_to_string, attr_string, exponential_histogram_data_point, keys, kubeskoop_meta, metric, number_value_f64,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,7 @@ pub enum FamilyType {
     Counter,
     Gauge,
     Histogram,
+    Summary,
 }
 
 impl FamilyType {
@@ -35,6 +36,7 @@ impl FamilyType {
             FamilyType::Counter => "counter",
             FamilyType::Gauge => "gauge",
             FamilyType::Histogram => "histogram",
+            FamilyType::Summary => "summary",
         }
     }
 }
@@ -133,24 +135,122 @@ pub struct Skipped {
     pub unsupported: usize,
 }
 
+/// An exponential-histogram point as a Prometheus native histogram (schema = the OTel
+/// scale, at most 8; bucket `i` holds (base^(i-1), base^i], OTel's index `i-1`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeHistogram {
+    pub family: String,
+    pub labels: Labels,
+    pub time_unix_nano: u64,
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub zero_count: u64,
+    pub count: u64,
+    pub sum: f64,
+    /// (Prometheus bucket index, count), ascending.
+    pub positive: Vec<(i32, u64)>,
+    pub negative: Vec<(i32, u64)>,
+    /// The series ended at its source (OTLP's no-recorded-value flag): a staleness marker.
+    pub stale: bool,
+    pub resource: u64,
+}
+
+/// OTel buckets (offset, counts) at `scale` as Prometheus buckets at `scale - shift`:
+/// merged 2^shift to one, index + 1.
+fn native_buckets(b: Option<&exponential_histogram_data_point::Buckets>, shift: u32) -> Vec<(i32, u64)> {
+    let mut out: Vec<(i32, u64)> = Vec::new();
+    for (k, n) in b
+        .map(|b| (b.offset, b.bucket_counts.as_slice()))
+        .into_iter()
+        .flat_map(|(o, c)| c.iter().enumerate().map(move |(k, n)| (i64::from(o) + k as i64, *n)))
+    {
+        let index = ((k >> shift) + 1) as i32;
+        match out.last_mut() {
+            Some((last, total)) if *last == index => *total += n,
+            _ => out.push((index, n)),
+        }
+    }
+    out
+}
+
 impl Translator<'_> {
     pub fn translate(&self, resources: &[ResourceMetrics], out: &mut Vec<Sample>) -> Skipped {
+        self.translate_with(resources, out, None)
+    }
+
+    /// [`translate`](Self::translate), with exponential histograms as native histograms
+    /// into `natives` when given (remote write), or as classic buckets when not.
+    pub fn translate_with(
+        &self,
+        resources: &[ResourceMetrics],
+        out: &mut Vec<Sample>,
+        mut natives: Option<&mut Vec<NativeHistogram>>,
+    ) -> Skipped {
         let mut skipped = Skipped::default();
         for rm in resources {
             let resource_attrs: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
             let base = self.resource_labels(resource_attrs);
             let first = out.len();
+            let first_native = natives.as_ref().map_or(0, |n| n.len());
+            let id = resource_id(resource_attrs);
             for sm in &rm.scope_metrics {
                 for m in &sm.metrics {
-                    self.metric(m, &base, out, &mut skipped);
+                    match (&m.data, natives.as_deref_mut()) {
+                        (Some(metric::Data::ExponentialHistogram(h)), Some(natives)) => self.native(m, h, &base, natives, &mut skipped),
+                        _ => self.metric(m, &base, out, &mut skipped),
+                    }
                 }
             }
-            let id = resource_id(resource_attrs);
             for s in &mut out[first..] {
                 s.resource = id;
             }
+            if let Some(natives) = natives.as_deref_mut() {
+                for n in &mut natives[first_native..] {
+                    n.resource = id;
+                }
+            }
         }
         skipped
+    }
+
+    /// Native histograms keep the recorded unit (their bucket bounds are powers of 2 in it;
+    /// scaling ms to s would move every bound), so the name says that unit.
+    fn native(&self, m: &Metric, h: &ExponentialHistogram, base: &Labels, out: &mut Vec<NativeHistogram>, skipped: &mut Skipped) {
+        if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+            skipped.delta += h.data_points.len();
+            return;
+        }
+        let family = match (self.naming, attr_string(&m.metadata, kubeskoop_meta::NAME)) {
+            (Naming::Kubeskoop, Some(name)) => name,
+            _ => otel_metric_name(self.namespace, &m.name, &m.unit, FamilyType::Histogram),
+        };
+        for dp in &h.data_points {
+            // Prometheus knows schemas -4 to 8; a finer scale is merged down to 8.
+            if dp.scale < -4 {
+                skipped.unsupported += 1;
+                continue;
+            }
+            // Past 63 every bucket has merged into one anyway (and a larger shift would overflow).
+            let shift = (dp.scale - 8).clamp(0, 63) as u32;
+            let mut labels = merge(base, &dp.attributes, None);
+            if self.naming == Naming::Otel {
+                labels.sort();
+            }
+            out.push(NativeHistogram {
+                family: family.clone(),
+                labels,
+                time_unix_nano: dp.time_unix_nano,
+                schema: dp.scale.min(8),
+                zero_threshold: dp.zero_threshold,
+                zero_count: dp.zero_count,
+                count: dp.count,
+                sum: dp.sum.unwrap_or(0.0),
+                positive: native_buckets(dp.positive.as_ref(), shift),
+                negative: native_buckets(dp.negative.as_ref(), shift),
+                stale: dp.flags & NO_RECORDED_VALUE != 0,
+                resource: 0,
+            });
+        }
     }
 
     /// One `target_info` gauge (value 1) per resource, labelled with every resource
@@ -264,10 +364,16 @@ impl Translator<'_> {
                     skipped.delta += h.data_points.len();
                     return;
                 }
+                // otel naming exposes times in seconds (the name says so): bounds and sum too.
+                let to_unit = if self.naming == Naming::Otel { seconds(&m.unit).1 } else { 1.0 };
                 for dp in &h.data_points {
                     let Some((family, _)) = self.family_name(m, FamilyType::Histogram, &dp.attributes) else { continue };
-                    let buckets =
-                        dp.explicit_bounds.iter().copied().chain(std::iter::once(f64::INFINITY)).zip(dp.bucket_counts.iter().copied());
+                    let buckets = dp
+                        .explicit_bounds
+                        .iter()
+                        .map(|b| b / to_unit)
+                        .chain(std::iter::once(f64::INFINITY))
+                        .zip(dp.bucket_counts.iter().copied());
                     let point = HistogramPoint {
                         family: &family,
                         help: &help,
@@ -275,7 +381,35 @@ impl Translator<'_> {
                         attributes: &dp.attributes,
                         time_unix_nano: dp.time_unix_nano,
                     };
-                    self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0), dp.count, out);
+                    self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0) / to_unit, dp.count, out);
+                }
+            }
+            Some(metric::Data::Summary(summary)) => {
+                // Summaries are cumulative by definition: quantiles, `_sum`, `_count`.
+                let to_unit = if self.naming == Naming::Otel { seconds(&m.unit).1 } else { 1.0 };
+                for dp in &summary.data_points {
+                    let Some((family, _)) = self.family_name(m, FamilyType::Summary, &dp.attributes) else { continue };
+                    let mut labels = merge(base, &dp.attributes, None);
+                    if self.naming == Naming::Otel {
+                        labels.sort();
+                    }
+                    let sample = |suffix: &'static str, labels: Labels, value: f64| Sample {
+                        family: family.clone(),
+                        help: help.clone(),
+                        kind: FamilyType::Summary,
+                        suffix,
+                        labels,
+                        value,
+                        time_unix_nano: dp.time_unix_nano,
+                        resource: 0,
+                    };
+                    for q in &dp.quantile_values {
+                        let mut l = labels.clone();
+                        l.push(("quantile".into(), format_value(q.quantile)));
+                        out.push(sample("", l, q.value / to_unit));
+                    }
+                    out.push(sample("_sum", labels.clone(), dp.sum / to_unit));
+                    out.push(sample("_count", labels, dp.count as f64));
                 }
             }
             Some(metric::Data::ExponentialHistogram(h)) => {
@@ -313,7 +447,6 @@ impl Translator<'_> {
                     self.histogram_samples(point, buckets, dp.sum.unwrap_or(0.0) / to_unit, dp.count, out);
                 }
             }
-            Some(_) => skipped.unsupported += podnet_pipeline::pdata::metric_point_count(m),
             None => {}
         }
     }
@@ -410,7 +543,8 @@ pub fn exponential_buckets(dp: &ExponentialHistogramDataPoint, to_unit: f64) -> 
     let positive = dp.positive.iter().flat_map(move |b| {
         b.bucket_counts.iter().enumerate().map(move |(k, n)| {
             let index = i64::from(b.offset) + k as i64 + 1;
-            let bound = if scale == 0 { 2f64.powi(index as i32) } else { 2f64.powf(index as f64 * 2f64.powi(-scale)) };
+            // In f64: `-scale` of i32::MIN (any input can say so) would overflow as an i32.
+            let bound = if scale == 0 { 2f64.powi(index as i32) } else { 2f64.powf(index as f64 * 2f64.powf(-f64::from(scale))) };
             (bound / to_unit, *n)
         })
     });
@@ -805,6 +939,45 @@ mod tests {
             got,
             vec![("kubeskoop_softirq_schedslow".into(), labels.clone(), 4.0), ("kubeskoop_softirq_schedslow100ms".into(), labels, 1.0)]
         );
+    }
+
+    #[test]
+    fn summaries_pass_through_with_quantiles_in_seconds() {
+        use podnet_pipeline::pdata::{SummaryDataPoint, summary_data_point::ValueAtQuantile};
+        let dp = SummaryDataPoint {
+            count: 4,
+            sum: 2000.0,
+            quantile_values: vec![ValueAtQuantile { quantile: 0.99, value: 900.0 }, ValueAtQuantile { quantile: 0.5, value: 400.0 }],
+            time_unix_nano: 1,
+            ..Default::default()
+        };
+        let m = Metric {
+            name: "rpc.duration".into(),
+            unit: "ms".into(),
+            data: Some(metric::Data::Summary(podnet_pipeline::pdata::Summary { data_points: vec![dp] })),
+            ..Default::default()
+        };
+        let rm = ResourceMetrics {
+            scope_metrics: vec![podnet_pipeline::pdata::ScopeMetrics { metrics: vec![m], ..Default::default() }],
+            ..Default::default()
+        };
+        let t = Translator { naming: Naming::Otel, namespace: "", resource_labels: &[], const_labels: &[], all_resource_attributes: false };
+        let mut out = Vec::new();
+        assert_eq!(t.translate(&[rm], &mut out), Skipped::default());
+        let got: Vec<(&str, &str, String, f64)> = out
+            .iter()
+            .map(|s| (s.family.as_str(), s.suffix, s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","), s.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("rpc_duration_seconds", "", "quantile=0.99".to_string(), 0.9),
+                ("rpc_duration_seconds", "", "quantile=0.5".to_string(), 0.4),
+                ("rpc_duration_seconds", "_sum", String::new(), 2.0),
+                ("rpc_duration_seconds", "_count", String::new(), 4.0),
+            ]
+        );
+        assert!(out.iter().all(|s| s.kind == FamilyType::Summary));
     }
 
     #[test]
