@@ -31,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
             drop(podnet_exporter_prometheus_remote_write::encode(series, 4096));
             let mut store = Store::with_limit(1000);
             store.update(samples, std::time::Instant::now());
+            let mut natives = Vec::new();
+            drop(t.native_histograms(&req.resource_metrics, &mut natives));
+            store.update_natives(natives, std::time::Instant::now());
+            store.render_protobuf(&mut Vec::new());
             for format in [Format::Text, Format::OpenMetrics] {
                 let mut out = String::new();
                 store.render(format, &mut out);

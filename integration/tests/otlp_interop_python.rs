@@ -3,7 +3,8 @@
 //! exponential histogram, a gauge and a log record over gRPC (service checkout) and HTTP
 //! (service billing); podnet exposes them on its scrape endpoint (otel naming: job/instance,
 //! target_info, seconds), writes them to a real Prometheus by remote write (the exponential
-//! histograms as native histograms) which also scrapes podnet, and forwards them with its
+//! histograms as native histograms) which also scrapes podnet (in the protobuf format, the
+//! exponential histograms native there too), and forwards them with its
 //! otlp_grpc and otlp_http exporters to a receiver built on the official Python proto
 //! classes, which decodes every request.
 
@@ -88,6 +89,7 @@ exporters:
   prometheus:
     endpoint: ${{env:PODNET_LISTEN}}
     naming: otel
+    exponential_histograms: native
   prometheus_remote_write:
     endpoint: http://127.0.0.1:{prom}/api/v1/write
     exponential_histograms: native
@@ -166,9 +168,17 @@ service:
             .expect("classic quantile");
         assert!((classic - 0.00625).abs() < 1e-9, "classic median {classic}");
         assert_eq!(value(prom, &format!("target_info{{{rw},instance=\"i-{}\"}}", if job == "checkout" { 1 } else { 2 })), Some(1.0));
-        // And Prometheus' own scrape of podnet shows the same job/instance.
+        // And Prometheus' own scrape of podnet shows the same job/instance; it asks for the
+        // protobuf format (native histograms on), so the exponential histogram arrives native.
         let scraped = wait_for("the scrape of podnet", || value(prom, &format!("shop_orders_total{{job=\"{job}\",via=\"scrape\"}}")));
         assert_eq!(scraped, orders);
+        let sc = format!("job=\"{job}\",via=\"scrape\"");
+        assert_eq!(value(prom, &format!("histogram_count(shop_payload_size_bytes{{{sc}}})")), Some(5.0));
+        assert_eq!(value(prom, &format!("histogram_sum(shop_payload_size_bytes{{{sc}}})")), Some(267.5));
+        let median = value(prom, &format!("histogram_quantile(0.5, shop_payload_size_bytes{{{sc}}})")).expect("scraped native quantile");
+        assert!((median - 7.0).abs() / 7.0 < 0.05, "scraped native median {median}");
+        assert_eq!(value(prom, &format!("shop_request_latency_seconds_count{{{sc}}}")), Some(5.0), "classic histograms scrape as before");
+        assert_eq!(value(prom, &format!("shop_temperature_celsius{{{sc}}}")), Some(21.5));
     }
 
     // The logs, in podnet's file and at the Python receiver.

@@ -2,6 +2,7 @@
 //! serves podnet's own `podnet_*` metrics. Health and status are the `health_check`
 //! extension's.
 
+pub mod protobuf;
 pub mod store;
 mod web_config;
 
@@ -23,7 +24,7 @@ use podnet_pipeline::pdata::{PData, Signal, keys};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Format, Store};
-use podnet_prometheus_translator::{Naming, ResourceToTelemetry, TargetInfo, Translator};
+use podnet_prometheus_translator::{HistogramFormat, Naming, ResourceToTelemetry, TargetInfo, Translator};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +53,11 @@ pub struct PrometheusConfig {
     /// Every resource attribute as a label (otel naming), not only
     /// `resource_attributes_as_labels`.
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
+    /// Exponential histograms as `classic` buckets (default; every scraper reads them) or,
+    /// with `native`, also as native histograms for scrapers that ask for the protobuf
+    /// format (Prometheus with `--enable-feature=native-histograms`); text scrapes still get
+    /// the classic buckets.
+    pub exponential_histograms: HistogramFormat,
     /// Prometheus' web config file (the exporter-toolkit format): TLS and basic auth.
     pub web_config_file: Option<std::path::PathBuf>,
 }
@@ -69,6 +75,7 @@ impl Default for PrometheusConfig {
             max_series: 100_000,
             target_info: TargetInfo::default(),
             resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            exponential_histograms: HistogramFormat::Classic,
             web_config_file: None,
             resource_attributes_as_labels: vec![
                 keys::K8S_NODE_NAME.into(),
@@ -183,6 +190,13 @@ impl Shared {
             for (family, n) in self.lock().update(std::mem::take(&mut samples), now) {
                 *refused.entry(family).or_default() += n;
             }
+            if self.config.exponential_histograms == HistogramFormat::Native {
+                let mut natives = Vec::new();
+                unsupported += translator.native_histograms(resource, &mut natives).unsupported;
+                for (family, n) in self.lock().update_natives(natives, now) {
+                    *refused.entry(family).or_default() += n;
+                }
+            }
         }
         if self.config.naming == Naming::Otel && self.config.target_info.enabled {
             let info = translator.target_info(metrics.resources(), podnet_pipeline::pdata::now_unix_nanos());
@@ -233,6 +247,38 @@ impl Shared {
         }
     }
 
+    /// The scraper names this target (its job and instance): podnet's own service attributes
+    /// would only come back as exported_job.
+    fn self_metric_samples(&self) -> Vec<podnet_prometheus_translator::Sample> {
+        let mut own = self.ctx.host.telemetry.collect();
+        for r in own.resources_mut().iter_mut().filter_map(|r| r.resource.as_mut()) {
+            r.attributes.retain(|kv| !kv.key.starts_with("service."));
+        }
+        let mut samples = Vec::new();
+        let translator = Translator {
+            naming: Naming::Otel,
+            namespace: "",
+            resource_labels: &[],
+            const_labels: &self.const_labels,
+            all_resource_attributes: false,
+        };
+        translator.translate(own.resources(), &mut samples);
+        samples
+    }
+
+    fn render_protobuf(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut store = self.lock();
+            store.expire(Instant::now(), self.config.metric_expiration.0);
+            store.render_protobuf(&mut out);
+        }
+        if self.ctx.host.serve_self_metrics {
+            store::render_samples_protobuf(self.self_metric_samples(), &mut out);
+        }
+        out
+    }
+
     fn render(&self, format: Format) -> String {
         let mut out = String::new();
         {
@@ -241,22 +287,7 @@ impl Shared {
             store.render(format, &mut out);
         }
         if self.ctx.host.serve_self_metrics {
-            let mut own = self.ctx.host.telemetry.collect();
-            // The scraper names this target (its job and instance): podnet's own service
-            // attributes would only come back as exported_job.
-            for r in own.resources_mut().iter_mut().filter_map(|r| r.resource.as_mut()) {
-                r.attributes.retain(|kv| !kv.key.starts_with("service."));
-            }
-            let mut samples = Vec::new();
-            let translator = Translator {
-                naming: Naming::Otel,
-                namespace: "",
-                resource_labels: &[],
-                const_labels: &self.const_labels,
-                all_resource_attributes: false,
-            };
-            translator.translate(own.resources(), &mut samples);
-            store::render_samples(samples, format, &mut out);
+            store::render_samples(self.self_metric_samples(), format, &mut out);
         }
         if format == Format::OpenMetrics {
             out.push_str("# EOF\n");
@@ -331,7 +362,25 @@ fn negotiate(headers: &HeaderMap, enabled: bool) -> Format {
     if enabled && wants { Format::OpenMetrics } else { Format::Text }
 }
 
+/// Whether the scraper takes the protobuf exposition (Prometheus asks for it first when its
+/// native histograms are on).
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| {
+        a.split(',').any(|part| {
+            let part = part.replace(' ', "");
+            part.starts_with("application/vnd.google.protobuf")
+                && part.contains("proto=io.prometheus.client.MetricFamily")
+                && part.contains("encoding=delimited")
+                && !part.contains("q=0;")
+                && !part.ends_with("q=0")
+        })
+    })
+}
+
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if shared.config.exponential_histograms == HistogramFormat::Native && wants_protobuf(&headers) {
+        return ([(header::CONTENT_TYPE, protobuf::CONTENT_TYPE)], shared.render_protobuf()).into_response();
+    }
     let format = negotiate(&headers, shared.config.enable_open_metrics);
     let body = shared.render(format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()

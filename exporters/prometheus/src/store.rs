@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use podnet_pipeline::pdata::is_stale_marker;
-use podnet_prometheus_translator::{FamilyType, Labels, Sample, format_value};
+use podnet_prometheus_translator::{FamilyType, Labels, NativeHistogram, Sample, format_value};
+use prost::Message as _;
+
+use crate::protobuf;
 
 #[derive(Debug)]
 struct Family {
@@ -19,9 +22,20 @@ struct Family {
     series: BTreeMap<(&'static str, String), (f64, Instant, u64)>,
 }
 
+/// Native histograms of one family: label text → (the point, last update).
+#[derive(Debug)]
+struct NativeFamily {
+    help: String,
+    classic_family: String,
+    series: BTreeMap<String, (NativeHistogram, Instant)>,
+}
+
 #[derive(Debug, Default)]
 pub struct Store {
     families: BTreeMap<String, Family>,
+    /// Exponential histograms kept as native histograms too (`exponential_histograms:
+    /// native`), for scrapes in the protobuf format; text scrapes show their classic form.
+    natives: BTreeMap<String, NativeFamily>,
     /// Series held now (kept in step by `update` and `expire`).
     count: usize,
     /// New series are refused past this many; 0: no limit.
@@ -107,9 +121,51 @@ impl Store {
         refused
     }
 
+    /// Stores native histograms as [`update`](Self::update) stores samples (same limit, same
+    /// staleness rule); returns the refused new series per family.
+    pub fn update_natives(&mut self, natives: Vec<NativeHistogram>, now: Instant) -> BTreeMap<String, u64> {
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        for n in natives {
+            let key = label_text(&n.labels);
+            if n.stale {
+                if let Some(family) = self.natives.get_mut(&n.family)
+                    && family.series.remove(&key).is_some()
+                {
+                    self.count -= 1;
+                    if family.series.is_empty() {
+                        self.natives.remove(&n.family);
+                    }
+                }
+                continue;
+            }
+            let full = self.max_series > 0 && self.count >= self.max_series;
+            let family = self.natives.entry(n.family.clone()).or_insert_with(|| NativeFamily {
+                help: n.help.clone(),
+                classic_family: n.classic_family.clone(),
+                series: BTreeMap::new(),
+            });
+            match family.series.get_mut(&key) {
+                Some(v) => *v = (n, now),
+                None if full => *refused.entry(n.family).or_default() += 1,
+                None => {
+                    family.series.insert(key, (n, now));
+                    self.count += 1;
+                }
+            }
+        }
+        self.natives.retain(|_, f| !f.series.is_empty());
+        refused
+    }
+
     /// Drops series older than `ttl`; returns how many went.
     pub fn expire(&mut self, now: Instant, ttl: Duration) -> usize {
         let mut removed = 0;
+        for family in self.natives.values_mut() {
+            let before = family.series.len();
+            family.series.retain(|_, (_, at)| now.saturating_duration_since(*at) <= ttl);
+            removed += before - family.series.len();
+        }
+        self.natives.retain(|_, f| !f.series.is_empty());
         for family in self.families.values_mut() {
             let before = family.series.len();
             family.series.retain(|_, (_, at, _)| now.saturating_duration_since(*at) <= ttl);
@@ -141,6 +197,48 @@ impl Store {
             render_family(name, family.kind, &family.help, series.into_iter(), format, out);
         }
     }
+}
+
+impl Store {
+    /// The protobuf exposition (length-delimited `MetricFamily` messages): every family,
+    /// exponential histograms as native histograms in place of their classic buckets.
+    pub fn render_protobuf(&self, out: &mut Vec<u8>) {
+        let replaced: std::collections::BTreeSet<&str> =
+            self.natives.values().map(|f| f.classic_family.as_str()).filter(|classic| !self.natives.contains_key(*classic)).collect();
+        let mut families: BTreeMap<&str, protobuf::MetricFamily> = BTreeMap::new();
+        for (name, family) in self.families.iter().filter(|(name, _)| !replaced.contains(name.as_str())) {
+            families.insert(
+                name,
+                protobuf::family(
+                    name,
+                    family.kind,
+                    &family.help,
+                    family.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels.as_str(), *v)),
+                ),
+            );
+        }
+        for (name, native) in &self.natives {
+            let mf = families.entry(name).or_insert_with(|| protobuf::MetricFamily {
+                name: name.clone(),
+                help: native.help.clone(),
+                r#type: protobuf::HISTOGRAM,
+                metric: Vec::new(),
+            });
+            for (labels, (n, _)) in &native.series {
+                protobuf::add_native(mf, labels, n);
+            }
+        }
+        for mf in families.values() {
+            let _ = mf.encode_length_delimited(out);
+        }
+    }
+}
+
+/// Renders samples that are not stored (self-metrics) in the protobuf exposition.
+pub fn render_samples_protobuf(samples: Vec<Sample>, out: &mut Vec<u8>) {
+    let mut store = Store::default();
+    store.update(samples, Instant::now());
+    store.render_protobuf(out);
 }
 
 /// A label set as exposition text, escaped, in the sample's order.
@@ -241,6 +339,101 @@ fn escape_label_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protobuf_exposition_has_native_histograms_in_place_of_their_classic_buckets() {
+        use crate::protobuf::{self, MetricFamily};
+        let mut store = Store::default();
+        let now = Instant::now();
+        let hist = |suffix: &'static str, le: Option<&str>, value: f64| {
+            let mut labels = vec![("pod".to_string(), "a".to_string())];
+            labels.extend(le.map(|le| ("le".to_string(), le.to_string())));
+            Sample { suffix, labels, ..sample("lat_seconds", FamilyType::Histogram, &[], value) }
+        };
+        let samples = vec![
+            sample("reqs_total", FamilyType::Counter, &[("pod", "a\"b")], 7.0),
+            sample("temp", FamilyType::Gauge, &[], 21.5),
+            hist("_bucket", Some("0.001"), 1.0),
+            hist("_bucket", Some("+Inf"), 3.0),
+            hist("_sum", None, 0.5),
+            hist("_count", None, 3.0),
+            Sample { labels: vec![("quantile".into(), "0.5".into())], ..sample("rpc_seconds", FamilyType::Summary, &[], 0.2) },
+            Sample { suffix: "_sum", ..sample("rpc_seconds", FamilyType::Summary, &[], 2.0) },
+            Sample { suffix: "_count", ..sample("rpc_seconds", FamilyType::Summary, &[], 4.0) },
+        ];
+        store.update(samples, now);
+        let native = NativeHistogram {
+            family: "lat_nanoseconds".into(),
+            help: "latency".into(),
+            classic_family: "lat_seconds".into(),
+            labels: vec![("pod".into(), "a".into())],
+            time_unix_nano: 1,
+            schema: 3,
+            zero_threshold: 0.0,
+            zero_count: 1,
+            count: 3,
+            sum: 500_000.0,
+            positive: vec![(10, 1), (11, 1)],
+            negative: vec![],
+            stale: false,
+            resource: 0,
+        };
+        store.update_natives(vec![native.clone()], now);
+        assert_eq!(store.series_count(), 10, "4 classic histogram series, a counter, a gauge, 3 summary series and the native one");
+        let mut out = Vec::new();
+        store.render_protobuf(&mut out);
+        let mut buf = out.as_slice();
+        let mut families = Vec::new();
+        while !buf.is_empty() {
+            families.push(MetricFamily::decode_length_delimited(&mut buf).unwrap());
+        }
+        let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["lat_nanoseconds", "reqs_total", "rpc_seconds", "temp"], "lat_seconds is replaced by its native form");
+        let h = families[0].metric[0].histogram.as_ref().unwrap();
+        assert_eq!((families[0].r#type, h.schema, h.sample_count, h.sample_sum, h.zero_count), (protobuf::HISTOGRAM, 3, 3, 500_000.0, 1));
+        assert_eq!(
+            (h.positive_span.len(), h.positive_span[0].offset, h.positive_span[0].length, h.positive_delta.clone()),
+            (1, 10, 2, vec![1, 0])
+        );
+        assert_eq!(families[1].metric[0].label[0].value, "a\"b");
+        assert_eq!(families[1].metric[0].counter.as_ref().unwrap().value, 7.0);
+        let s = families[2].metric[0].summary.as_ref().unwrap();
+        assert_eq!(
+            (families[2].r#type, s.sample_count, s.sample_sum, s.quantile[0].quantile, s.quantile[0].value),
+            (protobuf::SUMMARY, 4, 2.0, 0.5, 0.2)
+        );
+        // Text keeps the classic buckets only.
+        let mut text = String::new();
+        store.render(Format::Text, &mut text);
+        assert!(text.contains("lat_seconds_bucket{pod=\"a\",le=\"+Inf\"} 3") && !text.contains("nanoseconds"), "{text}");
+        // A stale native histogram goes at once.
+        store.update_natives(vec![NativeHistogram { stale: true, ..native }], now);
+        assert_eq!(store.series_count(), 9);
+    }
+
+    #[test]
+    fn classic_histograms_without_natives_keep_their_buckets_in_protobuf() {
+        use crate::protobuf::MetricFamily;
+        let labels = |le: &str| vec![("le".to_string(), le.to_string())];
+        let mut store = Store::default();
+        store.update(
+            vec![
+                Sample { suffix: "_bucket", labels: labels("0.5"), ..sample("h", FamilyType::Histogram, &[], 2.0) },
+                Sample { suffix: "_bucket", labels: labels("0.1"), ..sample("h", FamilyType::Histogram, &[], 1.0) },
+                Sample { suffix: "_bucket", labels: labels("+Inf"), ..sample("h", FamilyType::Histogram, &[], 4.0) },
+                Sample { suffix: "_count", ..sample("h", FamilyType::Histogram, &[], 4.0) },
+                Sample { suffix: "_sum", ..sample("h", FamilyType::Histogram, &[], 9.0) },
+            ],
+            Instant::now(),
+        );
+        let mut out = Vec::new();
+        store.render_protobuf(&mut out);
+        let f = MetricFamily::decode_length_delimited(out.as_slice()).unwrap();
+        let h = f.metric[0].histogram.as_ref().unwrap();
+        let buckets: Vec<(f64, u64)> = h.bucket.iter().map(|b| (b.upper_bound, b.cumulative_count)).collect();
+        assert_eq!(buckets, vec![(0.1, 1), (0.5, 2)], "ascending, +Inf implied by the count");
+        assert_eq!((h.sample_count, h.sample_sum, h.schema, h.positive_span.len()), (4, 9.0, 0, 0));
+    }
 
     fn sample(family: &str, kind: FamilyType, labels: &[(&str, &str)], value: f64) -> Sample {
         Sample {

@@ -15,7 +15,7 @@ use podnet_pipeline::component::{
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
 use podnet_pipeline::pdata::{PData, Signal, keys};
-use podnet_prometheus_translator::{Naming, NativeHistogram, ResourceToTelemetry, Sample, TargetInfo, Translator};
+use podnet_prometheus_translator::{HistogramFormat, Naming, NativeHistogram, ResourceToTelemetry, Sample, TargetInfo, Translator};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +41,8 @@ pub struct RemoteWriteConfig {
     /// One `target_info` series per resource with all its attributes (otel naming only).
     pub target_info: TargetInfo,
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
-    /// Exponential histograms (podnet's latency probes, OTel SDKs' base-2 histograms):
-    /// `classic` buckets (`_bucket{le}`, `_sum`, `_count`, every receiver takes them) or
-    /// `native` histograms (exact, one series each; Prometheus needs
-    /// `--enable-feature=native-histograms`, and the name keeps the recorded unit).
+    /// Exponential histograms (podnet's latency probes, OTel SDKs' base-2 histograms) as
+    /// `classic` buckets or `native` histograms ([`HistogramFormat`]).
     pub exponential_histograms: HistogramFormat,
     pub sending_queue: QueueConfig,
     pub retry_on_failure: RetryConfig,
@@ -76,14 +74,6 @@ impl Default for RemoteWriteConfig {
             retry_on_failure: RetryConfig { initial_interval: ConfigDuration::from_millis(50), ..RetryConfig::default() },
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HistogramFormat {
-    #[default]
-    Classic,
-    Native,
 }
 
 const RESERVED_HEADERS: [&str; 4] = ["content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent"];
@@ -158,22 +148,10 @@ pub fn to_timeseries(samples: Vec<Sample>, external: &BTreeMap<String, String>) 
         .collect()
 }
 
-/// (spans, deltas) of buckets given as ascending (index, count).
+/// Buckets as remote write's spans and deltas.
 fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<BucketSpan>, Vec<i64>) {
-    let (mut spans, mut deltas) = (Vec::<BucketSpan>::new(), Vec::with_capacity(buckets.len()));
-    let (mut next_index, mut previous) = (None::<i32>, 0i64);
-    for &(index, count) in buckets {
-        match (next_index, spans.last_mut()) {
-            (Some(next), Some(span)) if next == index => span.length += 1,
-            (Some(next), _) => spans.push(BucketSpan { offset: index - next, length: 1 }),
-            (None, _) => spans.push(BucketSpan { offset: index, length: 1 }),
-        }
-        next_index = Some(index + 1);
-        // Counts past i64::MAX wrap, as the reader's int64 arithmetic undoes them.
-        deltas.push((count as i64).wrapping_sub(previous));
-        previous = count as i64;
-    }
-    (spans, deltas)
+    let (spans, deltas) = podnet_prometheus_translator::spans_and_deltas(buckets);
+    (spans.into_iter().map(|(offset, length)| BucketSpan { offset, length }).collect(), deltas)
 }
 
 /// Native histograms in remote-write form, labelled as [`to_timeseries`] labels samples.

@@ -135,11 +135,27 @@ pub struct Skipped {
     pub unsupported: usize,
 }
 
+/// How exponential histograms leave for Prometheus: `classic` buckets (`_bucket{le}`,
+/// `_sum`, `_count`; every receiver and format takes them) or `native` histograms (exact, one
+/// series each; Prometheus needs `--enable-feature=native-histograms`; the name keeps the
+/// recorded unit, as power-of-2 bounds do not survive a unit change).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramFormat {
+    #[default]
+    Classic,
+    Native,
+}
+
 /// An exponential-histogram point as a Prometheus native histogram (schema = the OTel
 /// scale, at most 8; bucket `i` holds (base^(i-1), base^i], OTel's index `i-1`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NativeHistogram {
     pub family: String,
+    pub help: String,
+    /// The family the same point has as classic buckets, which a scrape that takes native
+    /// histograms leaves out (the same data twice otherwise).
+    pub classic_family: String,
     pub labels: Labels,
     pub time_unix_nano: u64,
     pub schema: i32,
@@ -155,6 +171,26 @@ pub struct NativeHistogram {
     pub resource: u64,
 }
 
+/// Native buckets given as ascending (index, count) in Prometheus' wire form: spans
+/// (offset from the previous span's end, the first from 0; length) and each count's delta
+/// from the previous one. Counts past i64::MAX wrap, as the reader's int64 arithmetic does.
+pub fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<(i32, u32)>, Vec<i64>) {
+    let (mut spans, mut deltas) = (Vec::<(i32, u32)>::new(), Vec::with_capacity(buckets.len()));
+    let (mut next_index, mut previous) = (None::<i32>, 0i64);
+    for &(index, count) in buckets {
+        match (next_index, spans.last_mut()) {
+            (Some(next), Some(span)) if next == index => span.1 += 1,
+            // Indexes at the ends of i32 (only a malformed point has them) wrap as int32 does.
+            (Some(next), _) => spans.push((index.wrapping_sub(next), 1)),
+            (None, _) => spans.push((index, 1)),
+        }
+        next_index = Some(index.wrapping_add(1));
+        deltas.push((count as i64).wrapping_sub(previous));
+        previous = count as i64;
+    }
+    (spans, deltas)
+}
+
 /// OTel buckets (offset, counts) at `scale` as Prometheus buckets at `scale - shift`:
 /// merged 2^shift to one, index + 1.
 fn native_buckets(b: Option<&exponential_histogram_data_point::Buckets>, shift: u32) -> Vec<(i32, u64)> {
@@ -166,7 +202,8 @@ fn native_buckets(b: Option<&exponential_histogram_data_point::Buckets>, shift: 
     {
         let index = ((k >> shift) + 1) as i32;
         match out.last_mut() {
-            Some((last, total)) if *last == index => *total += n,
+            // Merged counts past u64::MAX (only a malformed point has them) stay at the maximum.
+            Some((last, total)) if *last == index => *total = total.saturating_add(n),
             _ => out.push((index, n)),
         }
     }
@@ -213,6 +250,28 @@ impl Translator<'_> {
         skipped
     }
 
+    /// Only the exponential histograms of `resources`, as native histograms (the scrape
+    /// endpoint keeps them beside the classic translation, for scrapers that take them).
+    pub fn native_histograms(&self, resources: &[ResourceMetrics], out: &mut Vec<NativeHistogram>) -> Skipped {
+        let mut skipped = Skipped::default();
+        for rm in resources {
+            let resource_attrs: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+            let first = out.len();
+            let mut base = None;
+            for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
+                if let Some(metric::Data::ExponentialHistogram(h)) = &m.data {
+                    let base = base.get_or_insert_with(|| self.resource_labels(resource_attrs));
+                    self.native(m, h, base, out, &mut skipped);
+                }
+            }
+            let id = resource_id(resource_attrs);
+            for n in &mut out[first..] {
+                n.resource = id;
+            }
+        }
+        skipped
+    }
+
     /// Native histograms keep the recorded unit (their bucket bounds are powers of 2 in it;
     /// scaling ms to s would move every bound), so the name says that unit.
     fn native(&self, m: &Metric, h: &ExponentialHistogram, base: &Labels, out: &mut Vec<NativeHistogram>, skipped: &mut Skipped) {
@@ -220,10 +279,10 @@ impl Translator<'_> {
             skipped.delta += h.data_points.len();
             return;
         }
-        let family = match (self.naming, attr_string(&m.metadata, kubeskoop_meta::NAME)) {
-            (Naming::Kubeskoop, Some(name)) => name,
-            _ => otel_metric_name(self.namespace, &m.name, &m.unit, FamilyType::Histogram),
-        };
+        let kubeskoop_name = attr_string(&m.metadata, kubeskoop_meta::NAME).filter(|_| self.naming == Naming::Kubeskoop);
+        let family = kubeskoop_name.clone().unwrap_or_else(|| otel_metric_name(self.namespace, &m.name, &m.unit, FamilyType::Histogram));
+        let classic_family =
+            kubeskoop_name.unwrap_or_else(|| otel_metric_name(self.namespace, &m.name, seconds(&m.unit).0, FamilyType::Histogram));
         for dp in &h.data_points {
             // Prometheus knows schemas -4 to 8; a finer scale is merged down to 8.
             if dp.scale < -4 {
@@ -238,6 +297,8 @@ impl Translator<'_> {
             }
             out.push(NativeHistogram {
                 family: family.clone(),
+                help: m.description.clone(),
+                classic_family: classic_family.clone(),
                 labels,
                 time_unix_nano: dp.time_unix_nano,
                 schema: dp.scale.min(8),
