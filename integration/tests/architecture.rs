@@ -55,7 +55,9 @@ fn crates_depend_only_as_the_architecture_allows() {
                 "extensions" => layer(&dep_dir) == "pipeline",
                 "receivers" | "processors" => layer(&dep_dir) == "pipeline" || layer(&dep_dir) == "extensions",
                 // Exporters share the helper and the translator, never another exporter.
-                "exporters" => layer(&dep_dir) == "pipeline" || dep_dir == "exporters/helper" || dep_dir == "exporters/prometheus_translator",
+                "exporters" => {
+                    layer(&dep_dir) == "pipeline" || dep_dir == "exporters/helper" || dep_dir == "exporters/prometheus_translator"
+                }
                 _ => true,
             };
             if !allowed {

@@ -9,7 +9,8 @@ use podnet_integration::backends::test_certificates;
 use podnet_integration::{Agent, free_port, podnet_binary};
 
 fn curl(dir: &std::path::Path, args: &[&str]) -> (String, String) {
-    let out = Command::new("curl").current_dir(dir).args(["-s", "--max-time", "10", "-w", "\n%{http_code}"]).args(args).output().expect("curl");
+    let out =
+        Command::new("curl").current_dir(dir).args(["-s", "--max-time", "10", "-w", "\n%{http_code}"]).args(args).output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (body.to_string(), code.to_string())
@@ -52,7 +53,10 @@ service:
     write("missing.key");
     let out = Command::new(podnet_binary()).args(["validate", "-c", config.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("extensions::health_check") && err.contains("tls::key_file") && err.contains("missing.key"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("extensions::health_check") && err.contains("tls::key_file") && err.contains("missing.key"),
+        "{err}"
+    );
 
     write("server.key");
     let _agent = Agent::start(&["-c", config.to_str().unwrap()], &[]);

@@ -154,6 +154,7 @@ struct Shared {
     collision_warned: Mutex<Option<Instant>>,
     /// Points the scrape format cannot hold are warned about once, then only counted.
     unsupported_warned: std::sync::atomic::AtomicBool,
+    delta_warned: std::sync::atomic::AtomicBool,
     ctx: ComponentContext,
 }
 
@@ -206,7 +207,9 @@ impl Shared {
         }
         if delta > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, delta, "delta_temporality");
-            tracing::warn!(component = %self.ctx.id, points = delta, "dropped delta-temporality points: Prometheus exposes cumulative data only");
+            if !self.delta_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(component = %self.ctx.id, points = delta, "dropped delta-temporality points: Prometheus exposes cumulative data only (from now on only counted, in podnet_component_dropped_total{{reason=\"delta_temporality\"}}; set the sender to cumulative temporality)");
+            }
         }
         if unsupported > 0 {
             self.ctx.telemetry.dropped(Signal::Metrics, unsupported, "unsupported_type");
@@ -307,6 +310,7 @@ impl Exporter for PrometheusExporter {
                 limit_warned: Mutex::new(None),
                 collision_warned: Mutex::new(None),
                 unsupported_warned: Default::default(),
+                delta_warned: Default::default(),
                 ctx: ctx.clone(),
             });
             let listener = match tokio::net::TcpListener::from_std(listener) {

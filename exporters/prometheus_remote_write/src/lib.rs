@@ -229,6 +229,7 @@ impl Exporter for RemoteWriteExporter {
                 all_resource_attributes: config.resource_to_telemetry_conversion.enabled,
             };
             let unsupported_warned = std::sync::atomic::AtomicBool::new(false);
+            let delta_warned = std::sync::atomic::AtomicBool::new(false);
             let encode = |data: PData| {
                 let PData::Metrics(m) = data else {
                     ctx.telemetry.dropped(Signal::Logs, data.item_count(), "unsupported_signal");
@@ -243,7 +244,9 @@ impl Exporter for RemoteWriteExporter {
                 }
                 if skipped.delta > 0 {
                     ctx.telemetry.dropped(Signal::Metrics, skipped.delta, "delta_temporality");
-                    tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only");
+                    if !delta_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(component = %ctx.id, points = skipped.delta, "dropped delta-temporality points: remote write carries cumulative data only (from now on only counted, in podnet_component_dropped_total{{reason=\"delta_temporality\"}}; set the sender to cumulative temporality)");
+                    }
                 }
                 if skipped.unsupported > 0 {
                     ctx.telemetry.dropped(Signal::Metrics, skipped.unsupported, "unsupported_type");
