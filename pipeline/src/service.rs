@@ -20,12 +20,17 @@ pub enum ReloadOutcome {
     RolledBack(String),
 }
 
+/// Rewrites the config text before it is loaded (`text`, its origin): the agent's own
+/// additions, such as probes switched on for a while through the control socket.
+pub type Overlay = Arc<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>;
+
 pub struct Service {
     registry: Registry,
     source: ConfigSource,
     host: Arc<Host>,
     topology: Topology,
     current: ResolvedConfig,
+    overlay: Option<Overlay>,
 }
 
 impl Service {
@@ -47,7 +52,12 @@ impl Service {
         }
         host.status.set_ready(true);
         tracing::info!(config = %source.describe(), components = ?topology.running(), "pipeline running");
-        Ok(Service { registry, source, host, topology, current: config })
+        Ok(Service { registry, source, host, topology, current: config, overlay: None })
+    }
+
+    /// Every later reload passes the config text through `overlay` first.
+    pub fn set_overlay(&mut self, overlay: Overlay) {
+        self.overlay = Some(overlay);
     }
 
     pub fn config(&self) -> &ResolvedConfig {
@@ -59,7 +69,19 @@ impl Service {
 
     /// Re-reads the config source and applies what changed.
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let new = match config::load(&self.source, &self.registry) {
+        let loaded = match &self.overlay {
+            None => config::load(&self.source, &self.registry),
+            Some(overlay) => self.source.read().and_then(|text| {
+                let origin = self.source.describe();
+                let text = overlay(&text, &origin).map_err(|e| config::ConfigErrors {
+                    origin: origin.clone(),
+                    errors: vec![config::ConfigError::top(e)],
+                    notes: Vec::new(),
+                })?;
+                config::load_str(&text, &origin, &self.registry, |k| std::env::var(k).ok())
+            }),
+        };
+        let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();

@@ -67,6 +67,17 @@ struct Inner {
     reloads: u64,
     last_reload: Option<ReloadRecord>,
     config_source: String,
+    time_boxed: Vec<TimeBoxed>,
+}
+
+/// A probe switched on for a while through the control socket.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimeBoxed {
+    /// `receiver/probe`, e.g. `ebpf/socketlatency`.
+    pub probe: String,
+    /// Who asked: the control socket peer's uid and pid.
+    pub asked_by: String,
+    pub until_unix_nano: u64,
 }
 
 #[derive(Default)]
@@ -83,6 +94,9 @@ pub struct StatusReport {
     pub reloads: u64,
     pub last_reload: Option<ReloadRecord>,
     pub components: Vec<ComponentStatus>,
+    /// Probes on for a bounded time (`podnet events --enable`), off by themselves after.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub time_boxed: Vec<TimeBoxed>,
 }
 
 /// What replaces detail on `/status` for a caller not on the node.
@@ -98,6 +112,9 @@ impl StatusReport {
             && r.error.is_some()
         {
             r.error = Some(DETAIL_HIDDEN.into());
+        }
+        for t in &mut self.time_boxed {
+            t.asked_by = DETAIL_HIDDEN.into();
         }
         for c in &mut self.components {
             match &mut c.state {
@@ -137,7 +154,12 @@ impl StatusRegistry {
             reloads: inner.reloads,
             last_reload: inner.last_reload.clone(),
             components: inner.components.values().cloned().collect(),
+            time_boxed: inner.time_boxed.clone(),
         }
+    }
+
+    pub fn set_time_boxed(&self, probes: Vec<TimeBoxed>) {
+        self.lock().time_boxed = probes;
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -239,6 +261,7 @@ mod tests {
             config_source: "/etc/podnet/secret-path.yaml".into(),
             reloads: 2,
             last_reload: Some(ReloadRecord { at_unix_nano: 1, result: "rejected", error: Some("line 3: password: hunter2".into()) }),
+            time_boxed: vec![TimeBoxed { probe: "ebpf/softirq".into(), asked_by: "uid 0 pid 7".into(), until_unix_nano: 9 }],
             components: vec![ComponentStatus {
                 kind: Kind::Exporter,
                 id: "otlp".into(),

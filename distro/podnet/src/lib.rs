@@ -24,6 +24,7 @@ pub fn registry() -> Registry {
         .receiver(podnet_receiver_otlp::OtlpReceiverFactory)
         .processor(podnet_processor_filter::FilterProcessorFactory)
         .processor(podnet_processor_k8s_attributes::K8sAttributesProcessorFactory)
+        .exporter(podnet_exporter_control::ControlExporterFactory)
         .exporter(podnet_exporter_prometheus::PrometheusExporterFactory)
         .exporter(podnet_exporter_prometheus_remote_write::RemoteWriteExporterFactory)
         .exporter(podnet_exporter_otlp::OtlpGrpcExporterFactory)

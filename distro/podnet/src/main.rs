@@ -1,5 +1,6 @@
 //! `podnet`: run, validate and inspect pipelines.
 
+mod control;
 mod memory;
 mod privileges;
 
@@ -35,6 +36,53 @@ enum Command {
         /// Log format (`console` or `json`), overriding service::telemetry::logs::encoding.
         #[arg(long)]
         log_format: Option<String>,
+        /// The control socket `podnet top` and `podnet events` use (`off`: none).
+        #[arg(long, env = "PODNET_CONTROL_SOCKET", default_value = control::protocol::DEFAULT_SOCKET)]
+        control_socket: String,
+    },
+    /// Stream the running agent's events (from its control socket), optionally switching an
+    /// expensive probe on for a while first: `podnet events --enable socketlatency --for 10m`.
+    Events {
+        #[arg(long, env = "PODNET_CONTROL_SOCKET", default_value = control::protocol::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Only this pod's events (its name; `--namespace` narrows further).
+        #[arg(long)]
+        pod: Option<String>,
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this event type (`TCPRESET_NOSOCK`, `PacketLoss`, …; `TCPRESET_*` for a prefix).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Also the events of this long ago the agent still holds (e.g. 10m).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: control::client::Output,
+        /// Switch this eBPF probe on first (the agent switches it off by itself after --for).
+        #[arg(long)]
+        enable: Option<String>,
+        #[arg(long = "for", default_value = "10m")]
+        duration: String,
+        /// Move the deadline of a probe someone else switched on.
+        #[arg(long)]
+        extend: bool,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Exit after this long (e.g. 30s).
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// The node's pods sorted by what is wrong now (drops, retransmits, resets, listen
+    /// overflows, conntrack failures per second), from the running agent.
+    Top {
+        #[arg(long, env = "PODNET_CONTROL_SOCKET", default_value = control::protocol::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        #[arg(long, value_enum, default_value = "drops")]
+        sort: control::top::SortBy,
+        /// Print the table once as text and exit (scripts).
+        #[arg(long)]
+        once: bool,
     },
     /// Check a config and exit: 0 when valid, 1 with every error otherwise.
     Validate {
@@ -125,7 +173,32 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Run { config, log_level, log_format } => {
+        Command::Events { control_socket, pod, namespace, event_type, since, output, enable, duration, extend, count, timeout } => {
+            let result = (|| -> Result<()> {
+                let parse = |s: &Option<String>| s.as_deref().map(control::client::parse_duration).transpose();
+                control::client::events(control::client::EventsArgs {
+                    socket: &control_socket,
+                    filter: control::protocol::Filter { pod, namespace, r#type: event_type },
+                    since: parse(&since)?,
+                    output,
+                    enable,
+                    duration: control::client::parse_duration(&duration)?,
+                    extend,
+                    count,
+                    timeout: parse(&timeout)?,
+                })
+            })();
+            exit_with(result)
+        }
+        Command::Top { control_socket, sort, once } => {
+            let result = if once {
+                control::top::once(&control_socket, sort).map(|t| print!("{t}"))
+            } else {
+                control::top::interactive(&control_socket, sort)
+            };
+            exit_with(result)
+        }
+        Command::Run { config, log_level, log_format, control_socket } => {
             // Before any thread exists: capabilities are per thread.
             let dropped = match std::env::var("PODNET_KEEP_CAPABILITIES").as_deref() {
                 Ok("all") => None,
@@ -140,13 +213,24 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(source(config), log_level, log_format, dropped)) {
+            let control_socket = (control_socket != "off").then(|| PathBuf::from(control_socket));
+            match runtime.block_on(run(source(config), log_level, log_format, dropped, control_socket)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podnet: {e:#}");
                     std::process::ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn exit_with(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podnet: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
@@ -167,9 +251,14 @@ async fn run(
     log_level: Option<String>,
     log_format: Option<String>,
     dropped: Option<std::io::Result<privileges::Dropped>>,
+    control_socket: Option<PathBuf>,
 ) -> Result<()> {
     let registry = podnet::registry();
-    let config = config::load(&source, &registry)?;
+    let boxes = control::TimeBoxes::default();
+    let overlay = boxes.overlay();
+    let text = source.read()?;
+    let text = overlay(&text, &source.describe()).map_err(|e| anyhow::anyhow!("{}: {e}", source.describe()))?;
+    let config = config::load_str(&text, &source.describe(), &registry, |k| std::env::var(k).ok())?;
     let logs = &config.telemetry.logs;
     let encoding = match log_format.as_deref() {
         None => logs.encoding,
@@ -194,13 +283,46 @@ async fn run(
         Some(p) => Some(ConfigWatcher::new(p).with_context(|| format!("cannot watch {} for changes", p.display()))?),
         None => None,
     };
-    let mut service = Service::start(registry, source, config, host).await?;
+    let mut service = Service::start(registry, source, config, host.clone()).await?;
+    service.set_overlay(overlay);
+    let (enable_tx, mut enable_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(path) = &control_socket {
+        match control::server::ControlServer::bind(path) {
+            Ok(server) => {
+                tokio::spawn(server.serve(host.clone(), enable_tx, control::server::tokio_util_like::Shutdown(stop_rx)));
+            }
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), "no control socket (podnet top and podnet events will not reach this agent): {e}")
+            }
+        }
+    }
 
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
+        let deadline = boxes.next_deadline().map(|until| {
+            let left = until.saturating_sub(podnet_pipeline::pdata::now_unix_nanos());
+            tokio::time::Instant::now() + std::time::Duration::from_nanos(left)
+        });
         let reason = tokio::select! {
+            Some(cmd) = enable_rx.recv() => {
+                let result = enable(&mut service, &boxes, &host, cmd.probe, cmd.args, cmd.seconds, cmd.extend, cmd.asked_by).await;
+                let _ = cmd.reply.send(result);
+                continue;
+            }
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                let gone = boxes.expire();
+                host.status.set_time_boxed(boxes.status());
+                for b in &gone {
+                    tracing::info!(probe = %format!("ebpf/{}", b.probe), asked_by = %b.asked_by, "time-boxed probe switched off: its time is up");
+                }
+                if let ReloadOutcome::Rejected(e) | ReloadOutcome::RolledBack(e) = service.reload().await {
+                    tracing::error!("switching time-boxed probes off failed, they stay on until the next reload: {e}");
+                }
+                continue;
+            }
             _ = hangup.recv() => "SIGHUP",
             Some(()) = async { match watcher.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => "file change",
             _ = terminate.recv() => break,
@@ -213,6 +335,46 @@ async fn run(
         }
     }
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
     service.shutdown().await;
     Ok(())
+}
+
+/// Switches `probe` on until `seconds` from now, through the config overlay and a reload.
+#[allow(clippy::too_many_arguments)]
+async fn enable(
+    service: &mut Service,
+    boxes: &control::TimeBoxes,
+    host: &Host,
+    probe: String,
+    args: serde_json::Value,
+    seconds: u64,
+    extend: bool,
+    asked_by: String,
+) -> std::result::Result<u64, String> {
+    let known: Vec<&str> = podnet::registry()
+        .all()
+        .find(|f| f.info().type_name == "ebpf")
+        .map(|f| f.info().probes.iter().map(|p| p.name).collect())
+        .unwrap_or_default();
+    if !known.contains(&probe.as_str()) {
+        return Err(format!("unknown eBPF probe \"{probe}\" (one of: {})", known.join(", ")));
+    }
+    if !(1..=86_400).contains(&seconds) {
+        return Err(format!("--for must be between 1s and 24h, got {seconds}s"));
+    }
+    let until = podnet_pipeline::pdata::now_unix_nanos() + seconds * 1_000_000_000;
+    let boxed = control::Boxed { probe: probe.clone(), args, until_unix_nano: until, asked_by: asked_by.clone() };
+    let previous = boxes.put(boxed, extend)?;
+    match service.reload().await {
+        ReloadOutcome::Applied(_) | ReloadOutcome::Unchanged => {
+            host.status.set_time_boxed(boxes.status());
+            tracing::info!(probe = %format!("ebpf/{probe}"), asked_by = %asked_by, until = %control::rfc3339(until), "time-boxed probe on");
+            Ok(until)
+        }
+        ReloadOutcome::Rejected(e) | ReloadOutcome::RolledBack(e) => {
+            boxes.restore(&probe, previous);
+            Err(format!("ebpf/{probe} could not be switched on: {e}"))
+        }
+    }
 }

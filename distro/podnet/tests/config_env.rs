@@ -35,7 +35,7 @@ fn overrides_apply_and_do_not_collide_with_env_references() {
     let err = load(&ConfigSource::File(path), &podnet::registry()).unwrap_err();
     assert_eq!(
         err.lines()[0],
-        "exporters::prometheus: unknown key \"endpoints\" (valid keys: endpoint, path, naming, metric_expiration, enable_open_metrics, namespace, const_labels, resource_attributes_as_labels, max_series, target_info, resource_to_telemetry_conversion, web_config_file)"
+        "exporters::prometheus: unknown key \"endpoints\" (valid keys: endpoint, path, naming, metric_expiration, enable_open_metrics, namespace, const_labels, resource_attributes_as_labels, max_series, target_info, resource_to_telemetry_conversion, exponential_histograms, web_config_file)"
     );
     let text = err.to_string();
     assert!(

@@ -264,7 +264,7 @@ fn deprecated_logging_exporter_is_an_unknown_type() {
     assert_eq!(
         errors(&with_pipeline("receivers:\n  procfs:\nexporters:\n  prometheus:\n  logging:\n")),
         [
-            "exporters::logging: unknown type \"logging\" (valid exporter types: debug, file, loki, otlp_grpc, otlp_http, prometheus, prometheus_remote_write, stderr)"
+            "exporters::logging: unknown type \"logging\" (valid exporter types: control, debug, file, loki, otlp_grpc, otlp_http, prometheus, prometheus_remote_write, stderr)"
         ]
     );
 }
