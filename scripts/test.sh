@@ -96,9 +96,15 @@ fi
 # Every decoder of outside input under libFuzzer for a while (fuzz/run.sh; stable toolchain),
 # from the committed corpus; each target counts as one test.
 log "fuzz (${PODNET_FUZZ_SECONDS:=20} s per target)"
-fuzz/run.sh "$PODNET_FUZZ_SECONDS" 2>&1 | tee target/fuzz-output.txt || status=1
+fuzz_status=0
+fuzz/run.sh "$PODNET_FUZZ_SECONDS" 2>&1 | tee target/fuzz-output.txt || fuzz_status=$?
 fuzz_ok=$(grep -c '^[a-z_]* *ok ' target/fuzz-output.txt || true)
 fuzz_failed=$(grep -c '^[a-z_]* *CRASH' target/fuzz-output.txt || true)
+if [ "$fuzz_status" -ne 0 ]; then
+    status=1
+    # A build that failed ran no target: one failure, not zero.
+    [ "$fuzz_failed" -gt 0 ] || fuzz_failed=1
+fi
 
 # One closing line for the whole run, summed over every test binary and fuzz target.
 awk -v skipped="$skipped" -v fp="$fuzz_ok" -v ff="$fuzz_failed" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }

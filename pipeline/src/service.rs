@@ -20,9 +20,9 @@ pub enum ReloadOutcome {
     RolledBack(String),
 }
 
-/// Rewrites the config text before it is loaded (`text`, its origin): the agent's own
-/// additions, such as probes switched on for a while through the control socket.
-pub type Overlay = Arc<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>;
+/// Rewrites the pipeline's text before it is loaded (see [`config::load_str_with`]): the
+/// agent's own additions, such as probes switched on for a while through the control socket.
+pub type Overlay = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
 pub struct Service {
     registry: Registry,
@@ -72,13 +72,7 @@ impl Service {
         let loaded = match &self.overlay {
             None => config::load(&self.source, &self.registry),
             Some(overlay) => self.source.read().and_then(|text| {
-                let origin = self.source.describe();
-                let text = overlay(&text, &origin).map_err(|e| config::ConfigErrors {
-                    origin: origin.clone(),
-                    errors: vec![config::ConfigError::top(e)],
-                    notes: Vec::new(),
-                })?;
-                config::load_str(&text, &origin, &self.registry, |k| std::env::var(k).ok())
+                config::load_str_with(&text, &self.source.describe(), &self.registry, |k| std::env::var(k).ok(), Some(&**overlay))
             }),
         };
         let new = match loaded {

@@ -257,8 +257,7 @@ async fn run(
     let boxes = control::TimeBoxes::default();
     let overlay = boxes.overlay();
     let text = source.read()?;
-    let text = overlay(&text, &source.describe()).map_err(|e| anyhow::anyhow!("{}: {e}", source.describe()))?;
-    let config = config::load_str(&text, &source.describe(), &registry, |k| std::env::var(k).ok())?;
+    let config = config::load_str_with(&text, &source.describe(), &registry, |k| std::env::var(k).ok(), Some(&*overlay))?;
     let logs = &config.telemetry.logs;
     let encoding = match log_format.as_deref() {
         None => logs.encoding,

@@ -164,7 +164,7 @@ async fn collector_health(State(shared): State<Arc<Shared>>) -> Response {
     let since = shared.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let body = serde_json::json!({
         "status": if ready { "Server available" } else { "Server not available" },
-        "upSince": format_rfc3339(since.as_secs()),
+        "upSince": podnet_pipeline::pdata::format_rfc3339(since.as_secs()),
         "uptime": format!("{:.3}s", shared.started.elapsed().as_secs_f64()),
     });
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
@@ -180,32 +180,9 @@ async fn status(State(shared): State<Arc<Shared>>, ConnectInfo(caller): ConnectI
     }
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn format_rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
-    }
 
     #[test]
     fn config_checks() {

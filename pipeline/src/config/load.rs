@@ -65,6 +65,21 @@ pub fn load_str(
     registry: &Registry,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<ResolvedConfig, ConfigErrors> {
+    load_str_with(text, source, registry, lookup, None)
+}
+
+/// Rewrites a podnet pipeline's text (KubeSkoop's config already converted, `${env:…}` not
+/// yet expanded): the agent's own additions.
+pub type TextOverlay<'a> = &'a (dyn Fn(&str) -> Result<String, String> + Send + Sync);
+
+/// [`load_str`], with `overlay` applied to the pipeline's text first.
+pub fn load_str_with(
+    text: &str,
+    source: &str,
+    registry: &Registry,
+    lookup: impl Fn(&str) -> Option<String>,
+    overlay: Option<TextOverlay<'_>>,
+) -> Result<ResolvedConfig, ConfigErrors> {
     let overrides: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_OVERRIDE_PREFIX)).collect();
     let notes = if overrides.is_empty() { Vec::new() } else { vec![format!("environment overrides in effect: {}", overrides.join(", "))] };
     let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: source.to_string(), errors, notes: notes.clone() };
@@ -81,6 +96,11 @@ pub fn load_str(
         false => (None, Vec::new()),
     };
     let text = converted.as_deref().unwrap_or(text);
+    let overlaid = match overlay {
+        Some(overlay) => Some(overlay(text).map_err(|e| fail(vec![ConfigError::top(e)]))?),
+        None => None,
+    };
+    let text = overlaid.as_deref().unwrap_or(text);
     let expanded = expand_env(text, lookup).map_err(|e| fail(vec![ConfigError::top(e)]))?;
     if expanded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Err(fail(vec![ConfigError::top("empty configuration file")]));

@@ -32,7 +32,7 @@ impl TimeBoxes {
     /// The config overlay: the control exporter everywhere, and the boxed probes.
     pub fn overlay(&self) -> Overlay {
         let me = self.clone();
-        Arc::new(move |text: &str, origin: &str| overlay::apply(text, origin, &me.lock()))
+        Arc::new(move |text: &str| overlay::apply(text, &me.lock()))
     }
 
     pub fn status(&self) -> Vec<TimeBoxed> {
@@ -85,19 +85,7 @@ impl TimeBoxes {
 
 /// `2026-12-07T15:04:05Z` (UTC).
 pub fn rfc3339(unix_nano: u64) -> String {
-    let secs = (unix_nano / 1_000_000_000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    podnet_pipeline::pdata::format_rfc3339(unix_nano / 1_000_000_000)
 }
 
 #[cfg(test)]
@@ -130,13 +118,13 @@ mod tests {
     #[test]
     fn the_overlay_adds_the_control_exporter_and_boxed_probes() {
         let text = "receivers:\n  procfs:\n    probes: [netdev]\nexporters:\n  prometheus: {}\nservice:\n  extensions: []\n  pipelines:\n    metrics:\n      receivers: [procfs]\n      exporters: [prometheus]\n";
-        let out = overlay::apply(text, "t.yaml", &[]).unwrap();
+        let out = overlay::apply(text, &[]).unwrap();
         let v: serde_norway::Value = serde_norway::from_str(&out).unwrap();
         assert!(v["exporters"]["control"].is_mapping(), "{out}");
         assert_eq!(v["service"]["pipelines"]["metrics"]["exporters"][1].as_str(), Some("control"), "{out}");
         assert!(v["service"]["extensions"].is_sequence(), "other service keys kept: {out}");
         let b = boxed("socketlatency", "uid 0 pid 1", u64::MAX);
-        let out = overlay::apply(text, "t.yaml", &[b]).unwrap();
+        let out = overlay::apply(text, &[b]).unwrap();
         let v: serde_norway::Value = serde_norway::from_str(&out).unwrap();
         assert!(v["receivers"]["ebpf"]["probes"].as_mapping().unwrap().contains_key("socketlatency"), "{out}");
         assert_eq!(v["service"]["pipelines"]["logs/podnet-control"]["receivers"][0].as_str(), Some("ebpf"), "{out}");

@@ -37,17 +37,12 @@ fn is_type(id: &Value, ty: &str) -> bool {
     id.as_str().is_some_and(|id| id == ty || id.starts_with(&format!("{ty}/")))
 }
 
-/// `text` (podnet's pipeline or KubeSkoop's config) with the agent's additions.
-pub fn apply(text: &str, origin: &str, boxed: &[Boxed]) -> Result<String, String> {
-    let text = if podnet_pipeline::config::kubeskoop::is_kubeskoop(text) {
-        podnet_pipeline::config::kubeskoop::convert(text, origin).map_err(|e| e.to_string())?.yaml
-    } else {
-        text.to_string()
-    };
-    let mut doc: Value = serde_norway::from_str(&text).map_err(|e| format!("{origin}: {e}"))?;
+/// A podnet pipeline's text (KubeSkoop's config already converted) with the agent's
+/// additions. Text that is not a mapping is left for the loader, which says what is wrong.
+pub fn apply(text: &str, boxed: &[Boxed]) -> Result<String, String> {
+    let Ok(mut doc) = serde_norway::from_str::<Value>(text) else { return Ok(text.to_string()) };
     if !doc.is_mapping() {
-        // Not a pipeline at all: leave the error to the loader, which names it.
-        return Ok(text);
+        return Ok(text.to_string());
     }
     map(&mut doc, "exporters").entry("control".into()).or_insert(Value::Mapping(Mapping::new()));
     let ebpf_id = map(&mut doc, "receivers").keys().find(|k| is_type(k, "ebpf")).and_then(|k| k.as_str()).map(str::to_string);
