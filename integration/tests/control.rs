@@ -179,6 +179,13 @@ service:
     nft(b, &["add", "chain", "inet", "podnet_ct", "in", "{ type filter hook input priority 0; }"]);
     nft(b, &["add", "rule", "inet", "podnet_ct", "in", "udp", "dport", "5000", "drop"]);
     let storming = AtomicBool::new(true);
+    // Stops the storm however the checks below end (a failed one must not hang the test).
+    struct Calm<'a>(&'a AtomicBool);
+    impl Drop for Calm<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             in_netns(a, || {
@@ -189,6 +196,7 @@ service:
                 }
             })
         });
+        let _calm = Calm(&storming);
         let mut table = String::new();
         wait("the storm in top --once", 20, || {
             table = String::from_utf8_lossy(&podnet(&["top", "--once", "--control-socket", sock]).stdout).to_string();
@@ -212,6 +220,5 @@ service:
         wait("top to exit", 10, || screen().contains("TOP-EXITED"));
         assert!(!screen().contains("TOP REASON"), "the alternate screen is gone: {}", screen());
         tmux(&["kill-session", "-t", &session]);
-        storming.store(false, Ordering::Relaxed);
     });
 }

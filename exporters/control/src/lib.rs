@@ -35,9 +35,58 @@ pub struct PodCounters {
     pub time_unix_nano: u64,
     pub counters: BTreeMap<String, f64>,
     pub rates: BTreeMap<String, f64>,
+    /// Latency histogram → its 99th percentile in nanoseconds over the same window (the
+    /// upper bound of the log2 bucket it falls in), when the window saw any.
+    pub p99_ns: BTreeMap<String, f64>,
     /// When each counter's latest value was read.
     #[serde(skip)]
     at: BTreeMap<String, u64>,
+    /// Each latency histogram's latest cumulative buckets (scale-0 index → count), zero
+    /// count and time.
+    #[serde(skip)]
+    latency: BTreeMap<String, (BTreeMap<i64, u64>, u64, u64)>,
+}
+
+/// The latency histograms `podnet top` shows (podnet's eBPF latency probes: scale 0).
+const LATENCIES: [&str; 2] = ["podnet.socket.read.delay", "podnet.socket.write.delay"];
+
+/// The upper bound of the log2 bucket holding the 99th percentile of `window` (scale-0
+/// index → count, plus `zero` values of 0), or None when it is empty.
+fn p99(window: &BTreeMap<i64, u64>, zero: u64) -> Option<f64> {
+    let total = zero + window.values().sum::<u64>();
+    if total == 0 {
+        return None;
+    }
+    let rank = (total as f64 * 0.99).ceil() as u64;
+    let mut seen = zero;
+    if seen >= rank {
+        return Some(0.0);
+    }
+    for (index, n) in window {
+        seen += n;
+        if seen >= rank {
+            return Some(2f64.powi((*index + 1) as i32));
+        }
+    }
+    None
+}
+
+impl PodCounters {
+    fn record_latency(&mut self, name: &str, buckets: BTreeMap<i64, u64>, zero: u64, t: u64) {
+        if let Some((prev, prev_zero, t0)) = self.latency.get(name) {
+            if t <= *t0 {
+                return;
+            }
+            let window: BTreeMap<i64, u64> =
+                buckets.iter().map(|(i, n)| (*i, n.saturating_sub(prev.get(i).copied().unwrap_or(0)))).collect();
+            match p99(&window, zero.saturating_sub(*prev_zero)) {
+                Some(v) => self.p99_ns.insert(name.to_string(), v),
+                None => self.p99_ns.remove(name),
+            };
+        }
+        self.latency.insert(name.to_string(), (buckets, zero, t));
+        self.time_unix_nano = self.time_unix_nano.max(t);
+    }
 }
 
 /// One event as the tools show it, with its two machine forms ready.
@@ -134,6 +183,26 @@ impl Tap {
             let resource: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
             let key = pod_key(resource);
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                if let Some(metric::Data::ExponentialHistogram(h)) = &m.data
+                    && LATENCIES.contains(&m.name.as_str())
+                {
+                    // Every point of the pod (per socket, per state…) in one distribution.
+                    let (mut buckets, mut zero, mut t) = (BTreeMap::<i64, u64>::new(), 0u64, 0u64);
+                    for dp in h.data_points.iter().filter(|dp| dp.scale == 0) {
+                        zero += dp.zero_count;
+                        t = t.max(dp.time_unix_nano);
+                        if let Some(b) = &dp.positive {
+                            for (k, n) in b.bucket_counts.iter().enumerate() {
+                                *buckets.entry(i64::from(b.offset) + k as i64).or_default() += n;
+                            }
+                        }
+                    }
+                    if t > 0 {
+                        let entry = pods.entry(key.clone()).or_insert_with(|| PodCounters { key: key.clone(), ..Default::default() });
+                        entry.record_latency(&m.name, buckets, zero, t);
+                    }
+                    continue;
+                }
                 let Some(metric::Data::Sum(sum)) = &m.data else { continue };
                 // Points of one batch with the same key (several attributes folded) add up.
                 let mut batch: BTreeMap<String, (f64, u64)> = BTreeMap::new();
@@ -246,5 +315,43 @@ impl Exporter for ControlExporter {
                 self.ctx.telemetry.sent(d.signal(), d.item_count());
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_pipeline::pdata::{Log2Histogram, MetricDef, MetricsBuilder, kv_str};
+
+    const READ: MetricDef = MetricDef::histogram("podnet.socket.read.delay", "", "ns");
+    const DROPS: MetricDef = MetricDef::counter("podnet.packet.drops", "", "{packet}");
+
+    fn batch(t: u64, drops: u64, reads: &Log2Histogram) -> Metrics {
+        let mut b = MetricsBuilder::new("t");
+        let mut r = b.resource(vec![kv_str(keys::K8S_NAMESPACE_NAME, "shop"), kv_str(keys::K8S_POD_NAME, "web")]);
+        r.point(&DROPS, vec![kv_str("podnet.drop.reason", "NETFILTER_DROP")], 1, t, drops.into());
+        r.histogram(&READ, vec![], 1, t, reads);
+        b.finish()
+    }
+
+    #[test]
+    fn rates_and_the_latency_percentile_cover_the_last_window() {
+        let tap = Tap { pods: Mutex::default(), events: Mutex::default(), live: tokio::sync::broadcast::channel(4).0 };
+        // 100 reads ≤ 1 µs (bucket 10: 2^9 < v ≤ 2^10 ns) before the window…
+        let mut h = Log2Histogram { buckets: vec![0; 24], ..Default::default() };
+        h.buckets[10] = 100;
+        tap.record_metrics(&batch(1_000_000_000, 10, &h));
+        // …then, in a 2 s window, 100 more of them and 5 slow ones (≤ 8.4 ms: bucket 23).
+        h.buckets[10] = 200;
+        h.buckets[23] = 5;
+        tap.record_metrics(&batch(3_000_000_000, 410, &h));
+        let pod = &tap.pods()[0];
+        assert_eq!(pod.key, PodKey { namespace: "shop".into(), pod: "web".into() });
+        assert_eq!(pod.rates["podnet.packet.drops/NETFILTER_DROP"], 200.0, "400 drops in 2 s");
+        assert_eq!(pod.p99_ns["podnet.socket.read.delay"], 2f64.powi(23), "5 of 105 in the window are slow: p99 is theirs");
+        // A window without reads has no percentile.
+        tap.record_metrics(&batch(5_000_000_000, 410, &h));
+        assert!(tap.pods()[0].p99_ns.is_empty());
+        assert_eq!(tap.pods()[0].rates["podnet.packet.drops/NETFILTER_DROP"], 0.0);
     }
 }

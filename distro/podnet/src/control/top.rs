@@ -23,6 +23,8 @@ pub enum SortBy {
     Resets,
     Overflows,
     Conntrack,
+    /// Socket read latency (99th percentile).
+    Latency,
 }
 
 impl SortBy {
@@ -32,7 +34,8 @@ impl SortBy {
             SortBy::Retransmits => SortBy::Resets,
             SortBy::Resets => SortBy::Overflows,
             SortBy::Overflows => SortBy::Conntrack,
-            SortBy::Conntrack => SortBy::Drops,
+            SortBy::Conntrack => SortBy::Latency,
+            SortBy::Latency => SortBy::Drops,
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Line {
     pub resets: f64,
     pub overflows: f64,
     pub conntrack: f64,
+    /// Socket read delay, 99th percentile, in nanoseconds (socketlatency probe).
+    pub read_p99_ns: Option<f64>,
     pub counters: PodCounters,
 }
 
@@ -78,6 +83,7 @@ pub fn lines(pods: Vec<PodCounters>, sort: SortBy) -> Vec<Line> {
                 resets: sum(&p, |k| k.starts_with("podnet.tcp.resets/")),
                 overflows: sum(&p, |k| k.ends_with("listen_overflows") || k.ends_with("listen_drops")),
                 conntrack: sum(&p, |k| k.starts_with("podnet.conntrack.")),
+                read_p99_ns: p.p99_ns.get("podnet.socket.read.delay").copied(),
                 counters: p,
             }
         })
@@ -88,6 +94,7 @@ pub fn lines(pods: Vec<PodCounters>, sort: SortBy) -> Vec<Line> {
         SortBy::Resets => l.resets,
         SortBy::Overflows => l.overflows,
         SortBy::Conntrack => l.conntrack,
+        SortBy::Latency => l.read_p99_ns.unwrap_or(0.0),
     };
     out.sort_by(|a, b| key(b).total_cmp(&key(a)).then_with(|| a.pod.cmp(&b.pod)));
     out
@@ -107,13 +114,37 @@ fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).chain(std::iter::once('…')).collect() }
 }
 
-pub const HEADER: [&str; 7] = ["POD", "DROP/s", "TOP REASON", "RETR/s", "RST/s", "OVFL/s", "CT/s"];
-const WIDTHS: [usize; 7] = [26, 7, 15, 7, 6, 6, 6];
+pub const HEADER: [&str; 8] = ["POD", "DROP/s", "TOP REASON", "RETR/s", "RST/s", "OVFL/s", "CT/s", "READp99"];
+const WIDTHS: [usize; 8] = [19, 7, 14, 7, 6, 6, 6, 7];
+
+/// Nanoseconds as `850ns`, `4.1us`, `8.4ms`, `1.2s`; `-` when unknown.
+fn duration(ns: Option<f64>) -> String {
+    match ns {
+        None => "-".into(),
+        Some(v) if v < 1e3 => format!("{v:.0}ns"),
+        Some(v) if v < 1e6 => format!("{:.1}us", v / 1e3),
+        Some(v) if v < 1e9 => format!("{:.1}ms", v / 1e6),
+        Some(v) => format!("{:.1}s", v / 1e9),
+    }
+}
+
+fn cells(l: &Line) -> [String; 8] {
+    [
+        l.pod.clone(),
+        rate(l.drops),
+        l.top_reason.clone(),
+        rate(l.retransmits),
+        rate(l.resets),
+        rate(l.overflows),
+        rate(l.conntrack),
+        duration(l.read_p99_ns),
+    ]
+}
 
 /// The table as text, 80 columns.
 pub fn table_text(lines: &[Line]) -> String {
     let mut out = String::new();
-    let row = |cells: [String; 7]| {
+    let row = |cells: [String; 8]| {
         cells
             .iter()
             .zip(WIDTHS)
@@ -125,9 +156,7 @@ pub fn table_text(lines: &[Line]) -> String {
     out.push_str(row(HEADER.map(str::to_string)).trim_end());
     out.push('\n');
     for l in lines {
-        let cells =
-            [l.pod.clone(), rate(l.drops), l.top_reason.clone(), rate(l.retransmits), rate(l.resets), rate(l.overflows), rate(l.conntrack)];
-        out.push_str(row(cells).trim_end());
+        out.push_str(row(cells(l)).trim_end());
         out.push('\n');
     }
     out
@@ -169,17 +198,7 @@ pub fn interactive(socket: &Path, mut sort: SortBy) -> Result<()> {
                 match &open {
                     None => {
                         let header = TableRow::new(HEADER.map(Cell::from)).style(Style::default().add_modifier(Modifier::BOLD));
-                        let rows = lines.iter().map(|l| {
-                            TableRow::new([
-                                l.pod.clone(),
-                                rate(l.drops),
-                                l.top_reason.clone(),
-                                rate(l.retransmits),
-                                rate(l.resets),
-                                rate(l.overflows),
-                                rate(l.conntrack),
-                            ])
-                        });
+                        let rows = lines.iter().map(|l| TableRow::new(cells(l)));
                         let widths = WIDTHS.map(|w| Constraint::Length(w as u16));
                         let table = Table::new(rows, widths)
                             .header(header)
@@ -195,6 +214,7 @@ pub fn interactive(socket: &Path, mut sort: SortBy) -> Result<()> {
                             .iter()
                             .map(|(k, v)| format!("{k:<48} {v:>12}  {:>8}/s", rate(line.counters.rates.get(k).copied().unwrap_or(0.0))))
                             .collect();
+                        text.extend(line.counters.p99_ns.iter().map(|(k, v)| format!("{k:<48} p99 {:>9}", duration(Some(*v)))));
                         text.push(String::new());
                         text.push("latest events:".into());
                         text.extend(events.iter().rev().take(20).cloned());
