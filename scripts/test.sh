@@ -23,6 +23,8 @@ command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
 command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# tmux drives `podnet top` in a real terminal (integration/tests/control.rs).
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 # clang-19 and llvm-strip-19 let ebpf/check.sh prove the committed objects match the C.
 command -v clang-19 >/dev/null 2>&1 || need_pkgs+=(clang-19)
 command -v llvm-strip-19 >/dev/null 2>&1 || need_pkgs+=(llvm-19)
