@@ -20,7 +20,7 @@ pub enum ReloadOutcome {
     RolledBack(String),
 }
 
-/// Rewrites the pipeline's text before it is loaded (see [`config::load_str_with`]): the
+/// Rewrites the pipeline's text before it is loaded (see [`config::load_with`]): the
 /// agent's own additions, such as probes switched on for a while through the control socket.
 pub type Overlay = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
@@ -69,13 +69,7 @@ impl Service {
 
     /// Re-reads the config source and applies what changed.
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let loaded = match &self.overlay {
-            None => config::load(&self.source, &self.registry),
-            Some(overlay) => self.source.read().and_then(|text| {
-                config::load_str_with(&text, &self.source.describe(), &self.registry, |k| std::env::var(k).ok(), Some(&**overlay))
-            }),
-        };
-        let new = match loaded {
+        let new = match config::load_with(&self.source, &self.registry, self.overlay.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();

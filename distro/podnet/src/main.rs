@@ -214,13 +214,7 @@ fn main() -> std::process::ExitCode {
                 }
             };
             let control_socket = (control_socket != "off").then(|| PathBuf::from(control_socket));
-            match runtime.block_on(run(source(config), log_level, log_format, dropped, control_socket)) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("podnet: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            exit_with(runtime.block_on(run(source(config), log_level, log_format, dropped, control_socket)))
         }
     }
 }
@@ -256,8 +250,7 @@ async fn run(
     let registry = podnet::registry();
     let boxes = control::TimeBoxes::default();
     let overlay = boxes.overlay();
-    let text = source.read()?;
-    let config = config::load_str_with(&text, &source.describe(), &registry, |k| std::env::var(k).ok(), Some(&*overlay))?;
+    let config = config::load_with(&source, &registry, Some(&*overlay))?;
     let logs = &config.telemetry.logs;
     let encoding = match log_format.as_deref() {
         None => logs.encoding,
@@ -285,11 +278,11 @@ async fn run(
     let mut service = Service::start(registry, source, config, host.clone()).await?;
     service.set_overlay(overlay);
     let (enable_tx, mut enable_rx) = tokio::sync::mpsc::channel(8);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     if let Some(path) = &control_socket {
         match control::server::ControlServer::bind(path) {
             Ok(server) => {
-                tokio::spawn(server.serve(host.clone(), enable_tx, control::server::tokio_util_like::Shutdown(stop_rx)));
+                tokio::spawn(server.serve(host.clone(), enable_tx, stop.clone()));
             }
             Err(e) => {
                 tracing::warn!(socket = %path.display(), "no control socket (podnet top and podnet events will not reach this agent): {e}")
@@ -334,7 +327,7 @@ async fn run(
         }
     }
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     service.shutdown().await;
     Ok(())
 }

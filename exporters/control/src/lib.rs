@@ -155,15 +155,15 @@ pub fn tap() -> Arc<Tap> {
     .clone()
 }
 
-/// Which counter a metric point feeds, if any: `name` or `name/attribute value`.
-fn counter_key(name: &str, attrs: &[KeyValue]) -> Option<String> {
-    let by = |attr: &str| Some(format!("{name}/{}", attr_string(attrs, attr).unwrap_or_else(|| "unknown".into())));
+/// Whether the tools follow counter `name`: `Some(None)` as one number, `Some(Some(attr))`
+/// split by that attribute (`name/value`), `None` not at all. Asked once per metric, so the
+/// many points of metrics nobody shows (flows) cost no more than the name comparison.
+fn followed(name: &str) -> Option<Option<&'static str>> {
     match name {
-        "podnet.packet.drops" => by("podnet.drop.reason"),
-        "podnet.tcp.resets" => by("podnet.tcp.reset.kind"),
-        "podnet.tcp.retransmits" => Some(name.to_string()),
-        "podnet.conntrack.drop" | "podnet.conntrack.insert_failed" | "podnet.conntrack.early_drop" => Some(name.to_string()),
-        n if n.ends_with("listen_overflows") || n.ends_with("listen_drops") => Some(n.to_string()),
+        "podnet.packet.drops" => Some(Some("podnet.drop.reason")),
+        "podnet.tcp.resets" => Some(Some("podnet.tcp.reset.kind")),
+        "podnet.tcp.retransmits" | "podnet.conntrack.drop" | "podnet.conntrack.insert_failed" | "podnet.conntrack.early_drop" => Some(None),
+        n if n.ends_with("listen_overflows") || n.ends_with("listen_drops") => Some(None),
         _ => None,
     }
 }
@@ -204,14 +204,17 @@ impl Tap {
                     continue;
                 }
                 let Some(metric::Data::Sum(sum)) = &m.data else { continue };
+                let Some(split_by) = followed(&m.name) else { continue };
                 // Points of one batch with the same key (several attributes folded) add up.
                 let mut batch: BTreeMap<String, (f64, u64)> = BTreeMap::new();
                 for dp in &sum.data_points {
-                    if let Some(k) = counter_key(&m.name, &dp.attributes) {
-                        let e = batch.entry(k).or_default();
-                        e.0 += number_value_f64(dp);
-                        e.1 = e.1.max(dp.time_unix_nano);
-                    }
+                    let k = match split_by {
+                        None => m.name.clone(),
+                        Some(attr) => format!("{}/{}", m.name, attr_string(&dp.attributes, attr).unwrap_or_else(|| "unknown".into())),
+                    };
+                    let e = batch.entry(k).or_default();
+                    e.0 += number_value_f64(dp);
+                    e.1 = e.1.max(dp.time_unix_nano);
                 }
                 if batch.is_empty() {
                     continue;

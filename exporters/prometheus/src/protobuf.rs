@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use podnet_prometheus_translator::{FamilyType, NativeHistogram};
 
+use crate::store::split_last_label;
+
 pub const CONTENT_TYPE: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -142,18 +144,6 @@ pub fn parse_labels(text: &str) -> Vec<LabelPair> {
     out
 }
 
-/// `text` without its last label when that label is `key` (the translator writes `le` and
-/// `quantile` last), and that label's value.
-fn split_last<'a>(text: &'a str, key: &str) -> (&'a str, Option<&'a str>) {
-    let marker = format!("{key}=\"");
-    match text.rfind(&marker) {
-        Some(i) if i == 0 || text.as_bytes()[i - 1] == b',' => {
-            (text[..i].trim_end_matches(','), Some(text[i + marker.len()..].trim_end_matches('"')))
-        }
-        _ => (text, None),
-    }
-}
-
 fn number(v: &str) -> f64 {
     match v {
         "+Inf" => f64::INFINITY,
@@ -178,7 +168,7 @@ pub fn family<'a>(name: &str, kind: FamilyType, help: &str, series: impl Iterato
             mf.r#type = HISTOGRAM;
             let mut by_labels: BTreeMap<&str, Histogram> = BTreeMap::new();
             for (suffix, labels, value) in series {
-                let (base, le) = if suffix == "_bucket" { split_last(labels, "le") } else { (labels, None) };
+                let (base, le) = if suffix == "_bucket" { split_last_label(labels, "le") } else { (labels, None) };
                 let h = by_labels.entry(base).or_default();
                 match (suffix, le) {
                     ("_bucket", Some(le)) if number(le).is_finite() => {
@@ -198,7 +188,7 @@ pub fn family<'a>(name: &str, kind: FamilyType, help: &str, series: impl Iterato
             mf.r#type = SUMMARY;
             let mut by_labels: BTreeMap<&str, Summary> = BTreeMap::new();
             for (suffix, labels, value) in series {
-                let (base, q) = if suffix.is_empty() { split_last(labels, "quantile") } else { (labels, None) };
+                let (base, q) = if suffix.is_empty() { split_last_label(labels, "quantile") } else { (labels, None) };
                 let s = by_labels.entry(base).or_default();
                 match (suffix, q) {
                     ("", Some(q)) => s.quantile.push(Quantile { quantile: number(q), value }),

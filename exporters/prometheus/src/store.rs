@@ -260,13 +260,9 @@ fn label_text(labels: &Labels) -> String {
 /// buckets (quantiles) ascending, then `_sum`, then `_count`. The translator writes `le`
 /// (`quantile`) last.
 fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a str, f64)) -> (&'a str, u8, f64) {
-    let last = |key: &str| labels.rfind(key).filter(|i| *i == 0 || labels.as_bytes()[i - 1] == b',').map(|i| (i, key.len()));
-    let (base, le) = match last("le=\"").or_else(|| last("quantile=\"")) {
-        Some((i, len)) => {
-            let value = labels[i + len..].trim_end_matches('"');
-            (labels[..i].trim_end_matches(','), Some(value))
-        }
-        None => (*labels, None),
+    let (base, le) = match split_last_label(labels, "le") {
+        (_, None) => split_last_label(labels, "quantile"),
+        found => found,
     };
     let le = le.map(|v| if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::INFINITY) });
     let rank = match *suffix {
@@ -275,6 +271,18 @@ fn histogram_order<'a>((suffix, labels, _): &(&'static str, &'a str, f64)) -> (&
         _ => 2,
     };
     (base, rank, le.unwrap_or(0.0))
+}
+
+/// Label text without its last label when that label is `key` (the translator writes `le`
+/// and `quantile` last), and that label's value.
+pub(crate) fn split_last_label<'a>(text: &'a str, key: &str) -> (&'a str, Option<&'a str>) {
+    let marker = format!("{key}=\"");
+    match text.rfind(&marker) {
+        Some(i) if i == 0 || text.as_bytes()[i - 1] == b',' => {
+            (text[..i].trim_end_matches(','), Some(text[i + marker.len()..].trim_end_matches('"')))
+        }
+        _ => (text, None),
+    }
 }
 
 /// Renders samples that are not stored (self-metrics computed at scrape time).

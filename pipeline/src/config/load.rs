@@ -54,8 +54,14 @@ impl ConfigSource {
 /// Loads and checks a config: reads the source, expands `${env:…}`, applies
 /// `PODNET_CFG_…` overrides and resolves every component through `registry`.
 pub fn load(source: &ConfigSource, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
+    load_with(source, registry, None)
+}
+
+/// [`load`], with `overlay` applied to the pipeline's text after KubeSkoop's conversion and
+/// before `${env:…}` expansion.
+pub fn load_with(source: &ConfigSource, registry: &Registry, overlay: Option<TextOverlay<'_>>) -> Result<ResolvedConfig, ConfigErrors> {
     let text = source.read()?;
-    load_str(&text, &source.describe(), registry, |k| std::env::var(k).ok())
+    load_str_with(&text, &source.describe(), registry, |k| std::env::var(k).ok(), overlay)
 }
 
 /// [`load`] on text already read; `lookup` resolves `${env:…}` references.
@@ -73,7 +79,7 @@ pub fn load_str(
 pub type TextOverlay<'a> = &'a (dyn Fn(&str) -> Result<String, String> + Send + Sync);
 
 /// [`load_str`], with `overlay` applied to the pipeline's text first.
-pub fn load_str_with(
+fn load_str_with(
     text: &str,
     source: &str,
     registry: &Registry,

@@ -27,7 +27,7 @@ pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use expand::{Expanded, expand_env};
 pub use listen::{check_listen_address, listen_address};
-pub use load::{ConfigSource, TextOverlay, load, load_str, load_str_with};
+pub use load::{ConfigSource, TextOverlay, load, load_str, load_with};
 pub use resolved::{PipelineConfig, ResolvedComponent, ResolvedConfig};
 pub use telemetry::{LogEncoding, LogLevel, LogsTelemetry, MetricsLevel, MetricsTelemetry, OtlpPush, TelemetryConfig};
 

@@ -50,11 +50,11 @@ impl ControlServer {
         Ok(ControlServer { path: path.to_path_buf(), listener })
     }
 
-    pub async fn serve(self, host: Arc<Host>, enable: mpsc::Sender<EnableCommand>, shutdown: tokio_util_like::Shutdown) {
+    pub async fn serve(self, host: Arc<Host>, enable: mpsc::Sender<EnableCommand>, shutdown: tokio_util::sync::CancellationToken) {
         tracing::info!(socket = %self.path.display(), "control socket listening (podnet top, podnet events)");
         loop {
             let stream = tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((s, _)) => s,
                     Err(_) => continue,
@@ -68,18 +68,6 @@ impl ControlServer {
             });
         }
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// A shutdown signal the main loop fires once.
-pub mod tokio_util_like {
-    #[derive(Clone)]
-    pub struct Shutdown(pub tokio::sync::watch::Receiver<bool>);
-    impl Shutdown {
-        pub async fn wait(&self) {
-            let mut rx = self.0.clone();
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
     }
 }
 
