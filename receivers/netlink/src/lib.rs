@@ -7,6 +7,7 @@ pub mod ctevents;
 pub mod dump;
 mod enter;
 pub mod qdisc;
+pub mod socktable;
 pub mod tcpsummary;
 
 use std::path::PathBuf;
@@ -51,11 +52,20 @@ pub enum Reading {
 pub struct ProbeSpec {
     pub info: ProbeInfo,
     /// Runs in the calling thread's namespace (entered by `for_each_namespace`).
-    pub read: fn(Duration) -> Result<Reading, String>,
+    pub read: fn(&ReadContext<'_>) -> Result<Reading, String>,
     pub emit: fn(&Reading, &Emitting<'_>, &mut PointWriter),
     /// The reason to report when this error (from the host namespace) means the kernel
     /// lacks the probe's support; the probe is then not asked again.
     pub unsupported: fn(&str) -> Option<String>,
+}
+
+/// What reading one namespace needs.
+pub struct ReadContext<'a> {
+    /// How long one netlink request may wait for the kernel.
+    pub timeout: Duration,
+    /// This namespace's sockets from the node's one-pass socket walk, when it ran; `None`
+    /// dumps the namespace with sock_diag.
+    pub sockets: Option<&'a socktable::NamespaceSockets>,
 }
 
 /// What emitting needs beyond the reading.
@@ -73,14 +83,18 @@ fn always_supported(_: &str) -> Option<String> {
 
 pub const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
-        info: ProbeInfo { name: "tcpsummary", data_source: "NETLINK_SOCK_DIAG TCP dump per namespace", overhead: Overhead::Medium },
-        read: |timeout| tcpsummary::collect(timeout).map(|s| Reading::Tcp(tcpsummary::summarize(&s))).map_err(|e| e.to_string()),
+        info: ProbeInfo {
+            name: "tcpsummary",
+            data_source: "one BPF iterator pass over the node's socket files with each namespace's sockstat; NETLINK_SOCK_DIAG dump per namespace where those do not account for every socket",
+            overhead: Overhead::Medium,
+        },
+        read: |ctx| read_tcp(ctx).map(Reading::Tcp),
         emit: emit_tcp,
         unsupported: always_supported,
     },
     ProbeSpec {
         info: ProbeInfo { name: "conntrack", data_source: "ctnetlink statistics per namespace", overhead: Overhead::Low },
-        read: |timeout| conntrack::collect(timeout).map(Reading::Conntrack).map_err(|e| e.to_string()),
+        read: |ctx| conntrack::collect(ctx.timeout).map(Reading::Conntrack).map_err(|e| e.to_string()),
         emit: emit_conntrack,
         unsupported: |e| {
             (e.contains("Protocol not supported") || e.contains("No such file") || e.contains("Operation not supported"))
@@ -89,11 +103,22 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         info: ProbeInfo { name: "qdisc", data_source: "rtnetlink RTM_GETQDISC per namespace", overhead: Overhead::Low },
-        read: |timeout| qdisc::collect(timeout).map(Reading::Qdiscs).map_err(|e| e.to_string()),
+        read: |ctx| qdisc::collect(ctx.timeout).map(Reading::Qdiscs).map_err(|e| e.to_string()),
         emit: emit_qdiscs,
         unsupported: always_supported,
     },
 ];
+
+/// The namespace's TCP summary from the one-pass walk where it accounts for every socket,
+/// from a sock_diag dump otherwise.
+fn read_tcp(ctx: &ReadContext<'_>) -> Result<tcpsummary::TcpSummary, String> {
+    if let Some(found) = ctx.sockets
+        && let Some(summary) = found.summary(&socktable::SockStat::read_current()?)
+    {
+        return Ok(summary);
+    }
+    tcpsummary::collect(ctx.timeout).map(|s| tcpsummary::summarize(&s)).map_err(|e| e.to_string())
+}
 
 podnet_pipeline::probe_table!(
     /// The netlink table, for [`podnet_pipeline::probe::Probe`].
@@ -118,6 +143,7 @@ pub struct NetlinkConfig {
     /// How long one netlink request may wait for the kernel in one namespace.
     pub timeout: ConfigDuration,
     pub qdisc: QdiscOptions,
+    pub tcpsummary: TcpSummaryOptions,
     /// Event probes (log records), off unless named.
     pub events: EventProbes,
 }
@@ -144,6 +170,26 @@ pub struct QdiscOptions {
     pub devices: String,
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpSummaryOptions {
+    pub source: SocketSource,
+}
+
+/// Where tcpsummary finds the sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketSource {
+    /// `bpf_iter` where the kernel can run it (BTF, BPF iterators, CAP_BPF), else `sock_diag`.
+    #[default]
+    Auto,
+    /// One pass over the node's socket files (cost grows with open files, not namespaces ×
+    /// sockets); a namespace it cannot account for is dumped with sock_diag.
+    BpfIter,
+    /// A sock_diag dump in every namespace, each walking the kernel's whole TCP hash.
+    SockDiag,
+}
+
 impl Default for QdiscOptions {
     fn default() -> Self {
         QdiscOptions { devices: "eth.*".into() }
@@ -161,6 +207,7 @@ impl Default for NetlinkConfig {
             probes: Probe::all(),
             timeout: ConfigDuration::from_secs(2),
             qdisc: QdiscOptions::default(),
+            tcpsummary: TcpSummaryOptions::default(),
             events: EventProbes::default(),
         }
     }
@@ -398,8 +445,16 @@ pub const QDISC_DEVICE: [MetricDef; 7] = [
 pub type NamespaceReading = Vec<(Probe, Result<Reading, String>)>;
 
 /// Reads the enabled probes in the calling thread's namespace.
-pub fn read_namespace(probes: &[Probe], timeout: Duration) -> NamespaceReading {
-    probes.iter().map(|&p| (p, (p.spec().read)(timeout).map_err(|e| format!("{}: {e}", p.name())))).collect()
+pub fn read_namespace(probes: &[Probe], ctx: &ReadContext<'_>) -> NamespaceReading {
+    probes.iter().map(|&p| (p, (p.spec().read)(ctx).map_err(|e| format!("{}: {e}", p.name())))).collect()
+}
+
+/// The one-pass socket walk as configured: not wanted, loaded, or why it cannot run here.
+enum SocketWalk {
+    Off,
+    Pending,
+    Loaded(socktable::SockTable),
+    Unavailable,
 }
 
 pub struct NetlinkScraper {
@@ -411,6 +466,7 @@ pub struct NetlinkScraper {
     counters: CumulativeTracker<SeriesKey>,
     /// Probes the kernel does not support (ctnetlink absent), with the reason; not retried.
     unsupported: Vec<(Probe, String)>,
+    socket_walk: SocketWalk,
 }
 
 impl NetlinkScraper {
@@ -424,6 +480,10 @@ impl NetlinkScraper {
         );
         Ok(NetlinkScraper {
             devices: device_regex(&config.qdisc.devices)?,
+            socket_walk: match config.tcpsummary.source {
+                SocketSource::SockDiag => SocketWalk::Off,
+                SocketSource::Auto | SocketSource::BpfIter => SocketWalk::Pending,
+            },
             config,
             node_name,
             scope: format!("podnet/receiver/{component_id}"),
@@ -534,6 +594,35 @@ impl NetlinkScraper {
     }
 }
 
+impl NetlinkScraper {
+    /// The node's TCP socket files, grouped by namespace, or `None` to dump every namespace
+    /// with sock_diag. Loads the walk on first use; a kernel that cannot run it is said once.
+    fn walk_sockets(&mut self) -> Option<std::collections::HashMap<u32, socktable::NamespaceSockets>> {
+        if let SocketWalk::Pending = self.socket_walk {
+            self.socket_walk = match socktable::SockTable::load() {
+                Ok(t) => SocketWalk::Loaded(t),
+                Err(why) => {
+                    let level_says = "tcpsummary dumps every namespace with sock_diag: the one-pass socket walk cannot run here";
+                    if self.config.tcpsummary.source == SocketSource::BpfIter {
+                        tracing::warn!(reason = %why, "{level_says} (tcpsummary::source is bpf_iter)");
+                    } else {
+                        tracing::info!(reason = %why, "{level_says}");
+                    }
+                    SocketWalk::Unavailable
+                }
+            };
+        }
+        let SocketWalk::Loaded(table) = &mut self.socket_walk else { return None };
+        match table.read() {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::warn!(error = %e, "tcpsummary: the socket walk failed this cycle; every namespace is dumped with sock_diag");
+                None
+            }
+        }
+    }
+}
+
 impl Scraper for NetlinkScraper {
     fn scrape(&mut self) -> Collection {
         let mut errors = Vec::new();
@@ -553,7 +642,13 @@ impl Scraper for NetlinkScraper {
         };
         let probes: Vec<Probe> = self.config.probes.iter().copied().filter(|p| !self.unsupported.iter().any(|(u, _)| u == p)).collect();
         let timeout = self.config.timeout.0;
-        let readings = enter::for_each_namespace(&list, |_| read_namespace(&probes, timeout));
+        let walked = if probes.iter().any(|p| p.name() == "tcpsummary") { self.walk_sockets() } else { None };
+        let no_sockets = socktable::NamespaceSockets::default();
+        let readings = enter::for_each_namespace(&list, |ns| {
+            // A namespace the walk found no socket file in still has its sockstat checked.
+            let sockets = walked.as_ref().map(|w| u32::try_from(ns.inode).ok().and_then(|i| w.get(&i)).unwrap_or(&no_sockets));
+            read_namespace(&probes, &ReadContext { timeout, sockets })
+        });
         let now = now_unix_nanos();
         for (i, reading) in readings {
             let ns: &Namespace = &list[i];
