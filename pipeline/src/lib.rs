@@ -14,6 +14,7 @@ pub mod probe;
 pub mod reload;
 pub mod scrape;
 pub mod service;
+pub mod sockstat;
 pub mod status;
 pub mod telemetry;
 pub mod testing;

@@ -17,6 +17,8 @@ use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, TCP_SYN_RECV, TCP_TIME_WAIT};
 
+use podnet_pipeline::sockstat;
+
 use crate::tcpsummary::{TcpSocket, TcpSummary, state_name, summarize};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/socktable.bpf.o"));
@@ -87,21 +89,10 @@ impl SockStat {
     }
 
     pub fn parse(sockstat: &str, sockstat6: &str) -> Result<SockStat, String> {
-        let field = |text: &str, line: &str, name: &str| -> Result<Option<u64>, String> {
-            let Some(rest) = text.lines().find_map(|l| l.strip_prefix(line)) else { return Ok(None) };
-            let mut words = rest.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == name {
-                    let v = words.next().ok_or_else(|| format!("sockstat: \"{line}\" has no value after {name}"))?;
-                    return v.parse().map(Some).map_err(|_| format!("sockstat: \"{line}\" {name} is not a number: {v:?}"));
-                }
-            }
-            Ok(None)
-        };
-        let inuse4 = field(sockstat, "TCP: ", "inuse")?.ok_or("sockstat: no \"TCP: inuse\" line")?;
-        let time_wait = field(sockstat, "TCP: ", "tw")?.ok_or("sockstat: no \"TCP: ... tw\" value")?;
-        let inuse6 = field(sockstat6, "TCP6: ", "inuse")?.unwrap_or(0);
-        Ok(SockStat { inuse: [inuse4, inuse6], time_wait })
+        let v4 = sockstat::parse(sockstat).map_err(|e| format!("sockstat: {e}"))?;
+        let v6 = sockstat::parse(sockstat6).map_err(|e| format!("sockstat6: {e}"))?;
+        let need = |key| sockstat::get(&v4, "TCP", key).ok_or_else(|| format!("sockstat: no \"TCP: ... {key}\" value"));
+        Ok(SockStat { inuse: [need("inuse")?, sockstat::get(&v6, "TCP6", "inuse").unwrap_or(0)], time_wait: need("tw")? })
     }
 }
 
@@ -207,12 +198,12 @@ mod tests {
 
     #[test]
     fn sockstat_that_is_not_sockstat_is_an_error_naming_what_is_missing() {
-        assert_eq!(SockStat::parse("UDP: inuse 0 mem 0\n", ""), Err("sockstat: no \"TCP: inuse\" line".to_string()));
+        assert_eq!(SockStat::parse("UDP: inuse 0 mem 0\n", ""), Err("sockstat: no \"TCP: ... inuse\" value".to_string()));
         assert_eq!(
             SockStat::parse("TCP: inuse x orphan 0 tw 1\n", ""),
-            Err("sockstat: \"TCP: \" inuse is not a number: \"x\"".to_string())
+            Err("sockstat: line 1: TCP inuse: \"x\" is not a number".to_string())
         );
-        assert_eq!(SockStat::parse("TCP: inuse 3 orphan 0 tw\n", ""), Err("sockstat: \"TCP: \" has no value after tw".to_string()));
+        assert_eq!(SockStat::parse("TCP: inuse 3 orphan 0\n", ""), Err("sockstat: no \"TCP: ... tw\" value".to_string()));
     }
 
     fn row(inode: u64, netns: u32, state: u8, family: u8) -> Row {

@@ -7,7 +7,7 @@ pub use probes::parse_ipvs;
 mod probes;
 pub mod registry;
 pub mod snmp;
-pub mod sockstat;
+pub use podnet_pipeline::sockstat;
 pub mod softnet;
 pub mod tables;
 

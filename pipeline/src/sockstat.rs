@@ -1,4 +1,6 @@
-//! `/proc/<pid>/net/sockstat` and `sockstat6`: `PROTO: key value key value …` lines.
+//! `/proc/<pid>/net/sockstat` and `sockstat6`: `PROTO: key value key value …` lines. In the
+//! core because two receivers read it: procfs (the `sock` probe) and netlink (tcpsummary's
+//! socket walk checks its count against `inuse`).
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("line {line}: {reason}")]
