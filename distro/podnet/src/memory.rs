@@ -8,6 +8,9 @@
 //! `PODNET_MALLOC_ARENAS` (default 2; 0 keeps glibc's default) and
 //! `PODNET_MALLOC_TRIM_INTERVAL` (seconds, default 10; 0 turns trimming off) tune it;
 //! glibc's own `MALLOC_ARENA_MAX`, when set, wins over the first.
+//!
+//! Built with `--features mimalloc`, the agent allocates with mimalloc instead (for the
+//! benchmark's allocator comparison) and none of this applies.
 
 use std::time::Duration;
 
@@ -18,9 +21,13 @@ fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sets the arena limit; call before the runtime starts its threads.
 pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    if cfg!(feature = "mimalloc") ||  std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
     let arenas = env_number("PODNET_MALLOC_ARENAS").map(|n| n.min(64) as i32).unwrap_or(DEFAULT_ARENAS);
@@ -35,7 +42,7 @@ pub fn limit_arenas() {
 /// walks the arenas and takes their locks: never on the async workers).
 pub fn spawn_trimmer() {
     let secs = env_number("PODNET_MALLOC_TRIM_INTERVAL").unwrap_or(DEFAULT_TRIM_SECS);
-    if secs == 0 {
+    if secs == 0 || cfg!(feature = "mimalloc") {
         return;
     }
     let spawned = std::thread::Builder::new().name("podnet-malloc-trim".into()).spawn(move || {

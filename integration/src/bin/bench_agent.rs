@@ -4,7 +4,9 @@
 //! bridge, each with a TCP listener and a connection to the next pod that carries a
 //! message a second, and datagrams to 10 other pods' closed ports a second (every pair of
 //! pods within ~10 s: drops and flows of a real node's cross-pod noise). Reported from /proc: RSS over the run and CPU per collection cycle,
-//! per allocator setting, min / median / max over interleaved rounds.
+//! per variant (as shipped; tcpsummary by sock_diag in every namespace instead of the
+//! one-pass socket walk; glibc's heap untuned; mimalloc), min / median / max over
+//! interleaved rounds.
 //!
 //! Usage: bench_agent [pods (100)] [seconds per run (120)] [rounds (3)]
 
@@ -145,8 +147,9 @@ struct Run {
 
 const INTERVAL_SECS: u64 = 5;
 
-/// One agent run of `secs` seconds with `env` (an allocator setting).
-fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)]) -> Run {
+/// One agent run of `secs` seconds with `env` (a heap or socket-walk setting), of `binary`
+/// when given (an allocator build), of the built podnet otherwise.
+fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&std::path::Path>) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, health) = (free_port(), free_port());
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/kubeskoop.yaml");
@@ -160,7 +163,7 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)]) -> Run {
             );
             c
         }
-        Err(_) => Command::new(podnet_integration::podnet_binary()),
+        Err(_) => Command::new(binary.map(std::path::PathBuf::from).unwrap_or_else(podnet_integration::podnet_binary)),
     };
     cmd.args(["run", "-c"])
         .arg(&config)
@@ -217,11 +220,24 @@ fn main() {
     }
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (n, secs, rounds) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(120), args.get(2).copied().unwrap_or(3));
-    let variants: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("podnet as shipped", vec![]),
-        ("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")]),
-        ("2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")]),
+    // scripts/bench builds target/release/podnet-mimalloc (`--features mimalloc`).
+    let mimalloc = podnet_integration::podnet_binary().with_file_name("podnet-mimalloc");
+    let mut variants: Vec<(&str, Vec<(&str, &str)>, Option<&std::path::Path>)> = vec![
+        ("podnet as shipped", vec![], None),
+        ("sock_diag in every namespace", vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None),
+        ("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], None),
+        ("2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")], None),
     ];
+    if mimalloc.exists() {
+        variants.push(("mimalloc", vec![], Some(mimalloc.as_path())));
+    } else {
+        println!("({} not built: no mimalloc row)", mimalloc.display());
+    }
+    // BENCH_AGENT_VARIANTS=1,2: only those rows (numbered from 1), for a quicker look.
+    if let Ok(only) = std::env::var("BENCH_AGENT_VARIANTS") {
+        let keep: Vec<usize> = only.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+        variants = variants.into_iter().enumerate().filter(|(i, _)| keep.contains(&(i + 1))).map(|(_, v)| v).collect();
+    }
     let mut pods = BridgedPods::create(n);
     // New links solicit routers and join multicast groups for their first seconds: wait
     // that out, so every run sees the same steady traffic.
@@ -231,16 +247,16 @@ fn main() {
     }
     let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (i, (_, env)) in variants.iter().enumerate() {
-            results[i].push(run(&mut pods, secs as u64, env));
+        for (i, (_, env, binary)) in variants.iter().enumerate() {
+            results[i].push(run(&mut pods, secs as u64, env, *binary));
         }
     }
     println!("The whole agent: podnet run -c configs/kubeskoop.yaml over {n} test pods on a bridge (a listener and a connection each,");
     println!(
         "a message a second), collection every {INTERVAL_SECS} s, /metrics read every 15 s, {secs} s per run, min / median / max of {rounds} interleaved rounds"
     );
-    println!("{:<30} {:>24} {:>24} {:>24} {:>8}", "heap setting", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series");
-    for ((name, _), runs) in variants.iter().zip(&results) {
+    println!("{:<30} {:>24} {:>24} {:>24} {:>8}", "variant", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series");
+    for ((name, _, _), runs) in variants.iter().zip(&results) {
         let col = |f: fn(&Run) -> f64, d| mmm(&runs.iter().map(f).collect::<Vec<_>>(), d);
         println!(
             "{:<30} {:>24} {:>24} {:>24} {:>8.0}",
