@@ -112,10 +112,12 @@ pub const PROBES: &[ProbeSpec] = &[
 /// The namespace's TCP summary from the one-pass walk where it accounts for every socket,
 /// from a sock_diag dump otherwise.
 fn read_tcp(ctx: &ReadContext<'_>) -> Result<tcpsummary::TcpSummary, String> {
-    if let Some(found) = ctx.sockets
-        && let Some(summary) = found.summary(&socktable::SockStat::read_current()?)
-    {
-        return Ok(summary);
+    if let Some(found) = ctx.sockets {
+        let stat = socktable::SockStat::read_current()?;
+        if let Some(summary) = found.summary(&stat) {
+            return Ok(summary);
+        }
+        tracing::debug!(with_files = ?found.hashed, in_use = ?stat.inuse, "tcpsummary: sockets without a file in this namespace; dumping it with sock_diag");
     }
     tcpsummary::collect(ctx.timeout).map(|s| tcpsummary::summarize(&s)).map_err(|e| e.to_string())
 }
