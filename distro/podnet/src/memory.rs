@@ -27,7 +27,7 @@ static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Sets the arena limit; call before the runtime starts its threads.
 pub fn limit_arenas() {
-    if cfg!(feature = "mimalloc") ||  std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    if cfg!(feature = "mimalloc") || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
     let arenas = env_number("PODNET_MALLOC_ARENAS").map(|n| n.min(64) as i32).unwrap_or(DEFAULT_ARENAS);

@@ -1,7 +1,7 @@
 //! `scripts/bench`: the whole agent as a user runs it. `podnet run -c configs/kubeskoop.yaml`
 //! (every default probe, the eBPF ones and the flow probe included, `k8s_attributes`, the
 //! Prometheus endpoint scraped as Prometheus would, events to a file) over N test pods on a
-//! bridge, each with a TCP listener and a connection to the next pod that carries a
+//! bridge, each with a process (a pod's pause container), a TCP listener and a connection to the next pod that carries a
 //! message a second, and datagrams to 10 other pods' closed ports a second (every pair of
 //! pods within ~10 s: drops and flows of a real node's cross-pod noise). Reported from /proc: RSS over the run and CPU per collection cycle,
 //! per variant (as shipped; tcpsummary by sock_diag in every namespace instead of the
@@ -30,6 +30,10 @@ struct BridgedPods {
     /// One per pod: datagrams to other pods' closed ports, the cross-pod noise a real node
     /// has (router solicitations, probes, scans), dropped and answered with ICMP errors.
     udp: Vec<UdpSocket>,
+    /// A process in each pod, as a pod's pause container is: the agent reads a namespace
+    /// through a process in it, so without one the pods would be invisible to procfs and
+    /// netlink (as they were to this benchmark before).
+    processes: Vec<Child>,
     tick: usize,
 }
 
@@ -47,7 +51,8 @@ impl BridgedPods {
         ip(&["addr", "add", "10.240.255.254/16", "dev", BRIDGE]);
         ip(&["link", "set", BRIDGE, "up"]);
         // Built in place, so a failure half-way still removes what exists (Drop).
-        let mut pods = BridgedPods { names: Vec::new(), sockets: Vec::new(), _listeners: Vec::new(), udp: Vec::new(), tick: 0 };
+        let mut pods =
+            BridgedPods { names: Vec::new(), sockets: Vec::new(), _listeners: Vec::new(), udp: Vec::new(), processes: Vec::new(), tick: 0 };
         for i in 0..n {
             let ns = format!("pnb-{i}");
             let host = format!("pnbh{i}");
@@ -60,6 +65,9 @@ impl BridgedPods {
             ip(&["link", "set", &host, "up"]);
             ip(&["-n", &ns, "addr", "add", &format!("{}/16", addr(i)), "dev", "eth0"]);
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            pods.processes.push(
+                Command::new("ip").args(["netns", "exec", &ns, "sleep", "infinity"]).stdin(Stdio::null()).spawn().expect("a pod's process"),
+            );
         }
         let names = pods.names.clone();
         pods._listeners =
@@ -113,6 +121,10 @@ impl BridgedPods {
 impl Drop for BridgedPods {
     fn drop(&mut self) {
         self.sockets.clear();
+        for p in &mut self.processes {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
         for ns in &self.names {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
@@ -143,7 +155,12 @@ struct Run {
     rss_max_mib: f64,
     cpu_ms_per_cycle: f64,
     series: f64,
+    /// Wall time of one collection per receiver (procfs, netlink, ebpf), from the agent's
+    /// self-metrics over the measured window: where a cycle's time goes.
+    collect_ms: [f64; 3],
 }
+
+const RECEIVERS: [&str; 3] = ["procfs", "netlink", "ebpf"];
 
 const INTERVAL_SECS: u64 = 5;
 
@@ -186,7 +203,15 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
     let mut rss_max: f64 = 0.0;
     // The last minute (or half the run) measures CPU per cycle, after the start-up.
     let window = Duration::from_secs((secs / 2).min(60));
-    let mut mark: Option<(f64, f64)> = None;
+    // (agent CPU seconds, cycles, per receiver (collection seconds, collections)).
+    type Mark = (f64, f64, [(f64, f64); 3]);
+    let mut mark: Option<Mark> = None;
+    let durations = |m: &str| {
+        RECEIVERS.map(|r| {
+            let of = |name| labeled_sum(m, name, &[("component_id", r)]);
+            (of("podnet_receiver_collection_duration_seconds_sum"), of("podnet_receiver_collection_duration_seconds_count"))
+        })
+    };
     let mut series = 0.0;
     while started.elapsed() < Duration::from_secs(secs) {
         pods.traffic();
@@ -200,16 +225,23 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
         rss_max = rss_max.max(rss_kib(pid));
         if mark.is_none() && started.elapsed() >= Duration::from_secs(secs) - window {
             let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
-            mark = Some((cpu_seconds(pid), cycles(&m)));
+            mark = Some((cpu_seconds(pid), cycles(&m), durations(&m)));
         }
     }
     let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
-    let (c1, k1) = (cpu_seconds(pid), cycles(&m));
-    let (c0, k0) = mark.unwrap_or((0.0, 0.0));
+    let (c1, k1, d1) = (cpu_seconds(pid), cycles(&m), durations(&m));
+    let (c0, k0, d0) = mark.unwrap_or((0.0, 0.0, [(0.0, 0.0); 3]));
+    let collect_ms = std::array::from_fn(|i| (d1[i].0 - d0[i].0) * 1e3 / (d1[i].1 - d0[i].1).max(1.0));
     let rss_end = rss_kib(pid);
     let _ = child.kill();
     let _ = child.wait();
-    Run { rss_end_mib: rss_end / 1024.0, rss_max_mib: rss_max / 1024.0, cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0), series }
+    Run {
+        rss_end_mib: rss_end / 1024.0,
+        rss_max_mib: rss_max / 1024.0,
+        cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0),
+        series,
+        collect_ms,
+    }
 }
 
 fn main() {
@@ -222,7 +254,9 @@ fn main() {
     let (n, secs, rounds) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(120), args.get(2).copied().unwrap_or(3));
     // scripts/bench builds target/release/podnet-mimalloc (`--features mimalloc`).
     let mimalloc = podnet_integration::podnet_binary().with_file_name("podnet-mimalloc");
-    let mut variants: Vec<(&str, Vec<(&str, &str)>, Option<&std::path::Path>)> = vec![
+    // (row name, environment, binary if not the built podnet).
+    type Variant<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a std::path::Path>);
+    let mut variants: Vec<Variant> = vec![
         ("podnet as shipped", vec![], None),
         ("sock_diag in every namespace", vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None),
         ("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], None),
@@ -255,16 +289,21 @@ fn main() {
     println!(
         "a message a second), collection every {INTERVAL_SECS} s, /metrics read every 15 s, {secs} s per run, min / median / max of {rounds} interleaved rounds"
     );
-    println!("{:<30} {:>24} {:>24} {:>24} {:>8}", "variant", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series");
+    println!(
+        "{:<30} {:>24} {:>24} {:>24} {:>8} {:>26}",
+        "variant", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series", "collect ms procfs/netlink/ebpf"
+    );
     for ((name, _, _), runs) in variants.iter().zip(&results) {
         let col = |f: fn(&Run) -> f64, d| mmm(&runs.iter().map(f).collect::<Vec<_>>(), d);
+        let median = |i: usize| stats(&runs.iter().map(|r| r.collect_ms[i]).collect::<Vec<_>>()).1;
         println!(
-            "{:<30} {:>24} {:>24} {:>24} {:>8.0}",
+            "{:<30} {:>24} {:>24} {:>24} {:>8.0} {:>26}",
             name,
             col(|r| r.rss_end_mib, 1),
             col(|r| r.rss_max_mib, 1),
             col(|r| r.cpu_ms_per_cycle, 1),
-            stats(&runs.iter().map(|r| r.series).collect::<Vec<_>>()).1
+            stats(&runs.iter().map(|r| r.series).collect::<Vec<_>>()).1,
+            format!("{:.0} / {:.0} / {:.0}", median(0), median(1), median(2))
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use podnet_netns::Namespace;
 use podnet_pipeline::scrape::Scraper;
-use podnet_receiver_netlink::{NetlinkConfig, NetlinkScraper, dump};
+use podnet_receiver_netlink::{NetlinkConfig, NetlinkScraper, SocketSource, TcpSummaryOptions, dump};
 use podnet_receiver_procfs::{Probe, ProcfsConfig, ProcfsScraper};
 
 const SIZES: [usize; 4] = [1, 100, 500, 1000];
@@ -96,6 +96,17 @@ fn main() {
     let procfs_cfg = ProcfsConfig { probes: Probe::all(), ..Default::default() };
     let mut procfs = ProcfsScraper::new(procfs_cfg, "bench".into(), "procfs".into());
     let mut netlink = NetlinkScraper::new(NetlinkConfig::default(), "bench".into(), "netlink".into()).expect("netlink scraper");
+    // tcpsummary alone, by each socket source: what the one-pass walk saves.
+    let tcp_only = |source| {
+        let config = NetlinkConfig {
+            probes: vec![podnet_receiver_netlink::Probe::named("tcpsummary").expect("tcpsummary probe")],
+            tcpsummary: TcpSummaryOptions { source },
+            ..Default::default()
+        };
+        NetlinkScraper::new(config, "bench".into(), "netlink".into()).expect("netlink scraper")
+    };
+    let (mut by_diag, mut by_walk) = (tcp_only(SocketSource::SockDiag), tcp_only(SocketSource::BpfIter));
+    let mut socket_rows = Vec::new();
     println!(
         "one collection of every procfs and netlink probe over N namespaces (best of {ROUNDS}, alternating), against the floor of the same reads and dumps"
     );
@@ -123,7 +134,17 @@ fn main() {
         });
         let shared = Arc::new(namespaces.clone());
         procfs.set_namespaces(shared.clone());
-        netlink.set_namespaces(shared);
+        netlink.set_namespaces(shared.clone());
+        by_diag.set_namespaces(shared.clone());
+        by_walk.set_namespaces(shared);
+        let ((diag_cpu, _), (walk_cpu, _)) = measure_pair(
+            || drop(by_diag.scrape()),
+            || {
+                let c = by_walk.scrape();
+                assert!(c.errors.is_empty(), "socket walk: {:?}", c.errors.first());
+            },
+        );
+        socket_rows.push(format!("{n:>6} {:>11} {diag_cpu:>16.1} {walk_cpu:>16.1} {:>7.2}x", namespaces.len(), diag_cpu / walk_cpu));
         let ((podnet_cpu, podnet_wall), (floor_cpu, _)) = measure_pair(
             || {
                 let a = procfs.scrape();
@@ -147,6 +168,15 @@ fn main() {
     println!(
         "(podnet and floor exclude the namespace scan, which the netns extension does on its own interval; targets: ratio within 1.5x of the floor, 1000 namespaces under 1000 ms of CPU per cycle)"
     );
+    println!();
+    println!("tcpsummary alone over the same namespaces (best of {ROUNDS}, alternating): a sock_diag dump in every namespace against the");
+    println!(
+        "one-pass socket walk (BPF iterator over the node's socket files + each namespace's sockstat); CPU includes the kernel's side"
+    );
+    println!("{:>6} {:>11} {:>16} {:>16} {:>8}", "N", "namespaces", "sock_diag CPU ms", "walk CPU ms", "saved");
+    for r in socket_rows {
+        println!("{r}");
+    }
     for mut s in sleepers {
         let _ = s.kill();
         let _ = s.wait();
