@@ -4,9 +4,9 @@
 //! bridge, each with a process (a pod's pause container), a TCP listener and a connection to the next pod that carries a
 //! message a second, and datagrams to 10 other pods' closed ports a second (every pair of
 //! pods within ~10 s: drops and flows of a real node's cross-pod noise). Reported from /proc: RSS over the run and CPU per collection cycle,
-//! per variant (as shipped; tcpsummary by sock_diag in every namespace instead of the
-//! one-pass socket walk; glibc's heap untuned; mimalloc), min / median / max over
-//! interleaved rounds.
+//! per variant (as shipped, on mimalloc; tcpsummary by sock_diag in every namespace instead
+//! of the one-pass socket walk; on glibc's malloc, tuned as podnet tunes it, untuned, and
+//! without trimming), min / median / max over interleaved rounds.
 //!
 //! Usage: bench_agent [pods (100)] [seconds per run (120)] [rounds (3)]
 
@@ -212,15 +212,14 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
             (of("podnet_receiver_collection_duration_seconds_sum"), of("podnet_receiver_collection_duration_seconds_count"))
         })
     };
-    let mut series = 0.0;
+    let mut last_scrape = Instant::now();
     while started.elapsed() < Duration::from_secs(secs) {
         pods.traffic();
         std::thread::sleep(Duration::from_secs(1));
         // Prometheus would scrape every 15 s.
-        if started.elapsed().as_secs().is_multiple_of(15)
-            && let Some((200, m)) = http_get(port, "/metrics")
-        {
-            series = m.lines().filter(|l| !l.starts_with('#')).count() as f64;
+        if last_scrape.elapsed() >= Duration::from_secs(15) {
+            let _ = http_get(port, "/metrics");
+            last_scrape = Instant::now();
         }
         rss_max = rss_max.max(rss_kib(pid));
         if mark.is_none() && started.elapsed() >= Duration::from_secs(secs) - window {
@@ -229,6 +228,8 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
         }
     }
     let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
+    // Series held at the end of the run (every run the same length: comparable).
+    let series = m.lines().filter(|l| !l.starts_with('#')).count() as f64;
     let (c1, k1, d1) = (cpu_seconds(pid), cycles(&m), durations(&m));
     let (c0, k0, d0) = mark.unwrap_or((0.0, 0.0, [(0.0, 0.0); 3]));
     let collect_ms = std::array::from_fn(|i| (d1[i].0 - d0[i].0) * 1e3 / (d1[i].1 - d0[i].1).max(1.0));
@@ -252,20 +253,20 @@ fn main() {
     }
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (n, secs, rounds) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(120), args.get(2).copied().unwrap_or(3));
-    // scripts/bench builds target/release/podnet-mimalloc (`--features mimalloc`).
-    let mimalloc = podnet_integration::podnet_binary().with_file_name("podnet-mimalloc");
+    // scripts/bench builds target/release/podnet-glibc (`--no-default-features`).
+    let glibc = podnet_integration::podnet_binary().with_file_name("podnet-glibc");
     // (row name, environment, binary if not the built podnet).
     type Variant<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a std::path::Path>);
     let mut variants: Vec<Variant> = vec![
-        ("podnet as shipped", vec![], None),
+        ("podnet as shipped (mimalloc)", vec![], None),
         ("sock_diag in every namespace", vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None),
-        ("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], None),
-        ("2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")], None),
     ];
-    if mimalloc.exists() {
-        variants.push(("mimalloc", vec![], Some(mimalloc.as_path())));
+    if glibc.exists() {
+        variants.push(("glibc, 2 arenas, trim 10 s", vec![], Some(glibc.as_path())));
+        variants.push(("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path())));
+        variants.push(("glibc, 2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path())));
     } else {
-        println!("({} not built: no mimalloc row)", mimalloc.display());
+        println!("({} not built: no glibc rows)", glibc.display());
     }
     // BENCH_AGENT_VARIANTS=1,2: only those rows (numbered from 1), for a quicker look.
     if let Ok(only) = std::env::var("BENCH_AGENT_VARIANTS") {
