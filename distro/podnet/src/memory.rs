@@ -2,11 +2,13 @@
 //! the node's series (tens of MiB with flow tables full), on whichever thread runs it, and
 //! the exporters look up and rewrite every series' labels: allocation is a large part of the
 //! agent's CPU. Measured on the whole agent at 100 pods (`scripts/bench`, `bench_agent`,
-//! three runs of two interleaved rounds, ~53,000 series): CPU per 5 s cycle, medians of the
-//! runs, 408 / 448 / 650 ms on mimalloc against 832 / 857 / 690 ms on glibc limited to two
-//! arenas and trimmed every 10 s (which spends its time consolidating free lists), with
-//! RSS at the end 115–146 MiB on mimalloc against 108–146 MiB; glibc's defaults take
-//! 557–620 ms and 190–243 MiB. So the agent allocates with mimalloc.
+//! ~53,000 series, four runs of two interleaved rounds): CPU per 5 s cycle, the lower round
+//! of each run, 405 / 388 / 402 / 383 ms on mimalloc against 652 / 663 / 522 / 643 ms on glibc
+//! limited to two arenas and trimmed every 10 s (which spends its time consolidating free
+//! lists); the higher rounds are close (650-860 ms either way). RSS at the end is ~10-15
+//! MiB higher on mimalloc (134-138 against 116-123 MiB in the last run); glibc's defaults
+//! take ~190-240 MiB. The agent allocates with mimalloc for the CPU; the choice is close
+//! enough that the benchmark keeps measuring both.
 //!
 //! Built without it (`--no-default-features`), glibc is tuned instead:
 //! `PODNET_MALLOC_ARENAS` (default 2; 0 keeps glibc's default) and
