@@ -76,14 +76,13 @@ fn the_walk_gives_sock_diag_s_summary_for_every_namespace_it_accounts_for() {
     }
     std::thread::sleep(Duration::from_millis(300));
 
-    for ns in [a, b] {
+    let [at_a, at_b] = [a, b].map(|ns| {
         let (by_walk, by_diag) = both(&mut table, ns);
         let by_walk = by_walk.unwrap_or_else(|| panic!("{ns}: the walk did not account for every socket: {by_diag:?}"));
         assert_eq!(by_walk, by_diag, "{ns}");
-    }
+        by_diag
+    });
     // What the namespaces hold, so that the equality above is not between two empty answers.
-    let (_, at_a) = both(&mut table, a);
-    let (_, at_b) = both(&mut table, b);
     assert_eq!(at_a.by_state.get("established"), Some(&3), "{at_a:?}");
     assert_eq!(at_a.by_state.get("fin_wait_2"), Some(&1), "{at_a:?}");
     assert_eq!(at_a.by_state.get("time_wait"), Some(&2), "{at_a:?}");
