@@ -2,6 +2,7 @@
 //! serves podnet's own `podnet_*` metrics. Health and status are the `health_check`
 //! extension's.
 
+mod points;
 pub mod protobuf;
 pub mod store;
 mod web_config;
@@ -20,9 +21,10 @@ use podnet_pipeline::component::{
 };
 use podnet_pipeline::config::ConfigDuration;
 use podnet_pipeline::fanout::Input;
-use podnet_pipeline::pdata::{PData, Signal, keys};
+use podnet_pipeline::pdata::{KeyValue, PData, ResourceMetrics, ScopeMetrics, Signal, keys, metric};
 use serde::{Deserialize, Serialize};
 
+use crate::points::PointCache;
 use crate::store::{Format, Store};
 use podnet_prometheus_translator::{HistogramFormat, Naming, ResourceToTelemetry, TargetInfo, Translator};
 
@@ -148,7 +150,7 @@ struct PrometheusExporter {
 struct Shared {
     config: PrometheusConfig,
     const_labels: Vec<(String, String)>,
-    store: Mutex<Store>,
+    state: Mutex<Held>,
     /// When the last series-limit warning was logged (one a minute at most).
     limit_warned: Mutex<Option<Instant>>,
     collision_warned: Mutex<Option<Instant>>,
@@ -156,6 +158,23 @@ struct Shared {
     unsupported_warned: std::sync::atomic::AtomicBool,
     delta_warned: std::sync::atomic::AtomicBool,
     ctx: ComponentContext,
+}
+
+/// The series and the points known to be in them.
+#[derive(Default)]
+struct Held {
+    store: Store,
+    points: PointCache,
+}
+
+impl Held {
+    /// Drops series older than `ttl`, and the points that led to them.
+    fn expire(&mut self, ttl: std::time::Duration) {
+        if self.store.expire(Instant::now(), ttl) > 0 {
+            let store = &mut self.store;
+            self.points.retain(|slot| store.holds(slot));
+        }
+    }
 }
 
 impl Shared {
@@ -169,8 +188,8 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn consume(&self, data: PData) {
@@ -186,22 +205,25 @@ impl Shared {
         let mut samples = Vec::new();
         let now = Instant::now();
         for resource in metrics.resources().chunks(1) {
-            let skipped = translator.translate(resource, &mut samples);
-            (delta, unsupported) = (delta + skipped.delta, unsupported + skipped.unsupported);
-            for (family, n) in self.lock().update(std::mem::take(&mut samples), now) {
-                *refused.entry(family).or_default() += n;
+            let rest = self.store_known_points(&translator, &resource[0], now, &mut delta, &mut refused);
+            if let Some(rest) = rest {
+                let skipped = translator.translate(std::slice::from_ref(&rest), &mut samples);
+                (delta, unsupported) = (delta + skipped.delta, unsupported + skipped.unsupported);
+                for (family, n) in self.lock().store.update(std::mem::take(&mut samples), now) {
+                    *refused.entry(family).or_default() += n;
+                }
             }
             if self.config.exponential_histograms == HistogramFormat::Native {
                 let mut natives = Vec::new();
                 unsupported += translator.native_histograms(resource, &mut natives).unsupported;
-                for (family, n) in self.lock().update_natives(natives, now) {
+                for (family, n) in self.lock().store.update_natives(natives, now) {
                     *refused.entry(family).or_default() += n;
                 }
             }
         }
         if self.config.naming == Naming::Otel && self.config.target_info.enabled {
             let info = translator.target_info(metrics.resources(), podnet_pipeline::pdata::now_unix_nanos());
-            for (family, n) in self.lock().update(info, now) {
+            for (family, n) in self.lock().store.update(info, now) {
                 *refused.entry(family).or_default() += n;
             }
         }
@@ -217,7 +239,7 @@ impl Shared {
                 tracing::warn!(component = %self.ctx.id, points = unsupported, "dropped exponential-histogram points with negative buckets: classic buckets cannot hold them (from now on only counted, in podnet_component_dropped_total{{reason=\"unsupported_type\"}})");
             }
         }
-        let collisions = self.lock().take_collisions();
+        let collisions = self.lock().store.take_collisions();
         if !collisions.is_empty() {
             let total: u64 = collisions.values().sum();
             self.ctx.telemetry.series_collisions(total);
@@ -250,6 +272,79 @@ impl Shared {
         }
     }
 
+    /// Stores the number points of one resource (cumulative sums, gauges): a point seen
+    /// before goes straight to its series, a new one is translated once and remembered.
+    /// Returns the resource with its other metrics (histograms, summaries), which take the
+    /// full translation, or None when it has none.
+    fn store_known_points(
+        &self,
+        translator: &Translator<'_>,
+        rm: &ResourceMetrics,
+        now: Instant,
+        delta: &mut usize,
+        refused: &mut BTreeMap<String, u64>,
+    ) -> Option<ResourceMetrics> {
+        let attrs: &[KeyValue] = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_id = podnet_prometheus_translator::resource_id(attrs);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let resource_key = state.points.resource_key(attrs);
+        let mut base = None;
+        let mut rest: Option<ResourceMetrics> = None;
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let points = match &m.data {
+                    Some(metric::Data::Sum(sum)) if podnet_prometheus_translator::number_kind(m).is_some() => &sum.data_points,
+                    Some(metric::Data::Gauge(g)) => &g.data_points,
+                    Some(metric::Data::Sum(sum)) => {
+                        *delta += sum.data_points.len();
+                        continue;
+                    }
+                    _ => {
+                        let rest = rest.get_or_insert_with(|| ResourceMetrics {
+                            resource: rm.resource.clone(),
+                            schema_url: rm.schema_url.clone(),
+                            scope_metrics: Vec::new(),
+                        });
+                        match rest.scope_metrics.last_mut() {
+                            Some(last) if last.scope == sm.scope => last.metrics.push(m.clone()),
+                            _ => rest.scope_metrics.push(ScopeMetrics {
+                                scope: sm.scope.clone(),
+                                metrics: vec![m.clone()],
+                                schema_url: sm.schema_url.clone(),
+                            }),
+                        }
+                        continue;
+                    }
+                };
+                let metric_key = state.points.metric_key(resource_key, m);
+                for dp in points {
+                    let key = state.points.point_key(metric_key, &dp.attributes);
+                    let stale = dp.flags & podnet_pipeline::pdata::NO_RECORDED_VALUE != 0;
+                    if !stale
+                        && let Some(slot) = state.points.get(key)
+                        && state.store.set(slot, translator.point_value(m, dp), now, resource_id)
+                    {
+                        continue;
+                    }
+                    let base = base.get_or_insert_with(|| translator.resource_base(attrs));
+                    let Some(mut sample) = translator.number_point_sample(m, base, dp) else { continue };
+                    sample.resource = resource_id;
+                    if let Some(slot) = state.store.upsert(sample, now, refused) {
+                        state.points.insert(key, slot);
+                    }
+                }
+            }
+        }
+        // Points of series that went (ended, expired, refused after a type change) are
+        // forgotten once they could be a noticeable part of the cache.
+        if state.points.len() > 2 * state.store.series_count() + 4096 {
+            let store = &mut state.store;
+            state.points.retain(|slot| store.holds(slot));
+        }
+        rest
+    }
+
     /// The scraper names this target (its job and instance): podnet's own service attributes
     /// would only come back as exported_job.
     fn self_metric_samples(&self) -> Vec<podnet_prometheus_translator::Sample> {
@@ -272,9 +367,9 @@ impl Shared {
     fn render_protobuf(&self) -> Vec<u8> {
         let mut out = Vec::new();
         {
-            let mut store = self.lock();
-            store.expire(Instant::now(), self.config.metric_expiration.0);
-            store.render_protobuf(&mut out);
+            let mut state = self.lock();
+            state.expire(self.config.metric_expiration.0);
+            state.store.render_protobuf(&mut out);
         }
         if self.ctx.host.serve_self_metrics {
             store::render_samples_protobuf(self.self_metric_samples(), &mut out);
@@ -285,9 +380,9 @@ impl Shared {
     fn render(&self, format: Format) -> String {
         let mut out = String::new();
         {
-            let mut store = self.lock();
-            store.expire(Instant::now(), self.config.metric_expiration.0);
-            store.render(format, &mut out);
+            let mut state = self.lock();
+            state.expire(self.config.metric_expiration.0);
+            state.store.render(format, &mut out);
         }
         if self.ctx.host.serve_self_metrics {
             store::render_samples(self.self_metric_samples(), format, &mut out);
@@ -306,7 +401,7 @@ impl Exporter for PrometheusExporter {
             let shared = Arc::new(Shared {
                 const_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 config: config.clone(),
-                store: Mutex::new(Store::with_limit(config.max_series)),
+                state: Mutex::new(Held { store: Store::with_limit(config.max_series), points: PointCache::default() }),
                 limit_warned: Mutex::new(None),
                 collision_warned: Mutex::new(None),
                 unsupported_warned: Default::default(),
@@ -397,4 +492,147 @@ async fn index(State(shared): State<Arc<Shared>>) -> Response {
         shared.config.path
     );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_pipeline::config::TelemetryConfig;
+    use podnet_pipeline::pdata::{MetricDef, MetricsBuilder, Value, kv_str, number_value_f64};
+    use podnet_pipeline::status::StatusRegistry;
+    use podnet_pipeline::telemetry::Telemetry;
+    use podnet_pipeline::{ComponentId, Host, Kind, NodeInfo};
+
+    const BYTES: MetricDef = MetricDef::counter("podnet.flow.bytes", "Bytes per flow.", "By");
+    const QUEUE: MetricDef = MetricDef::gauge("podnet.queue.length", "Queue length.", "{packet}");
+
+    fn shared(config: PrometheusConfig) -> Shared {
+        let status = Arc::new(StatusRegistry::default());
+        let telemetry = Arc::new(Telemetry::new(&TelemetryConfig::default(), "node", status.clone()).unwrap());
+        let host = Arc::new(Host::new(NodeInfo { name: "node".into() }, status.clone(), telemetry.clone(), false));
+        let id = ComponentId::parse("prometheus").unwrap();
+        let ctx = ComponentContext {
+            id: id.clone(),
+            kind: Kind::Exporter,
+            pipeline: None,
+            telemetry: telemetry.component(Kind::Exporter, &id, None),
+            status: status.handle(Kind::Exporter, &id, None),
+            host,
+            shutdown: Default::default(),
+        };
+        Shared {
+            const_labels: Vec::new(),
+            state: Mutex::new(Held { store: Store::with_limit(config.max_series), points: PointCache::default() }),
+            config,
+            limit_warned: Mutex::new(None),
+            collision_warned: Mutex::new(None),
+            unsupported_warned: Default::default(),
+            delta_warned: Default::default(),
+            ctx,
+        }
+    }
+
+    /// otel naming without target_info, with `labels` as the resource attributes kept.
+    fn config(labels: &[&str]) -> PrometheusConfig {
+        PrometheusConfig {
+            resource_attributes_as_labels: labels.iter().map(|l| l.to_string()).collect(),
+            target_info: TargetInfo { enabled: false },
+            ..Default::default()
+        }
+    }
+
+    /// One batch: per pod, a flow counter for each peer and a gauge.
+    /// A pod: its name, (peer address, bytes) per flow, its queue length.
+    type Pod<'a> = (&'a str, &'a [(&'a str, i64)], f64);
+
+    fn batch(pods: &[Pod]) -> PData {
+        let mut b = MetricsBuilder::new("test");
+        for (pod, flows, queue) in pods {
+            let mut r = b.resource(vec![kv_str(keys::K8S_POD_NAME, *pod)]);
+            for (peer, bytes) in *flows {
+                r.point(&BYTES, vec![kv_str("destination.address", *peer)], 1, 2, Value::Int(*bytes));
+            }
+            r.point(&QUEUE, vec![], 1, 2, Value::Double(*queue));
+        }
+        PData::Metrics(b.finish())
+    }
+
+    fn lines(s: &Shared) -> Vec<String> {
+        s.render(Format::Text).lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn points_seen_before_update_their_series_and_new_ones_are_translated() {
+        let s = shared(config(&[keys::K8S_POD_NAME]));
+        s.consume(batch(&[("a", &[("10.0.0.2", 5), ("10.0.0.3", 7)], 1.0), ("b", &[("10.0.0.1", 9)], 2.0)]));
+        let first = lines(&s);
+        assert_eq!(first.len(), 5, "{first:?}");
+        assert_eq!(s.lock().points.len(), 5, "every number point is remembered");
+        // The same series with new values, and a new one: the known points go straight to
+        // their series (the cache does not grow), the new one is translated.
+        s.consume(batch(&[("a", &[("10.0.0.2", 6), ("10.0.0.3", 7), ("10.0.0.4", 1)], 3.5), ("b", &[("10.0.0.1", 10)], 2.0)]));
+        assert_eq!(s.lock().points.len(), 6);
+        let text = lines(&s).join("\n");
+        for want in [
+            r#"podnet_flow_bytes_total{destination_address="10.0.0.2",k8s_pod_name="a"} 6"#,
+            r#"podnet_flow_bytes_total{destination_address="10.0.0.3",k8s_pod_name="a"} 7"#,
+            r#"podnet_flow_bytes_total{destination_address="10.0.0.4",k8s_pod_name="a"} 1"#,
+            r#"podnet_flow_bytes_total{destination_address="10.0.0.1",k8s_pod_name="b"} 10"#,
+            r#"podnet_queue_length{k8s_pod_name="a"} 3.5"#,
+            r#"podnet_queue_length{k8s_pod_name="b"} 2"#,
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_ended_or_expired_series_comes_back_when_its_point_returns() {
+        let s = shared(config(&[]));
+        s.consume(batch(&[("a", &[("10.0.0.2", 5)], 1.0)]));
+        // The flow ends at its source: its series goes at once, although its point is cached.
+        let mut b = MetricsBuilder::new("test");
+        b.resource(vec![kv_str(keys::K8S_POD_NAME, "a")]).ended(&BYTES, vec![kv_str("destination.address", "10.0.0.2")], 3);
+        s.consume(PData::Metrics(b.finish()));
+        assert_eq!(lines(&s).len(), 1, "only the gauge is left: {:?}", lines(&s));
+        // It comes back: the stale cache entry must not write into a freed (or reused) slot.
+        s.consume(batch(&[("a", &[("10.0.0.9", 1), ("10.0.0.2", 8)], 1.0)]));
+        let text = lines(&s).join("\n");
+        assert!(text.contains(r#"podnet_flow_bytes_total{destination_address="10.0.0.2"} 8"#), "{text}");
+        assert!(text.contains(r#"podnet_flow_bytes_total{destination_address="10.0.0.9"} 1"#), "{text}");
+        // Expiry frees every slot; the cache forgets the points and they come back whole.
+        s.lock().expire(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        s.lock().expire(std::time::Duration::ZERO);
+        assert_eq!(s.lock().store.series_count(), 0);
+        assert_eq!(s.lock().points.len(), 0);
+        s.consume(batch(&[("a", &[("10.0.0.2", 11)], 4.0)]));
+        let text = lines(&s).join("\n");
+        assert!(text.contains(r#"podnet_flow_bytes_total{destination_address="10.0.0.2"} 11"#), "{text}");
+        assert!(text.contains("podnet_queue_length 4"), "{text}");
+    }
+
+    #[test]
+    fn two_resources_on_one_series_are_counted_as_collisions_on_every_write() {
+        // Without the pod as a label, pods a and b write the same series.
+        let s = shared(config(&[]));
+        for round in 0..3 {
+            s.consume(batch(&[("a", &[], 1.0), ("b", &[], 2.0 + f64::from(round))]));
+        }
+        // Each write by the other resource than the last writer is a collision: a's second
+        // and third writes (after b's) and all three of b's.
+        let own = s.ctx.host.telemetry.collect();
+        let collisions: f64 = own
+            .resources()
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == "podnet.exporter.series_collisions")
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(sum)) => Some(sum.data_points.iter().map(number_value_f64).sum::<f64>()),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(collisions, 5.0);
+        assert!(lines(&s).join("\n").contains("podnet_queue_length 4"), "the later value wins");
+    }
 }

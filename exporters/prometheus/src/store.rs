@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use podnet_pipeline::pdata::is_stale_marker;
-use podnet_prometheus_translator::{FamilyType, Labels, NativeHistogram, Sample, format_value};
+use podnet_prometheus_translator::{FamilyType, Labels, NativeHistogram, Sample, format_value_into};
 use prost::Message as _;
 
 use crate::protobuf;
@@ -16,23 +16,83 @@ use crate::protobuf;
 struct Family {
     help: String,
     kind: FamilyType,
-    /// (suffix, the label set as exposition text: `a="x",b="y"`) → (value, last update, the
-    /// resource that wrote it). One string per series: flow series carry ~20 labels, and a
-    /// pair of strings per label held ~2 KiB per series where the text takes ~250 bytes.
-    /// Hashed, not ordered: every sample of every collection looks its series up, and in an
-    /// ordered map each lookup compared long label texts with common prefixes ~15 times (the
-    /// agent's largest CPU cost at 100 pods); a scrape sorts once instead.
+    /// (suffix, the label set as exposition text: `a="x",b="y"`) → the series' slot. One
+    /// string per series: flow series carry ~20 labels, and a pair of strings per label held
+    /// ~2 KiB per series where the text takes ~250 bytes. Hashed, not ordered: a scrape
+    /// sorts once instead of every lookup comparing long label texts with common prefixes.
     series: Series,
 }
 
-type Series = HashMap<(&'static str, String), (f64, Instant, u64), foldhash::fast::RandomState>;
+type Series = HashMap<(&'static str, String), u32, foldhash::fast::RandomState>;
+
+/// One series' value. Slots live in one vector; a freed slot is reused and its
+/// generation bumped, so a [`SlotRef`] held by a caller (the exporter's point cache) to a
+/// series that has since gone is recognised as stale instead of writing to another series.
+#[derive(Debug)]
+struct Slot {
+    value: f64,
+    at: Instant,
+    /// The resource that wrote it last.
+    resource: u64,
+    generation: u32,
+    live: bool,
+}
+
+/// A series' place in the store, valid until the series goes (expiry, staleness marker,
+/// type change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRef {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn take(&mut self, value: f64, at: Instant, resource: u64) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i as usize];
+                (slot.value, slot.at, slot.resource, slot.live) = (value, at, resource, true);
+                i
+            }
+            None => {
+                self.slots.push(Slot { value, at, resource, generation: 0, live: true });
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        slot.live = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(i);
+    }
+
+    fn get(&self, i: u32) -> &Slot {
+        &self.slots[i as usize]
+    }
+
+    fn reference(&self, i: u32) -> SlotRef {
+        SlotRef { index: i, generation: self.slots[i as usize].generation }
+    }
+
+    fn live(&mut self, r: SlotRef) -> Option<&mut Slot> {
+        self.slots.get_mut(r.index as usize).filter(|s| s.live && s.generation == r.generation)
+    }
+}
 
 impl Family {
     /// (suffix, label text, value) in exposition order: by suffix and label text, as an
     /// ordered map would give them.
-    fn sorted(&self) -> Vec<(&'static str, &str, f64)> {
+    fn sorted<'a>(&'a self, slots: &Slots) -> Vec<(&'static str, &'a str, f64)> {
         let mut series: Vec<(&'static str, &str, f64)> =
-            self.series.iter().map(|((suffix, labels), (v, _, _))| (*suffix, labels.as_str(), *v)).collect();
+            self.series.iter().map(|((suffix, labels), i)| (*suffix, labels.as_str(), slots.get(*i).value)).collect();
         series.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         series
     }
@@ -49,6 +109,7 @@ struct NativeFamily {
 #[derive(Debug, Default)]
 pub struct Store {
     families: BTreeMap<String, Family>,
+    slots: Slots,
     /// Exponential histograms kept as native histograms too (`exponential_histograms:
     /// native`), for scrapes in the protobuf format; text scrapes show their classic form.
     natives: BTreeMap<String, NativeFamily>,
@@ -89,52 +150,86 @@ impl Store {
     pub fn update(&mut self, samples: Vec<Sample>, now: Instant) -> BTreeMap<String, u64> {
         let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         for s in samples {
-            if is_stale_marker(s.value) {
-                // The series ended at its source: it goes now, not at expiration.
-                if let Some(family) = self.families.get_mut(&s.family)
-                    && family.series.remove(&(s.suffix, label_text(&s.labels))).is_some()
-                {
-                    self.count -= 1;
-                    if family.series.is_empty() {
-                        self.families.remove(&s.family);
-                    }
-                }
-                continue;
-            }
-            let full = self.max_series > 0 && self.count >= self.max_series;
-            if !self.families.contains_key(&s.family) {
-                if full {
-                    *refused.entry(s.family).or_default() += 1;
-                    continue;
-                }
-                self.families.insert(s.family.clone(), Family { help: s.help.clone(), kind: s.kind, series: Series::default() });
-            }
-            let Some(family) = self.families.get_mut(&s.family) else { continue };
-            if family.kind != s.kind {
-                // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
-                family.kind = s.kind;
-                self.count -= family.series.len();
-                family.series.clear();
-            }
-            if !s.help.is_empty() {
-                family.help = s.help;
-            }
-            let key = (s.suffix, label_text(&s.labels));
-            match family.series.get_mut(&key) {
-                Some(v) => {
-                    if v.2 != s.resource {
-                        *self.collisions.entry(s.family).or_default() += 1;
-                    }
-                    *v = (s.value, now, s.resource);
-                }
-                None if full => *refused.entry(s.family).or_default() += 1,
-                None => {
-                    family.series.insert(key, (s.value, now, s.resource));
-                    self.count += 1;
-                }
-            }
+            self.upsert(s, now, &mut refused);
         }
         refused
+    }
+
+    /// Stores one sample (as [`update`](Self::update)); returns its series' slot when the
+    /// series is held after it (not refused, not ended by a staleness marker).
+    pub fn upsert(&mut self, s: Sample, now: Instant, refused: &mut BTreeMap<String, u64>) -> Option<SlotRef> {
+        if is_stale_marker(s.value) {
+            // The series ended at its source: it goes now, not at expiration.
+            if let Some(family) = self.families.get_mut(&s.family)
+                && let Some(i) = family.series.remove(&(s.suffix, label_text(&s.labels)))
+            {
+                self.slots.release(i);
+                self.count -= 1;
+                if family.series.is_empty() {
+                    self.families.remove(&s.family);
+                }
+            }
+            return None;
+        }
+        let full = self.max_series > 0 && self.count >= self.max_series;
+        if !self.families.contains_key(&s.family) {
+            if full {
+                *refused.entry(s.family).or_default() += 1;
+                return None;
+            }
+            self.families.insert(s.family.clone(), Family { help: s.help.clone(), kind: s.kind, series: Series::default() });
+        }
+        let family = self.families.get_mut(&s.family)?;
+        if family.kind != s.kind {
+            // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
+            family.kind = s.kind;
+            self.count -= family.series.len();
+            for (_, i) in family.series.drain() {
+                self.slots.release(i);
+            }
+        }
+        if !s.help.is_empty() && family.help != s.help {
+            family.help = s.help;
+        }
+        let key = (s.suffix, label_text(&s.labels));
+        match family.series.get(&key) {
+            Some(&i) => {
+                let slot = self.slots.live(self.slots.reference(i))?;
+                if slot.resource != s.resource {
+                    *self.collisions.entry(s.family).or_default() += 1;
+                }
+                (slot.value, slot.at, slot.resource) = (s.value, now, s.resource);
+                Some(self.slots.reference(i))
+            }
+            None if full => {
+                *refused.entry(s.family).or_default() += 1;
+                None
+            }
+            None => {
+                let i = self.slots.take(s.value, now, s.resource);
+                family.series.insert(key, i);
+                self.count += 1;
+                Some(self.slots.reference(i))
+            }
+        }
+    }
+
+    /// A new value for a series found earlier by [`upsert`](Self::upsert), without its
+    /// labels. False when the series has gone since, or was last written by another
+    /// resource: the caller then stores the point through `upsert`, which counts collisions.
+    pub fn set(&mut self, slot: SlotRef, value: f64, now: Instant, resource: u64) -> bool {
+        match self.slots.live(slot) {
+            Some(s) if s.resource == resource => {
+                (s.value, s.at) = (value, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `slot` still holds the series it was handed out for.
+    pub fn holds(&mut self, slot: SlotRef) -> bool {
+        self.slots.live(slot).is_some()
     }
 
     /// Stores native histograms as [`update`](Self::update) stores samples (same limit, same
@@ -182,10 +277,16 @@ impl Store {
             removed += before - family.series.len();
         }
         self.natives.retain(|_, f| !f.series.is_empty());
+        let slots = &mut self.slots;
         for family in self.families.values_mut() {
-            let before = family.series.len();
-            family.series.retain(|_, (_, at, _)| now.saturating_duration_since(*at) <= ttl);
-            removed += before - family.series.len();
+            family.series.retain(|_, i| {
+                let keep = now.saturating_duration_since(slots.get(*i).at) <= ttl;
+                if !keep {
+                    slots.release(*i);
+                    removed += 1;
+                }
+                keep
+            });
         }
         self.families.retain(|_, f| !f.series.is_empty());
         self.count -= removed;
@@ -202,8 +303,19 @@ impl Store {
     }
 
     pub fn render(&self, format: Format, out: &mut String) {
+        // The text is ~9 MB at 100 pods: grown by doubling it would hold up to twice that.
+        // Values are estimated at 24 characters (a long one only grows the string).
+        let estimate: usize = self
+            .families
+            .iter()
+            .map(|(name, f)| {
+                let per_series = name.len() + "_bucket_total{} ".len() + 24 + 1;
+                2 * name.len() + f.help.len() * 2 + 32 + f.series.keys().map(|(_, labels)| labels.len() + per_series).sum::<usize>()
+            })
+            .sum();
+        out.reserve_exact(estimate);
         for (name, family) in &self.families {
-            let mut series = family.sorted();
+            let mut series = family.sorted(&self.slots);
             if matches!(family.kind, FamilyType::Histogram | FamilyType::Summary) {
                 // Buckets in ascending `le` (quantiles in ascending order), then _sum and
                 // _count, per label set.
@@ -222,7 +334,7 @@ impl Store {
             self.natives.values().map(|f| f.classic_family.as_str()).filter(|classic| !self.natives.contains_key(*classic)).collect();
         let mut families: BTreeMap<&str, protobuf::MetricFamily> = BTreeMap::new();
         for (name, family) in self.families.iter().filter(|(name, _)| !replaced.contains(name.as_str())) {
-            families.insert(name, protobuf::family(name, family.kind, &family.help, family.sorted().into_iter()));
+            families.insert(name, protobuf::family(name, family.kind, &family.help, family.sorted(&self.slots).into_iter()));
         }
         for (name, native) in &self.natives {
             let mf = families.entry(name).or_insert_with(|| protobuf::MetricFamily {
@@ -331,7 +443,7 @@ fn render_family<'a>(
             out.push('}');
         }
         out.push(' ');
-        out.push_str(&format_value(value));
+        format_value_into(value, out);
         out.push('\n');
     }
 }

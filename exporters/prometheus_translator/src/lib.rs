@@ -343,6 +343,33 @@ impl Translator<'_> {
             .collect()
     }
 
+    /// The labels every series of a resource with `attrs` carries, for
+    /// [`number_point_sample`](Self::number_point_sample).
+    pub fn resource_base(&self, attrs: &[KeyValue]) -> Labels {
+        self.resource_labels(attrs)
+    }
+
+    /// The sample of one point of a cumulative Sum or a Gauge, as `translate` makes it
+    /// (`resource` left 0); None for other kinds, delta sums, or a point with no name in
+    /// this naming. Lets an exporter translate only the points it has not seen before.
+    pub fn number_point_sample(&self, m: &Metric, base: &Labels, dp: &NumberDataPoint) -> Option<Sample> {
+        let kind = number_kind(m)?;
+        let mut out = Vec::with_capacity(1);
+        self.number_point(m, kind, &m.description, base, dp, &mut out);
+        out.pop()
+    }
+
+    /// The value `translate` gives a number point of `m` (times in seconds in otel naming).
+    pub fn point_value(&self, m: &Metric, dp: &NumberDataPoint) -> f64 {
+        match self.naming {
+            // The staleness marker is a bit pattern: no arithmetic on it.
+            _ if dp.flags & NO_RECORDED_VALUE != 0 => number_value_f64(dp),
+            // Prometheus' base unit of time is the second (`_seconds`, not `_milliseconds`).
+            Naming::Otel => number_value_f64(dp) / seconds(&m.unit).1,
+            Naming::Kubeskoop => number_value_f64(dp),
+        }
+    }
+
     fn resource_labels(&self, attrs: &[KeyValue]) -> Labels {
         let mut labels = Labels::new();
         match self.naming {
@@ -565,13 +592,7 @@ impl Translator<'_> {
             // KubeSkoop mode keeps KubeSkoop's order (k8s_node, k8s_namespace, k8s_pod, …).
             labels.sort();
         }
-        let value = match self.naming {
-            // The staleness marker is a bit pattern: no arithmetic on it.
-            _ if dp.flags & NO_RECORDED_VALUE != 0 => number_value_f64(dp),
-            // Prometheus' base unit of time is the second (`_seconds`, not `_milliseconds`).
-            Naming::Otel => number_value_f64(dp) / seconds(&m.unit).1,
-            Naming::Kubeskoop => number_value_f64(dp),
-        };
+        let value = self.point_value(m, dp);
         out.push(Sample {
             family,
             help: help.to_string(),
@@ -582,6 +603,18 @@ impl Translator<'_> {
             time_unix_nano: dp.time_unix_nano,
             resource: 0,
         });
+    }
+}
+
+/// The family type of a metric whose points are plain numbers: a cumulative Sum (a counter
+/// when monotonic) or a Gauge; None for anything else.
+pub fn number_kind(m: &Metric) -> Option<FamilyType> {
+    match &m.data {
+        Some(metric::Data::Sum(sum)) if sum.aggregation_temporality == AggregationTemporality::Cumulative as i32 => {
+            Some(if sum.is_monotonic { FamilyType::Counter } else { FamilyType::Gauge })
+        }
+        Some(metric::Data::Gauge(_)) => Some(FamilyType::Gauge),
+        _ => None,
     }
 }
 
@@ -806,14 +839,22 @@ pub fn sanitize_label(key: &str) -> String {
 
 /// Prometheus number formatting: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
 pub fn format_value(v: f64) -> String {
+    let mut out = String::new();
+    format_value_into(v, &mut out);
+    out
+}
+
+/// [`format_value`] appended to `out` (a scrape writes ~50,000 of them).
+pub fn format_value_into(v: f64, out: &mut String) {
+    use std::fmt::Write as _;
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+        let _ = write!(out, "{}", v as i64);
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 

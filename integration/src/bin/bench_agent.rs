@@ -230,6 +230,10 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
     let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
     // Series held at the end of the run (every run the same length: comparable).
     let series = m.lines().filter(|l| !l.starts_with('#')).count() as f64;
+    // BENCH_AGENT_METRICS=<file>: keep the last /metrics text, to see which families grow.
+    if let Ok(path) = std::env::var("BENCH_AGENT_METRICS") {
+        let _ = std::fs::write(path, &m);
+    }
     let (c1, k1, d1) = (cpu_seconds(pid), cycles(&m), durations(&m));
     let (c0, k0, d0) = mark.unwrap_or((0.0, 0.0, [(0.0, 0.0); 3]));
     let collect_ms = std::array::from_fn(|i| (d1[i].0 - d0[i].0) * 1e3 / (d1[i].1 - d0[i].1).max(1.0));
