@@ -254,6 +254,29 @@ fn one_client_on_5000_ports_stays_within_max_flows() {
     assert!(n > 0 && n <= 256, "{n} series for 5,000 connections with max_flows 256");
     agent.stop();
 
+    // Every flow fits: 10,000 entries are read from the kernel in several batches (4,096 per
+    // call at first), and each is there exactly once, with its one datagram.
+    let cfg = config(dir.path(), "kubeskoop", "{ enable_port_in_label: true, aggregate_ephemeral_ports: false, max_flows: 16384 }");
+    let agent = Agent::start(&["-c", &cfg], &[]);
+    attach_wait(&agent);
+    send_from_5000_ports();
+    agent.wait_until(Duration::from_secs(20), "every flow read", || client_series(&agent.metrics()) == 10_000);
+    let m = agent.metrics();
+    for direction in ["transmit", "receive"] {
+        let lines: Vec<&str> = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("kubeskoop_flow_packets{")
+                    && l.contains("dport=\"5300\"")
+                    && l.contains(&format!("direction=\"{direction}\""))
+            })
+            .collect();
+        assert_eq!(lines.len(), 5000, "{direction}: one series per source port");
+        assert!(lines.iter().all(|l| l.ends_with(" 1")), "{direction}: one datagram each");
+    }
+    assert_eq!(labeled_sum(&m, "podnet_ebpf_flows_evicted_total", &[("probe", "flow")]), 0.0);
+    agent.stop();
+
     // Ephemeral ports aggregated: one flow per side, every datagram in it.
     let cfg = config(dir.path(), "kubeskoop", "{ enable_port_in_label: true }");
     let agent = Agent::start(&["-c", &cfg], &[]);

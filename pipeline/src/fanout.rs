@@ -67,8 +67,13 @@ impl Outputs {
             return;
         }
         let mut delivered = false;
-        for d in destinations.iter() {
-            if d.sender.send(data.clone()).await.is_ok() {
+        // The last destination takes the data itself: a processor that changes a batch it
+        // holds alone changes it in place, where a copy still held here would make it clone
+        // the whole batch (tens of megabytes of flow points).
+        let mut data = Some(data);
+        for (i, d) in destinations.iter().enumerate() {
+            let Some(item) = (if i + 1 == destinations.len() { data.take() } else { data.clone() }) else { break };
+            if d.sender.send(item).await.is_ok() {
                 delivered = true;
             } else {
                 tracing::debug!(destination = %d.name, "consumer stopped; data for it dropped");

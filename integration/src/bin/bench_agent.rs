@@ -196,6 +196,7 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
     for (k, v) in env {
         cmd.env(k, v);
     }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child: Child = cmd.spawn().expect("start podnet (cargo build --release -p podnet)");
     let pid = child.id();
     let started = Instant::now();
@@ -238,7 +239,10 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
     let (c0, k0, d0) = mark.unwrap_or((0.0, 0.0, [(0.0, 0.0); 3]));
     let collect_ms = std::array::from_fn(|i| (d1[i].0 - d0[i].0) * 1e3 / (d1[i].1 - d0[i].1).max(1.0));
     let rss_end = rss_kib(pid);
-    let _ = child.kill();
+    // The whole process group: a wrapper such as heaptrack runs the agent as its child,
+    // which would outlive the wrapper and share the machine with every later run.
+    // SAFETY: kill has no memory preconditions; the group is the one spawned above.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     let _ = child.wait();
     Run {
         rss_end_mib: rss_end / 1024.0,

@@ -6,6 +6,7 @@
 //! and become log records.
 
 pub mod abi;
+mod batch;
 pub mod btf;
 pub mod events;
 pub mod kallsyms;
