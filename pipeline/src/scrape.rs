@@ -29,6 +29,14 @@ pub struct CollectionError {
 /// Reads the kernel once per call; runs on a blocking thread.
 pub trait Scraper: Send + 'static {
     fn scrape(&mut self) -> Collection;
+    /// [`scrape`](Self::scrape), handing finished parts of the collection to `send` while
+    /// the rest is still being read, so that a collection of tens of thousands of flow
+    /// points is never held whole. A part holds whole resources: consumers may sum one
+    /// namespace's points per batch. The returned collection carries the rest.
+    fn scrape_in_parts(&mut self, send: &mut dyn FnMut(Metrics)) -> Collection {
+        let _ = send;
+        self.scrape()
+    }
     /// Whether to collect even when nothing consumes the metrics (the collection also
     /// keeps kernel state or self-metrics up to date).
     fn needs_ticks_without_consumer(&self) -> bool {
@@ -51,9 +59,23 @@ pub async fn run_scraper<S: Scraper>(mut scraper: S, interval: Duration, ctx: Co
             continue;
         }
         let started = Instant::now();
-        let (returned, collection) = match tokio::task::spawn_blocking(move || {
-            let c = scraper.scrape();
-            (scraper, c)
+        let (parts_out, handle, stop) = (outputs.clone(), tokio::runtime::Handle::current(), ctx.shutdown.clone());
+        let (returned, collection, parts) = match tokio::task::spawn_blocking(move || {
+            let mut parts = 0usize;
+            let mut send = |m: Metrics| {
+                if wanted && !m.resources().is_empty() {
+                    parts += 1;
+                    // A blocking thread, not an async one: it may wait for the consumers.
+                    handle.block_on(async {
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = parts_out.send(PData::Metrics(m)) => {}
+                        }
+                    });
+                }
+            };
+            let c = scraper.scrape_in_parts(&mut send);
+            (scraper, c, parts)
         })
         .await
         {
@@ -80,7 +102,7 @@ pub async fn run_scraper<S: Scraper>(mut scraper: S, interval: Duration, ctx: Co
             }
             last_errors = collection.errors.clone();
         }
-        if collection.metrics.resources().is_empty() && !collection.errors.is_empty() {
+        if parts == 0 && collection.metrics.resources().is_empty() && !collection.errors.is_empty() {
             ctx.status.failed(format!("nothing could be collected: {}", collection.errors[0].message));
         } else if matches!(ctx.status.state(), Some(crate::status::State::Failed(_))) {
             ctx.status.running();

@@ -712,8 +712,16 @@ struct EbpfScraper {
 
 impl Scraper for EbpfScraper {
     fn scrape(&mut self) -> Collection {
+        let mut whole = Vec::new();
+        let mut c = self.scrape_in_parts(&mut |mut part| whole.append(part.resources_mut()));
+        whole.append(c.metrics.resources_mut());
+        c.metrics = podnet_pipeline::pdata::Metrics::new(whole);
+        c
+    }
+
+    fn scrape_in_parts(&mut self, send: &mut dyn FnMut(podnet_pipeline::pdata::Metrics)) -> Collection {
         let mut errors = Vec::new();
-        let metrics = self.collect(&mut errors);
+        let metrics = self.collect(&mut errors, send);
         self.probe_stats.publish(self_samples(&self.running, &self.up, self.program_stats));
         Collection { metrics, errors, unsupported: Vec::new() }
     }
@@ -726,7 +734,13 @@ impl Scraper for EbpfScraper {
 }
 
 impl EbpfScraper {
-    fn collect(&mut self, errors: &mut Vec<CollectionError>) -> podnet_pipeline::pdata::Metrics {
+    /// Reads every probe's maps; hands each part of at least [`PART_POINTS`] points (whole
+    /// namespaces) to `send` as it is built, and returns the rest.
+    fn collect(
+        &mut self,
+        errors: &mut Vec<CollectionError>,
+        send: &mut dyn FnMut(podnet_pipeline::pdata::Metrics),
+    ) -> podnet_pipeline::pdata::Metrics {
         let EbpfScraper { running, reasons, decoder, counters, graveyard, disks, scope, attached_at, .. } = self;
         let attached_at = *attached_at;
         let mut index = decoder.namespaces.lock().unwrap_or_else(|e| e.into_inner());
@@ -762,17 +776,23 @@ impl EbpfScraper {
         // Rows are consumed: their attributes move into the batch instead of being copied,
         // so a collection holds one set of flow attributes at a time, not two.
         let mut rows = rows.into_iter().peekable();
+        let mut in_part = 0usize;
         while let Some(netns) = rows.peek().map(|r| r.netns) {
+            if in_part >= PART_POINTS {
+                send(std::mem::replace(&mut builder, MetricsBuilder::new(scope.as_str())).finish());
+                in_part = 0;
+            }
             let key = index.resource_key(netns);
             let attrs = index.attributes(key);
             let origin = index.namespace(key).map(|ns| ns.start_unix_nanos.max(attached_at)).unwrap_or(attached_at);
             let mut rb = builder.resource(attrs);
             let mut out = PointWriter { rb: &mut rb, counters, resource_key: key, origin, now };
             while let Some(row) = rows.next_if(|r| r.netns == netns) {
+                in_part += 1;
                 match row.value {
-                    probes::RowValue::Count(v) => out.point(row.def, row.attrs, v),
-                    probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs, &h),
-                    probes::RowValue::Ended => out.ended(row.def, row.attrs),
+                    probes::RowValue::Count(v) => out.point(row.def, row.attrs.into_vec(), v),
+                    probes::RowValue::Histogram(h) => out.histogram(row.def, row.attrs.into_vec(), &h),
+                    probes::RowValue::Ended => out.ended(row.def, row.attrs.into_vec()),
                 }
             }
         }
@@ -780,6 +800,10 @@ impl EbpfScraper {
         builder.finish()
     }
 }
+
+/// Points per part of a collection sent ahead of the rest (at ~1 KiB per flow point, a
+/// few MiB in flight instead of the whole collection's tens of MiB).
+const PART_POINTS: usize = 4096;
 
 fn self_samples(running: &[Running], up: &[ProbeSample], program_stats: bool) -> Vec<ProbeSample> {
     let mut out = up.to_vec();

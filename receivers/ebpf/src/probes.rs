@@ -298,8 +298,43 @@ pub const RETRANSMIT_FLOWS: MetricDef = MetricDef {
 pub struct Row {
     pub netns: u32,
     pub def: &'static MetricDef,
-    pub attrs: Vec<KeyValue>,
+    pub attrs: RowAttrs,
     pub value: RowValue,
+}
+
+/// A row's attributes. A flow's stay its 44-byte key until the row joins a batch: the
+/// flow tables hold ~10,000 flows each at 100 pods, and their attributes built up front
+/// (address strings, one allocation per key and value) were a collection's largest memory,
+/// held whole while the batch was sent in parts.
+#[derive(Clone, Debug)]
+pub enum RowAttrs {
+    Built(Vec<KeyValue>),
+    Tuple { key: FlowKey, ports: bool, direction: Option<&'static str> },
+}
+
+impl RowAttrs {
+    pub fn into_vec(self) -> Vec<KeyValue> {
+        match self {
+            RowAttrs::Built(v) => v,
+            RowAttrs::Tuple { key, ports, direction } => {
+                let mut attrs = tuple_attrs(&key, ports);
+                if let Some(d) = direction {
+                    attrs.push(kv_str(NETWORK_IO_DIRECTION, d));
+                }
+                attrs
+            }
+        }
+    }
+}
+
+impl From<Vec<KeyValue>> for RowAttrs {
+    fn from(v: Vec<KeyValue>) -> Self {
+        RowAttrs::Built(v)
+    }
+}
+
+fn tuple(key: &FlowKey, ports: bool) -> RowAttrs {
+    RowAttrs::Tuple { key: *key, ports, direction: None }
 }
 
 #[derive(Clone, Debug)]
@@ -310,12 +345,12 @@ pub enum RowValue {
     Ended,
 }
 
-fn count(netns: u32, def: &'static MetricDef, attrs: Vec<KeyValue>, value: u64) -> Row {
-    Row { netns, def, attrs, value: RowValue::Count(value) }
+fn count(netns: u32, def: &'static MetricDef, attrs: impl Into<RowAttrs>, value: u64) -> Row {
+    Row { netns, def, attrs: attrs.into(), value: RowValue::Count(value) }
 }
 
 /// The end of a flow's series, one row per metric the flow feeds.
-fn push_ended(rows: &mut Vec<Row>, netns: u32, defs: &[&'static MetricDef], attrs: Vec<KeyValue>) {
+fn push_ended(rows: &mut Vec<Row>, netns: u32, defs: &[&'static MetricDef], attrs: RowAttrs) {
     for def in defs {
         rows.push(Row { netns, def, attrs: attrs.clone(), value: RowValue::Ended });
     }
@@ -442,11 +477,11 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             let list = shared::<FlowKey, FlowDrops>(probe, "drop_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for k in flows.ended(list.iter().map(|(k, _)| k)) {
-                push_ended(&mut rows, k.netns, &[&DROP_FLOWS, &DROP_FLOWS_NETFILTER], tuple_attrs(&k, false));
+                push_ended(&mut rows, k.netns, &[&DROP_FLOWS, &DROP_FLOWS_NETFILTER], tuple(&k, false));
             }
             for (k, v) in list {
-                rows.push(count(k.netns, &DROP_FLOWS, tuple_attrs(&k, false), v.total));
-                rows.push(count(k.netns, &DROP_FLOWS_NETFILTER, tuple_attrs(&k, false), v.netfilter));
+                rows.push(count(k.netns, &DROP_FLOWS, tuple(&k, false), v.total));
+                rows.push(count(k.netns, &DROP_FLOWS_NETFILTER, tuple(&k, false), v.netfilter));
             }
         }
         ProbeKind::Tcpreset => {
@@ -467,10 +502,10 @@ pub fn read(kind: ProbeKind, probe: &LoadedProbe, reasons: &Reasons, flows: &mut
             let list = shared::<FlowKey, u64>(probe, "retrans_flows")?;
             flows.observe(probe.stat(abi::stat::FLOWS_NEW), list.len());
             for k in flows.ended(list.iter().map(|(k, _)| k)) {
-                push_ended(&mut rows, k.netns, &[&RETRANSMIT_FLOWS], tuple_attrs(&k, true));
+                push_ended(&mut rows, k.netns, &[&RETRANSMIT_FLOWS], tuple(&k, true));
             }
             for (k, v) in list {
-                rows.push(count(k.netns, &RETRANSMIT_FLOWS, tuple_attrs(&k, true), v));
+                rows.push(count(k.netns, &RETRANSMIT_FLOWS, tuple(&k, true), v));
             }
         }
         ProbeKind::Flow => return Err(format!("{}: read it with read_flows", probe.name)),
@@ -495,9 +530,7 @@ pub fn read_flows(probe: &LoadedProbe, ports: bool, flows: &mut FlowTable) -> Re
             abi::FLOW_RX => "receive",
             _ => return None,
         };
-        let mut attrs = tuple_attrs(k, ports);
-        attrs.push(kv_str(NETWORK_IO_DIRECTION, direction));
-        Some(attrs)
+        Some(RowAttrs::Tuple { key: *k, ports, direction: Some(direction) })
     };
     let mut rows = Vec::with_capacity(list.len() * 2);
     for k in flows.ended(list.iter().map(|(k, _)| k)) {
@@ -538,7 +571,7 @@ pub fn read_latency(kind: ProbeKind, probe: &LoadedProbe, settings: &LatencySett
     for s in &series {
         let Some((hist_def, slow_def)) = lk.stages.get(s.key.stage as usize) else { continue };
         let attrs = latency::dim_attrs(kind, s, &names, disks);
-        rows.push(Row { netns: s.key.netns, def: hist_def, attrs: attrs.clone(), value: RowValue::Histogram(s.histogram()) });
+        rows.push(Row { netns: s.key.netns, def: hist_def, attrs: attrs.clone().into(), value: RowValue::Histogram(s.histogram()) });
         for (label, n) in labels.iter().zip([s.hist.over_low, s.hist.over_high]) {
             let mut a = attrs.clone();
             a.push(kv_str(latency::THRESHOLD, label.clone()));
