@@ -268,6 +268,7 @@ fn main() {
     let mut variants: Vec<Variant> = vec![
         ("podnet as shipped (mimalloc)", vec![], None),
         ("sock_diag in every namespace", vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None),
+        ("mimalloc, purge after 1 s", vec![("MIMALLOC_PURGE_DELAY", "1000")], None),
     ];
     if glibc.exists() {
         variants.push(("glibc, 2 arenas, trim 10 s", vec![], Some(glibc.as_path())));
