@@ -20,14 +20,16 @@ struct Series {
 
 #[derive(Debug)]
 pub struct CumulativeTracker<K> {
-    series: HashMap<K, Series>,
+    /// foldhash: SipHash was ~4% of the agent's CPU here at 100 pods (a lookup per counter
+    /// point, ~50,000 per collection); the keys come from the kernel, not from a peer.
+    series: HashMap<K, Series, foldhash::fast::RandomState>,
     round: u64,
     resets: u64,
 }
 
 impl<K: Hash + Eq> Default for CumulativeTracker<K> {
     fn default() -> Self {
-        CumulativeTracker { series: HashMap::new(), round: 0, resets: 0 }
+        CumulativeTracker { series: HashMap::default(), round: 0, resets: 0 }
     }
 }
 
@@ -80,8 +82,8 @@ pub type SeriesKey = (u64, &'static str, u64);
 /// Identifies a point's attribute set without allocating (this runs for every counter point
 /// of every namespace at every collection).
 fn attributes_hash(attrs: &[KeyValue]) -> u64 {
-    use std::hash::{DefaultHasher, Hasher};
-    let mut h = DefaultHasher::new();
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x706f_646e_6574).build_hasher();
     for kv in attrs {
         h.write(kv.key.as_bytes());
         h.write_u8(0xff);

@@ -1,14 +1,13 @@
 //! The heap of a long-running agent. Every collection builds and drops a batch as large as
-//! the node's series (tens of MiB with flow tables full), on whichever thread runs it, and
-//! the exporters look up and rewrite every series' labels: allocation is a large part of the
-//! agent's CPU. Measured on the whole agent at 100 pods (`scripts/bench`, `bench_agent`,
-//! ~53,000 series, four runs of two interleaved rounds): CPU per 5 s cycle, the lower round
-//! of each run, 405 / 388 / 402 / 383 ms on mimalloc against 652 / 663 / 522 / 643 ms on glibc
-//! limited to two arenas and trimmed every 10 s (which spends its time consolidating free
-//! lists); the higher rounds are close (650-860 ms either way). RSS at the end is ~10-15
-//! MiB higher on mimalloc (134-138 against 116-123 MiB in the last run); glibc's defaults
-//! take ~190-240 MiB. The agent allocates with mimalloc for the CPU; the choice is close
-//! enough that the benchmark keeps measuring both.
+//! the node's series (tens of MiB with flow tables full), on whichever thread runs it:
+//! allocation is a large part of the agent's CPU. Measured on the whole agent at 100 pods
+//! (`scripts/bench`, `bench_agent`, ~53,600 series, two interleaved rounds of 90 s): CPU per
+//! 5 s cycle 249 / 329 ms on mimalloc against 452 / 516 ms on glibc limited to two arenas
+//! and trimmed every 10 s (which spends its time consolidating free lists); RSS at the end
+//! 108 / 108 MiB on mimalloc purging freed pages at once, 121 / 150 MiB with mimalloc's
+//! default 1 s purge delay, 86 / 117 MiB on tuned glibc; glibc's defaults took ~190-240 MiB
+//! in earlier runs. The agent allocates with mimalloc for the CPU; the benchmark keeps
+//! measuring the others.
 //!
 //! Built without it (`--no-default-features`), glibc is tuned instead:
 //! `PODNET_MALLOC_ARENAS` (default 2; 0 keeps glibc's default) and
@@ -30,9 +29,10 @@ static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc gives pages freed by a collection back to the kernel 1 s after they were freed
 /// (its default); a collection frees a batch of tens of MiB at once, and by then the next
-/// one is being built, so RSS stayed near the peak of two. Purging at once measured lower
-/// RSS at the end of runs at 100 pods (104-108 against 128-137 MiB) and no more CPU
-/// (`bench_agent`). mimalloc's own `MIMALLOC_PURGE_DELAY` (ms), when set, wins.
+/// one is being built, so RSS stayed near the peak of two. Purging at once, in interleaved
+/// runs at 100 pods (`bench_agent`): RSS at the end 108 / 108 against 121 / 150 MiB, the
+/// highest 115 / 128 against 148 / 172 MiB, CPU per cycle 249 / 329 against 248 / 289 ms.
+/// mimalloc's own `MIMALLOC_PURGE_DELAY` (ms), when set, wins.
 #[cfg(feature = "mimalloc")]
 const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
