@@ -214,9 +214,27 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
         })
     };
     let mut last_scrape = Instant::now();
+    // BENCH_AGENT_PROGRESS: a line a minute (RSS, CPU per cycle in that minute, series), for
+    // a soak run: `BENCH_AGENT_PROGRESS=1 BENCH_AGENT_VARIANTS=1 bench_agent 100 3600 1`.
+    let progress = std::env::var_os("BENCH_AGENT_PROGRESS").is_some();
+    let mut minute: Option<(Instant, f64, f64)> = None;
     while started.elapsed() < Duration::from_secs(secs) {
         pods.traffic();
         std::thread::sleep(Duration::from_secs(1));
+        if progress && minute.is_none_or(|(at, _, _)| at.elapsed() >= Duration::from_secs(60)) {
+            let m = http_get(port, "/metrics").map(|(_, m)| m).unwrap_or_default();
+            let (cpu, k) = (cpu_seconds(pid), cycles(&m));
+            if let Some((_, cpu0, k0)) = minute {
+                eprintln!(
+                    "minute {:>3}: RSS {:>6.1} MiB, CPU {:>6.1} ms per cycle, {} series",
+                    started.elapsed().as_secs() / 60,
+                    rss_kib(pid) / 1024.0,
+                    (cpu - cpu0) * 1e3 / (k - k0).max(1.0),
+                    m.lines().filter(|l| !l.starts_with('#')).count()
+                );
+            }
+            minute = Some((Instant::now(), cpu, k));
+        }
         // Prometheus would scrape every 15 s.
         if last_scrape.elapsed() >= Duration::from_secs(15) {
             let _ = http_get(port, "/metrics");
