@@ -171,9 +171,14 @@ impl Held {
     /// Drops series older than `ttl`, and the points that led to them.
     fn expire(&mut self, ttl: std::time::Duration) {
         if self.store.expire(Instant::now(), ttl) > 0 {
-            let store = &mut self.store;
-            self.points.retain(|slot| store.holds(slot));
+            self.forget_gone_points();
         }
+    }
+
+    /// Forgets the points whose series went (ended, expired, replaced by a type change).
+    fn forget_gone_points(&mut self) {
+        let store = &self.store;
+        self.points.retain(|slot| store.holds(slot));
     }
 }
 
@@ -339,8 +344,7 @@ impl Shared {
         // Points of series that went (ended, expired, refused after a type change) are
         // forgotten once they could be a noticeable part of the cache.
         if state.points.len() > 2 * state.store.series_count() + 4096 {
-            let store = &mut state.store;
-            state.points.retain(|slot| store.holds(slot));
+            state.forget_gone_points();
         }
         rest
     }

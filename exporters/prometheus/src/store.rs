@@ -85,6 +85,10 @@ impl Slots {
     fn live(&mut self, r: SlotRef) -> Option<&mut Slot> {
         self.slots.get_mut(r.index as usize).filter(|s| s.live && s.generation == r.generation)
     }
+
+    fn holds(&self, r: SlotRef) -> bool {
+        self.slots.get(r.index as usize).is_some_and(|s| s.live && s.generation == r.generation)
+    }
 }
 
 impl Family {
@@ -188,13 +192,13 @@ impl Store {
                 self.slots.release(i);
             }
         }
-        if !s.help.is_empty() && family.help != s.help {
+        if !s.help.is_empty() {
             family.help = s.help;
         }
         let key = (s.suffix, label_text(&s.labels));
         match family.series.get(&key) {
             Some(&i) => {
-                let slot = self.slots.live(self.slots.reference(i))?;
+                let slot = &mut self.slots.slots[i as usize];
                 if slot.resource != s.resource {
                     *self.collisions.entry(s.family).or_default() += 1;
                 }
@@ -228,8 +232,8 @@ impl Store {
     }
 
     /// Whether `slot` still holds the series it was handed out for.
-    pub fn holds(&mut self, slot: SlotRef) -> bool {
-        self.slots.live(slot).is_some()
+    pub fn holds(&self, slot: SlotRef) -> bool {
+        self.slots.holds(slot)
     }
 
     /// Stores native histograms as [`update`](Self::update) stores samples (same limit, same

@@ -27,22 +27,15 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every (key, value bytes) of a hash map, LRU or per-CPU hash map; per-CPU values come as
-/// one slice per possible CPU. `Ok(None)`: the kernel cannot batch this map, iterate it.
-pub fn read<K: aya::Pod, T>(map: &Map, value_size: usize, mut each: impl FnMut(K, &[u8]) -> T) -> Result<Option<Vec<T>>, std::io::Error> {
+/// Every (key, value bytes) of a hash map, LRU or per-CPU hash map of `V` values; split the
+/// bytes with [`values`]. `Ok(None)`: the kernel cannot batch this map, iterate it.
+pub fn read<K: aya::Pod, V: aya::Pod, T>(map: &Map, mut each: impl FnMut(K, &[u8]) -> T) -> Result<Option<Vec<T>>, std::io::Error> {
     let (data, per_cpu) = match map {
         Map::HashMap(d) | Map::LruHashMap(d) => (d, false),
         Map::PerCpuHashMap(d) | Map::PerCpuLruHashMap(d) => (d, true),
         _ => return Ok(None),
     };
-    // Per-CPU values are laid out per possible CPU, each rounded up to 8 bytes.
-    let (cpus, stride) = if per_cpu {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        (cpus, value_size.div_ceil(8) * 8)
-    } else {
-        (1, value_size)
-    };
-    let entry_values = cpus * stride;
+    let entry_values = if per_cpu { aya::util::nr_cpus().map_err(|(_, e)| e)? * per_cpu_stride::<V>() } else { std::mem::size_of::<V>() };
     let key_size = std::mem::size_of::<K>();
     let fd = data.fd().as_fd().as_raw_fd();
     let mut count = FIRST_BATCH as usize;
@@ -91,11 +84,16 @@ pub fn read<K: aya::Pod, T>(map: &Map, value_size: usize, mut each: impl FnMut(K
     }
 }
 
-/// The value of one CPU (or of a shared map: `cpu` 0) in an entry's value bytes.
-pub fn value_of<V: aya::Pod>(bytes: &[u8], cpu: usize, value_size: usize) -> Option<V> {
-    let stride = value_size.div_ceil(8) * 8;
-    let start = cpu * stride;
-    let slice = bytes.get(start..start + std::mem::size_of::<V>())?;
-    // SAFETY: V is Pod; the slice holds size_of::<V>() bytes.
-    Some(unsafe { std::ptr::read_unaligned(slice.as_ptr().cast::<V>()) })
+/// Per-CPU values are laid out per possible CPU, each rounded up to 8 bytes.
+fn per_cpu_stride<V>() -> usize {
+    std::mem::size_of::<V>().div_ceil(8) * 8
+}
+
+/// An entry's values from [`read`]: one per possible CPU of a per-CPU map, the one value of a
+/// shared map.
+pub fn values<V: aya::Pod>(bytes: &[u8]) -> impl Iterator<Item = V> + '_ {
+    bytes.chunks(per_cpu_stride::<V>()).filter(|c| c.len() >= std::mem::size_of::<V>()).map(|c| {
+        // SAFETY: V is Pod; the chunk holds at least size_of::<V>() bytes.
+        unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<V>()) }
+    })
 }

@@ -393,11 +393,10 @@ pub fn per_cpu_with<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod, T>(
     let m = probe.ebpf.map(map).ok_or_else(|| format!("{}: map {map} missing", probe.name))?;
     // Checks the key and value sizes against the map's.
     let h: PerCpuHashMap<&MapData, K, V> = PerCpuHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
-    let size = std::mem::size_of::<V>();
     let mut cpu_values: Vec<V> = Vec::new();
-    let batched = crate::batch::read(m, size, |k: K, bytes| {
+    let batched = crate::batch::read::<K, V, _>(m, |k, bytes| {
         cpu_values.clear();
-        cpu_values.extend((0..bytes.len() / (size.div_ceil(8) * 8)).filter_map(|cpu| crate::batch::value_of::<V>(bytes, cpu, size)));
+        cpu_values.extend(crate::batch::values::<V>(bytes));
         (k, combine(&cpu_values))
     });
     match batched {
@@ -421,8 +420,7 @@ fn shared<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(probe: &LoadedProbe, 
     let m = probe.ebpf.map(map).ok_or_else(|| format!("{}: map {map} missing", probe.name))?;
     // Checks the key and value sizes against the map's.
     let h: BpfHashMap<&MapData, K, V> = BpfHashMap::try_from(m).map_err(|e| format!("{}: map {map}: {e}", probe.name))?;
-    let size = std::mem::size_of::<V>();
-    match crate::batch::read(m, size, |k: K, bytes| (k, crate::batch::value_of::<V>(bytes, 0, size))) {
+    match crate::batch::read::<K, V, _>(m, |k, bytes| (k, crate::batch::values::<V>(bytes).next())) {
         Ok(Some(out)) => return Ok(out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()),
         Ok(None) => {}
         Err(e) => return Err(format!("{}: map {map}: {e}", probe.name)),
