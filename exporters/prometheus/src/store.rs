@@ -2,7 +2,7 @@
 //! the text exposition. Series not updated within `metric_expiration` disappear (a deleted
 //! pod's namespace stops reporting, so its series go).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,14 @@ struct Family {
     kind: FamilyType,
     /// (suffix, the label set as exposition text: `a="x",b="y"`) → the series' slot. One
     /// string per series: flow series carry ~20 labels, and a pair of strings per label held
-    /// ~2 KiB per series where the text takes ~250 bytes. Hashed, not ordered: a scrape
-    /// sorts once instead of every lookup comparing long label texts with common prefixes.
+    /// ~2 KiB per series where the text takes ~250 bytes. Ordered, so a scrape walks it in
+    /// exposition order: sorting ~10,000 flow series by their long label texts (common
+    /// prefixes) on every scrape was a tenth of the agent's CPU, while lookups by label text
+    /// happen only for series the exporter's point cache does not know yet.
     series: Series,
 }
 
-type Series = HashMap<(&'static str, String), u32, foldhash::fast::RandomState>;
+type Series = BTreeMap<(&'static str, String), u32>;
 
 /// One series' value. Slots live in one vector; a freed slot is reused and its
 /// generation bumped, so a [`SlotRef`] held by a caller (the exporter's point cache) to a
@@ -92,13 +94,9 @@ impl Slots {
 }
 
 impl Family {
-    /// (suffix, label text, value) in exposition order: by suffix and label text, as an
-    /// ordered map would give them.
+    /// (suffix, label text, value) in exposition order: by suffix and label text.
     fn sorted<'a>(&'a self, slots: &Slots) -> Vec<(&'static str, &'a str, f64)> {
-        let mut series: Vec<(&'static str, &str, f64)> =
-            self.series.iter().map(|((suffix, labels), i)| (*suffix, labels.as_str(), slots.get(*i).value)).collect();
-        series.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        series
+        self.series.iter().map(|((suffix, labels), i)| (*suffix, labels.as_str(), slots.get(*i).value)).collect()
     }
 }
 
@@ -188,7 +186,7 @@ impl Store {
             // A metric changed type (e.g. a receiver upgrade): the new shape replaces the old.
             family.kind = s.kind;
             self.count -= family.series.len();
-            for (_, i) in family.series.drain() {
+            for (_, i) in std::mem::take(&mut family.series) {
                 self.slots.release(i);
             }
         }
