@@ -164,12 +164,76 @@ const RECEIVERS: [&str; 3] = ["procfs", "netlink", "ebpf"];
 
 const INTERVAL_SECS: u64 = 5;
 
-/// One agent run of `secs` seconds with `env` (a heap or socket-walk setting), of `binary`
-/// when given (an allocator build), of the built podnet otherwise.
-fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&std::path::Path>) -> Run {
+/// What a row runs.
+enum Subject<'a> {
+    /// `podnet run` with `env` (a heap or socket-walk setting), of `binary` when given (an
+    /// allocator build), of the built podnet otherwise, on the shipped config or, with
+    /// `equal_work`, on the shipped config without its eBPF receiver (the floor's work).
+    Agent { env: Vec<(&'a str, &'a str)>, binary: Option<&'a std::path::Path>, equal_work: bool },
+    /// The floor (`floor_agent`), with a sock_diag dump per namespace or without.
+    Floor { sock_diag: bool },
+}
+
+/// The shipped config with the eBPF receiver out of both pipelines: the procfs and netlink
+/// receivers, `k8s_attributes` and the Prometheus endpoint, the work the floor is the floor of.
+fn equal_work_config(shipped: &str) -> String {
+    let metrics = "receivers: [procfs, netlink, ebpf]";
+    let logs = "    logs:\n      receivers: [ebpf]\n      processors: [k8s_attributes]\n      exporters: [file/events]\n";
+    assert!(shipped.contains(metrics) && shipped.contains(logs), "configs/kubeskoop.yaml changed its pipelines: update equal_work_config");
+    shipped.replace(metrics, "receivers: [procfs, netlink]").replace(logs, "")
+}
+
+/// The floor's run: the same window, CPU per finished cycle from its count file.
+fn run_floor(pods: &mut BridgedPods, secs: u64, sock_diag: bool) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = dir.path().join("cycles");
+    let cycles = || std::fs::read_to_string(&count).ok().and_then(|c| c.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let mut cmd = Command::new(podnet_integration::podnet_binary().with_file_name("floor_agent"));
+    cmd.arg(INTERVAL_SECS.to_string()).arg(&count).stdout(Stdio::null());
+    if sock_diag {
+        cmd.arg("--sock-diag");
+    }
+    let mut child = cmd.spawn().expect("start floor_agent (cargo build --release -p podnet-integration --bins)");
+    let pid = child.id();
+    let started = Instant::now();
+    let window = Duration::from_secs((secs / 2).min(60));
+    let (mut rss_max, mut mark): (f64, Option<(f64, f64)>) = (0.0, None);
+    while started.elapsed() < Duration::from_secs(secs) {
+        pods.traffic();
+        std::thread::sleep(Duration::from_secs(1));
+        rss_max = rss_max.max(rss_kib(pid));
+        if mark.is_none() && started.elapsed() >= Duration::from_secs(secs) - window {
+            mark = Some((cpu_seconds(pid), cycles()));
+        }
+    }
+    let (c1, k1, rss_end) = (cpu_seconds(pid), cycles(), rss_kib(pid));
+    let (c0, k0) = mark.unwrap_or((0.0, 0.0));
+    let _ = child.kill();
+    let _ = child.wait();
+    Run {
+        rss_end_mib: rss_end / 1024.0,
+        rss_max_mib: rss_max / 1024.0,
+        cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0),
+        series: f64::NAN,
+        collect_ms: [f64::NAN; 3],
+    }
+}
+
+/// One run of `secs` seconds of `subject`.
+fn run(pods: &mut BridgedPods, secs: u64, subject: &Subject) -> Run {
+    let (env, binary, equal_work) = match subject {
+        Subject::Floor { sock_diag } => return run_floor(pods, secs, *sock_diag),
+        Subject::Agent { env, binary, equal_work } => (env, *binary, *equal_work),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, health) = (free_port(), free_port());
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/kubeskoop.yaml");
+    let mut config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/kubeskoop.yaml");
+    if equal_work {
+        let shipped = std::fs::read_to_string(&config).expect("configs/kubeskoop.yaml");
+        let derived = dir.path().join("procfs-netlink.yaml");
+        std::fs::write(&derived, equal_work_config(&shipped)).expect("write the equal-work config");
+        config = derived;
+    }
     // BENCH_AGENT_WRAPPER (e.g. `heaptrack`): run the agent under a profiler; its RSS and
     // CPU figures are then the wrapper's, only its profile counts.
     let mut cmd = match std::env::var("BENCH_AGENT_WRAPPER") {
@@ -193,7 +257,7 @@ fn run(pods: &mut BridgedPods, secs: u64, env: &[(&str, &str)], binary: Option<&
         .env("PODNET_LOG_LEVEL", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for (k, v) in env {
+    for (k, v) in env.iter() {
         cmd.env(k, v);
     }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -281,17 +345,22 @@ fn main() {
     let (n, secs, rounds) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(120), args.get(2).copied().unwrap_or(3));
     // scripts/bench builds target/release/podnet-glibc (`--no-default-features`).
     let glibc = podnet_integration::podnet_binary().with_file_name("podnet-glibc");
-    // (row name, environment, binary if not the built podnet).
-    type Variant<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a std::path::Path>);
-    let mut variants: Vec<Variant> = vec![
-        ("podnet as shipped (mimalloc)", vec![], None),
-        ("sock_diag in every namespace", vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None),
-        ("mimalloc, purge after 1 s", vec![("MIMALLOC_PURGE_DELAY", "1000")], None),
+    let agent = |env: Vec<(&'static str, &'static str)>, binary| Subject::Agent { env, binary, equal_work: false };
+    let mut variants: Vec<(&str, Subject)> = vec![
+        ("podnet as shipped (mimalloc)", agent(vec![], None)),
+        ("sock_diag in every namespace", agent(vec![("PODNET_SOCKET_SOURCE", "sock_diag")], None)),
+        ("mimalloc, purge after 1 s", agent(vec![("MIMALLOC_PURGE_DELAY", "1000")], None)),
+        ("procfs+netlink, sock_diag", Subject::Agent { env: vec![("PODNET_SOCKET_SOURCE", "sock_diag")], binary: None, equal_work: true }),
+        ("floor, sock_diag", Subject::Floor { sock_diag: true }),
+        ("floor, no socket dumps", Subject::Floor { sock_diag: false }),
     ];
     if glibc.exists() {
-        variants.push(("glibc, 2 arenas, trim 10 s", vec![], Some(glibc.as_path())));
-        variants.push(("glibc defaults", vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path())));
-        variants.push(("glibc, 2 arenas, no trimming", vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path())));
+        variants.push(("glibc, 2 arenas, trim 10 s", agent(vec![], Some(glibc.as_path()))));
+        variants.push((
+            "glibc defaults",
+            agent(vec![("PODNET_MALLOC_ARENAS", "0"), ("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path())),
+        ));
+        variants.push(("glibc, 2 arenas, no trimming", agent(vec![("PODNET_MALLOC_TRIM_INTERVAL", "0")], Some(glibc.as_path()))));
     } else {
         println!("({} not built: no glibc rows)", glibc.display());
     }
@@ -309,8 +378,8 @@ fn main() {
     }
     let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (i, (_, env, binary)) in variants.iter().enumerate() {
-            results[i].push(run(&mut pods, secs as u64, env, *binary));
+        for (i, (_, subject)) in variants.iter().enumerate() {
+            results[i].push(run(&mut pods, secs as u64, subject));
         }
     }
     println!("The whole agent: podnet run -c configs/kubeskoop.yaml over {n} test pods on a bridge (a listener and a connection each,");
@@ -321,17 +390,33 @@ fn main() {
         "{:<30} {:>24} {:>24} {:>24} {:>8} {:>26}",
         "variant", "RSS at end, MiB", "RSS max, MiB", "CPU ms per cycle", "series", "collect ms procfs/netlink/ebpf"
     );
-    for ((name, _, _), runs) in variants.iter().zip(&results) {
+    for ((name, _), runs) in variants.iter().zip(&results) {
         let col = |f: fn(&Run) -> f64, d| mmm(&runs.iter().map(f).collect::<Vec<_>>(), d);
         let median = |i: usize| stats(&runs.iter().map(|r| r.collect_ms[i]).collect::<Vec<_>>()).1;
+        // The floor holds no series and has no receivers: "-".
+        let (series, collect) = match runs.first() {
+            Some(r) if r.series.is_nan() => ("-".to_string(), "-".to_string()),
+            _ => (
+                format!("{:.0}", stats(&runs.iter().map(|r| r.series).collect::<Vec<_>>()).1),
+                format!("{:.0} / {:.0} / {:.0}", median(0), median(1), median(2)),
+            ),
+        };
         println!(
-            "{:<30} {:>24} {:>24} {:>24} {:>8.0} {:>26}",
+            "{:<30} {:>24} {:>24} {:>24} {:>8} {:>26}",
             name,
             col(|r| r.rss_end_mib, 1),
             col(|r| r.rss_max_mib, 1),
             col(|r| r.cpu_ms_per_cycle, 1),
-            stats(&runs.iter().map(|r| r.series).collect::<Vec<_>>()).1,
-            format!("{:.0} / {:.0} / {:.0}", median(0), median(1), median(2))
+            series,
+            collect
         );
     }
+    println!(
+        "(procfs+netlink: the shipped config without its eBPF receiver, sock_diag dumps in every namespace: the floor's work plus parsing,"
+    );
+    println!(
+        "metrics, k8s_attributes and the endpoint. floor: floor_agent, a separate program sharing no code with podnet, doing only the"
+    );
+    println!("same /proc reads (namespaces found by scanning /proc, as the netns extension does) and netlink dumps, one socket per family");
+    println!("per namespace, results discarded; no eBPF, so the shipped rows do more work than it)");
 }
