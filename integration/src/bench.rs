@@ -22,18 +22,39 @@ impl BenchAgent {
     /// Starts `podnet run` on the config `config(port)` returns (its Prometheus endpoint
     /// on that port), and waits until every probe reports up.
     pub fn start(config: impl FnOnce(u16) -> String) -> BenchAgent {
+        Self::start_on(config, None)
+    }
+
+    /// As [`start`](Self::start), every thread of the agent on `cpu` alone: the affinity is
+    /// set before exec, so the runtime's threads inherit it (setting it on the pid after the
+    /// start would move only the main thread).
+    pub fn start_pinned(config: impl FnOnce(u16) -> String, cpu: usize) -> BenchAgent {
+        Self::start_on(config, Some(cpu))
+    }
+
+    fn start_on(config: impl FnOnce(u16) -> String, cpu: Option<usize>) -> BenchAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let path = dir.path().join("bench.yaml");
         std::fs::write(&path, config(port)).expect("write config");
-        let child = Command::new(crate::podnet_binary())
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("PODNET_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start podnet (cargo build --release -p podnet)");
+        let mut cmd = Command::new(crate::podnet_binary());
+        cmd.args(["run", "-c"]).arg(&path).env("PODNET_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(cpu) = cpu {
+            // SAFETY: only sched_setaffinity (async-signal-safe) runs between fork and exec,
+            // on a set built before the fork.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                })
+            };
+        }
+        let child = cmd.spawn().expect("start podnet (cargo build --release -p podnet)");
         let agent = BenchAgent { child, port, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
