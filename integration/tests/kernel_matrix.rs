@@ -107,6 +107,22 @@ fn expected(unit: &str, hook: Hook) -> &'static Expect {
     EXPECTED.iter().find(|(u, h, _)| *u == unit && *h == hook).map(|(_, _, e)| e).unwrap_or(&Expect::Counts)
 }
 
+/// The round whose config also runs tcpsummary by the BPF socket walk.
+const SOCKET_WALK_ROUND: &str = "0-auto";
+
+/// 6.1 runs the one-pass socket walk (iter/task_file with bpf_sock_from_file): it loaded,
+/// and the pod's TCP sockets (nc's listener on 8080; the planted connections, closed by
+/// the node's side first, leave the pod nothing else) come out as by sock_diag.
+fn check_socket_walk(metrics: &str, log: &str, pod: &str) -> Result<(), String> {
+    if let Some(line) = log.lines().find(|l| l.contains("socket walk cannot run here") || l.contains("socket walk failed")) {
+        return Err(format!("the socket walk did not run: {line}"));
+    }
+    let seen = Seen { metrics, limits: String::new(), events: &[], pod, host: "" };
+    let state = |s| seen.pod("system_network_connections", &[("network_connection_state", s)]);
+    exactly("the pod's listening TCP sockets", state("listen"), 1.0)?;
+    exactly("the pod's established TCP sockets", state("established"), 0.0)
+}
+
 struct Round {
     name: String,
     variants: Vec<(Unit, Hook)>,
@@ -136,7 +152,13 @@ fn config(round: &Round) -> String {
             receivers += &format!("  {receiver}:\n    collection_interval: 1s\n    probes:\n{}", probes.concat());
         }
     }
-    let names: Vec<&str> = ["ebpf", "ebpf/nic"].into_iter().filter(|r| receivers.contains(&format!("  {r}:\n"))).collect();
+    let mut names: Vec<&str> = ["ebpf", "ebpf/nic"].into_iter().filter(|r| receivers.contains(&format!("  {r}:\n"))).collect();
+    if round.name == SOCKET_WALK_ROUND {
+        // tcpsummary by the one-pass socket walk only (no sock_diag fallback when it cannot
+        // load: it says so in the log), checked against the pod's known sockets.
+        receivers += "  netlink:\n    collection_interval: 1s\n    probes: [tcpsummary]\n    tcpsummary: { source: bpf_iter }\n";
+        names.push("netlink");
+    }
     format!(
         "# probes: {count}
 extensions:
@@ -506,6 +528,10 @@ fn every_probe_and_hook_on_debian_12_kernel_6_1() {
                 }
             }
         }
+    }
+    let walk = check_socket_walk(report.block(SOCKET_WALK_ROUND, "metrics"), report.block(SOCKET_WALK_ROUND, "log"), pod);
+    if let Err(e) = walk {
+        failures.push(format!("tcpsummary by the socket walk ({SOCKET_WALK_ROUND}): {e}"));
     }
     assert!(failures.is_empty(), "on {kernel}:\n{}\n\nguest output in {}", failures.join("\n\n"), out.display());
 
