@@ -11,7 +11,7 @@ use podnet_netns::{Namespace, NamespaceSource};
 use podnet_pipeline::pdata::{AnyValue, KeyValue, LogRecord, any_value, keys, kv_int, kv_str, now_unix_nanos};
 
 use crate::abi::{self, EventKind, Record};
-use crate::kallsyms::Kallsyms;
+use crate::kallsyms::Symbols;
 use crate::latency;
 use crate::probes::{self, Reasons};
 
@@ -85,7 +85,7 @@ impl NamespaceIndex {
 /// Turns records into log records; shared by a receiver's ring buffer readers.
 pub struct Decoder {
     pub reasons: Reasons,
-    pub kallsyms: Option<Kallsyms>,
+    pub kallsyms: Option<Symbols>,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time.
     pub boot_offset_nanos: i128,
     pub namespaces: Mutex<NamespaceIndex>,
@@ -113,9 +113,11 @@ impl Decoder {
     /// All frames, innermost first, one per line as `symbol+0xOFFSET` (KubeSkoop's
     /// spelling), starting at the kernel function that hit the hook.
     pub fn stack(&self, addrs: &[u64]) -> String {
+        let resolved = self.kallsyms.as_ref().map(|k| k.resolve_all(addrs)).unwrap_or_default();
         let frames: Vec<String> = addrs
             .iter()
-            .map(|a| self.kallsyms.as_ref().and_then(|k| k.resolve(*a)).unwrap_or_else(|| format!("0x{a:x}")))
+            .enumerate()
+            .map(|(i, a)| resolved.get(i).cloned().flatten().unwrap_or_else(|| format!("0x{a:x}")))
             .skip_while(|f| is_tracing_frame(f))
             .collect();
         frames.join("\n")

@@ -557,13 +557,19 @@ async fn run(config: EbpfConfig, ctx: ComponentContext, outputs: Outputs) {
             })
             .collect();
         let (reasons, warnings) = reasons(&cfg);
-        let kallsyms = match kallsyms::Kallsyms::load(&cfg.kallsyms_path) {
-            Ok(k) if k.usable() => Some(k),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::debug!("{e}");
-                None
+        // Stacks resolve many addresses per event: the whole table. Drop locations are a
+        // few dozen sites: resolved as they come.
+        let kallsyms = if cfg.probes.enabled().into_iter().any(|(_, o)| o.stack) {
+            match kallsyms::Kallsyms::load(&cfg.kallsyms_path) {
+                Ok(k) if k.usable() => Some(kallsyms::Symbols::Table(k)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!("{e}");
+                    None
+                }
             }
+        } else {
+            kallsyms::LazySymbols::open(&cfg.kallsyms_path).map(kallsyms::Symbols::Lazy).map_err(|e| tracing::debug!("{e}")).ok()
         };
         (probes, stats_fd, reasons, warnings, kallsyms)
     })
