@@ -76,14 +76,20 @@ impl<K: Hash + Eq> CumulativeTracker<K> {
     }
 }
 
-/// A counter series: (namespace inode or 0 for node level, metric, hash of its attributes).
-pub type SeriesKey = (u64, &'static str, u64);
+/// A counter series: one 64-bit hash of its resource (namespace inode, 0 for node level),
+/// metric name and attributes. A hash rather than the parts: a tracker holds one entry per
+/// counter series (~50,000 at 100 pods), 40 bytes each this way against 64 with the parts
+/// as the key, and two series meeting in 64 bits among a node's ~10^5 is a ~10^-10 chance.
+pub type SeriesKey = u64;
 
-/// Identifies a point's attribute set without allocating (this runs for every counter point
-/// of every namespace at every collection).
-fn attributes_hash(attrs: &[KeyValue]) -> u64 {
+/// Identifies a series without allocating (this runs for every counter point of every
+/// namespace at every collection).
+fn series_key(resource: u64, metric: &str, attrs: &[KeyValue]) -> SeriesKey {
     use std::hash::{BuildHasher, Hasher};
     let mut h = foldhash::fast::FixedState::with_seed(0x706f_646e_6574).build_hasher();
+    h.write_u64(resource);
+    h.write(metric.as_bytes());
+    h.write_u8(0xfd);
     for kv in attrs {
         h.write(kv.key.as_bytes());
         h.write_u8(0xff);
@@ -116,16 +122,14 @@ impl PointWriter<'_, '_> {
             MetricKind::Gauge | MetricKind::Histogram => 0,
             // Up-down values fall as a matter of course: that is no reset.
             MetricKind::UpDownCounter => self.origin.min(self.now),
-            MetricKind::Counter => {
-                self.counters.observe((self.resource_key, def.name, attributes_hash(&attrs)), value, self.now, self.origin)
-            }
+            MetricKind::Counter => self.counters.observe(series_key(self.resource_key, def.name, &attrs), value, self.now, self.origin),
         };
         self.rb.point(def, attrs, start, self.now, value.into());
     }
 
     /// A cumulative histogram: its count is the monotonic value that tells a reset.
     pub fn histogram(&mut self, def: &MetricDef, attrs: Vec<KeyValue>, h: &Log2Histogram) {
-        let start = self.counters.observe((self.resource_key, def.name, attributes_hash(&attrs)), h.count(), self.now, self.origin);
+        let start = self.counters.observe(series_key(self.resource_key, def.name, &attrs), h.count(), self.now, self.origin);
         self.rb.histogram(def, attrs, start, self.now, h);
     }
 
@@ -153,6 +157,20 @@ impl PointWriter<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_keys_tell_apart_resources_metrics_and_attributes() {
+        use crate::pdata::{kv_int, kv_str};
+        let a = vec![kv_str("direction", "receive"), kv_int("port", 80)];
+        let key = |resource, metric, attrs: &[KeyValue]| series_key(resource, metric, attrs);
+        assert_eq!(key(7, "drops", &a), key(7, "drops", &a.clone()));
+        assert_ne!(key(7, "drops", &a), key(8, "drops", &a), "another namespace");
+        assert_ne!(key(7, "drops", &a), key(7, "resets", &a), "another metric");
+        assert_ne!(key(7, "drops", &a), key(7, "drops", &a[..1]), "fewer attributes");
+        assert_ne!(key(7, "drops", &a), key(7, "drops", &[kv_str("direction", "receive"), kv_str("port", "80")]), "int vs string");
+        // The name and the attributes do not run into each other.
+        assert_ne!(key(7, "ab", &[kv_str("c", "d")]), key(7, "a", &[kv_str("bc", "d")]));
+    }
 
     #[test]
     fn start_time_is_origin_then_moves_on_reset() {
