@@ -169,6 +169,21 @@ struct Run {
     collect_ms: [f64; 3],
 }
 
+impl Run {
+    /// The figures of `pid`'s run, ending now: CPU per cycle since `(cpu seconds, cycles)`
+    /// at the start of the measured window, RSS now and at most (`rss_max_kib`).
+    fn ending(pid: u32, rss_max_kib: f64, (cpu0, cycles0): (f64, f64), cycles: f64, series: f64, collect_ms: [f64; 3]) -> Run {
+        Run {
+            rss_end_mib: rss_kib(pid) / 1024.0,
+            anon_end_mib: rss_anon_kib(pid) / 1024.0,
+            rss_max_mib: rss_max_kib / 1024.0,
+            cpu_ms_per_cycle: (cpu_seconds(pid) - cpu0) * 1e3 / (cycles - cycles0).max(1.0),
+            series,
+            collect_ms,
+        }
+    }
+}
+
 const RECEIVERS: [&str; 3] = ["procfs", "netlink", "ebpf"];
 
 const INTERVAL_SECS: u64 = 5;
@@ -215,18 +230,10 @@ fn run_floor(pods: &mut BridgedPods, secs: u64, sock_diag: bool) -> Run {
             mark = Some((cpu_seconds(pid), cycles()));
         }
     }
-    let (c1, k1, rss_end, anon_end) = (cpu_seconds(pid), cycles(), rss_kib(pid), rss_anon_kib(pid));
-    let (c0, k0) = mark.unwrap_or((0.0, 0.0));
+    let run = Run::ending(pid, rss_max, mark.unwrap_or((0.0, 0.0)), cycles(), f64::NAN, [f64::NAN; 3]);
     let _ = child.kill();
     let _ = child.wait();
-    Run {
-        rss_end_mib: rss_end / 1024.0,
-        anon_end_mib: anon_end / 1024.0,
-        rss_max_mib: rss_max / 1024.0,
-        cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0),
-        series: f64::NAN,
-        collect_ms: [f64::NAN; 3],
-    }
+    run
 }
 
 /// One run of `secs` seconds of `subject`.
@@ -328,23 +335,16 @@ fn run(pods: &mut BridgedPods, secs: u64, subject: &Subject) -> Run {
     if let Ok(path) = std::env::var("BENCH_AGENT_METRICS") {
         let _ = std::fs::write(path, &m);
     }
-    let (c1, k1, d1) = (cpu_seconds(pid), cycles(&m), durations(&m));
+    let d1 = durations(&m);
     let (c0, k0, d0) = mark.unwrap_or((0.0, 0.0, [(0.0, 0.0); 3]));
     let collect_ms = std::array::from_fn(|i| (d1[i].0 - d0[i].0) * 1e3 / (d1[i].1 - d0[i].1).max(1.0));
-    let (rss_end, anon_end) = (rss_kib(pid), rss_anon_kib(pid));
+    let run = Run::ending(pid, rss_max, (c0, k0), cycles(&m), series, collect_ms);
     // The whole process group: a wrapper such as heaptrack runs the agent as its child,
     // which would outlive the wrapper and share the machine with every later run.
     // SAFETY: kill has no memory preconditions; the group is the one spawned above.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     let _ = child.wait();
-    Run {
-        rss_end_mib: rss_end / 1024.0,
-        anon_end_mib: anon_end / 1024.0,
-        rss_max_mib: rss_max / 1024.0,
-        cpu_ms_per_cycle: (c1 - c0) * 1e3 / (k1 - k0).max(1.0),
-        series,
-        collect_ms,
-    }
+    run
 }
 
 fn main() {
