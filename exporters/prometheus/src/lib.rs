@@ -336,15 +336,15 @@ impl Shared {
                     let Some(mut sample) = translator.number_point_sample(m, base, dp) else { continue };
                     sample.resource = resource_id;
                     if let Some(slot) = state.store.upsert(sample, now, refused) {
+                        // Keys of series that went (churned flows, each cycle ending and
+                        // starting ~1,000 at 100 pods) are forgotten before they would double
+                        // the table, which only grows for series that are there.
+                        let store = &state.store;
+                        state.points.make_room(|slot| store.holds(slot));
                         state.points.insert(key, slot);
                     }
                 }
             }
-        }
-        // Points of series that went (ended, expired, refused after a type change) are
-        // forgotten once they could be a noticeable part of the cache.
-        if state.points.len() > 2 * state.store.series_count() + 4096 {
-            state.forget_gone_points();
         }
         rest
     }

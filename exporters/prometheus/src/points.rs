@@ -140,8 +140,24 @@ impl PointCache {
         self.slots.insert(key, slot);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Before a new key: when the table is full, forgets the keys of series that went
+    /// (`holds` says which slots are still theirs) rather than doubling the table for them,
+    /// and when few went, grows it at once, so a table full of live keys is not walked again
+    /// at the next key.
+    pub fn make_room(&mut self, holds: impl FnMut(SlotRef) -> bool) {
+        if self.slots.len() < self.slots.capacity() {
+            return;
+        }
+        self.retain(holds);
+        let capacity = self.slots.capacity();
+        if self.slots.len() > capacity - capacity / 8 {
+            self.slots.reserve(capacity);
+        }
     }
 
     /// Forgets points whose series went (`holds` says which slots are still theirs).
@@ -157,6 +173,36 @@ impl PointCache {
 mod tests {
     use super::*;
     use podnet_pipeline::pdata::kv_str;
+
+    #[test]
+    fn room_is_made_from_gone_series_and_the_table_grows_only_for_live_ones() {
+        let slot = |i: u32| crate::store::SlotRef::for_test(i, 0);
+        let mut cache = PointCache::default();
+        // Churn: every new key's series replaces one that went; the table stays its size.
+        let mut walks = 0;
+        for i in 0..1_000u32 {
+            cache.make_room(|s| {
+                walks += 1;
+                s.index() + 100 > i
+            });
+            cache.insert(u128::from(i), slot(i));
+        }
+        let churned = cache.slots.capacity();
+        assert!(churned < 512, "100 live keys, capacity {churned}");
+        assert!(walks < 20 * churned, "{walks} slot checks for 1,000 keys");
+        // Every key live: the table grows, and is walked about once per doubling.
+        let mut walks = 0;
+        let mut live = PointCache::default();
+        for i in 0..10_000u32 {
+            live.make_room(|_| {
+                walks += 1;
+                true
+            });
+            live.insert(u128::from(i), slot(i));
+        }
+        assert_eq!(live.len(), 10_000);
+        assert!(walks < 2 * 16_384, "{walks} slot checks growing to 10,000 live keys");
+    }
 
     #[test]
     fn keys_tell_points_apart_by_every_part_that_changes_their_series() {

@@ -48,6 +48,17 @@ pub struct SlotRef {
     generation: u32,
 }
 
+#[cfg(test)]
+impl SlotRef {
+    pub fn for_test(index: u32, generation: u32) -> SlotRef {
+        SlotRef { index, generation }
+    }
+
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slots {
     slots: Vec<Slot>,
