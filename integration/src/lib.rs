@@ -62,11 +62,50 @@ impl Agent {
     /// (metrics) and PODNET_HEALTH_LISTEN (health_check). Ready means `/readyz` answers 200
     /// on the health port; a config without health_check is ready once `/metrics` answers.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        Self::start_with_port(args, env, free_port())
+        Self::launch(args, env, None)
     }
 
     /// As [`Agent::start`], with the port chosen by the caller.
     pub fn start_with_port(args: &[&str], env: &[(&str, &str)], port: u16) -> Agent {
+        Self::launch(args, env, Some(port))
+    }
+
+    /// Starts the agent until it is ready. A free port is only free when it is chosen: by the
+    /// time the agent binds it, another test's connection may hold it as its local port
+    /// (ephemeral ports come from the same range), and the agent exits with "Address already
+    /// in use". Then it starts again on new ports (those this side chose), three times at most.
+    fn launch(args: &[&str], env: &[(&str, &str)], port: Option<u16>) -> Agent {
+        let mut attempt = 1;
+        loop {
+            let mut agent = Self::spawn(args, env, port.unwrap_or_else(free_port));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                // health_check answers /readyz with 200 or 503; anything else on that port is
+                // not podnet's (no health_check configured, and the free port was taken since).
+                let ready = match agent.health("/readyz") {
+                    Some((200, _)) => true,
+                    Some((503, _)) => false,
+                    _ => agent.get("/metrics").is_some_and(|(s, _)| s == 200),
+                };
+                if ready {
+                    return agent;
+                }
+                if !agent.is_running() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let log = agent.log_text();
+            if attempt < 3 && !agent.is_running() && log.contains("Address already in use") {
+                eprintln!("podnet could not listen on a port taken since it was chosen; starting it again on others:\n{log}");
+                attempt += 1;
+                continue;
+            }
+            panic!("timed out after 20s waiting for podnet to be ready\nlog:\n{log}");
+        }
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("podnet.log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -83,15 +122,7 @@ impl Agent {
             cmd.env(k, v);
         }
         let child = cmd.stdout(stdout_file).stderr(log_file).spawn().expect("spawn podnet");
-        let agent = Agent { child, port, health_port, log, stdout, _dir: dir };
-        // health_check answers /readyz with 200 or 503; anything else on that port is not
-        // podnet's (no health_check configured, and the free port was taken since).
-        agent.wait_until(Duration::from_secs(20), "podnet to be ready", || match agent.health("/readyz") {
-            Some((200, _)) => true,
-            Some((503, _)) => false,
-            _ => agent.get("/metrics").is_some_and(|(s, _)| s == 200),
-        });
-        agent
+        Agent { child, port, health_port, log, stdout, _dir: dir }
     }
 
     /// GET on the Prometheus endpoint.
