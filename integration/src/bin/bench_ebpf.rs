@@ -127,6 +127,12 @@ service:
     )
 }
 
+/// The agent's packetloss events so far with this outcome (`sent` into the pipeline, or
+/// `lost` to a full ring buffer).
+fn packetloss_events(agent: &BenchAgent, outcome: &str) -> f64 {
+    agent.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", outcome)])
+}
+
 /// Events per second the agent, every thread on one core, takes through `k8s_attributes`
 /// into a real file while a sender on the other core drops packets as fast as it can for
 /// `secs`: (delivered per second, lost, whether the agent was the bottleneck, i.e. the ring
@@ -134,8 +140,7 @@ service:
 fn sustained_events(secs: u64) -> (f64, f64, bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = agent("      packetloss: { events_per_second: 0 }\n", Logs::TaggedToFile(&dir.path().join("events.jsonl")));
-    let sent = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "sent")]);
-    let lost = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "lost")]);
+    let (sent, lost) = (|a: &BenchAgent| packetloss_events(a, "sent"), |a: &BenchAgent| packetloss_events(a, "lost"));
     // Warm up: the first burst grows the agent's buffers.
     generate(FLOWS);
     std::thread::sleep(Duration::from_millis(1100));
@@ -235,8 +240,7 @@ fn main() {
         {
             let before = program_ids();
             let agent = agent("      packetloss: { events_per_second: 0 }\n", Logs::DevNull);
-            let sent = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "sent")]);
-            let lost = |a: &BenchAgent| a.metric("podnet_ebpf_events_total", &[("probe", "packetloss"), ("outcome", "lost")]);
+            let (sent, lost) = (|a: &BenchAgent| packetloss_events(a, "sent"), |a: &BenchAgent| packetloss_events(a, "lost"));
             std::thread::sleep(Duration::from_millis(1100));
             let (s0, l0, c0) = (sent(&agent), lost(&agent), agent.cpu_seconds());
             let started = Instant::now();
